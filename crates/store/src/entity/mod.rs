@@ -1,0 +1,8 @@
+//! sea-orm entities: one module per table.
+
+pub mod api_key;
+pub mod organization;
+pub mod role_binding;
+pub mod service_user;
+pub mod service_user_administrator;
+pub mod signing_key;

@@ -1,0 +1,89 @@
+//! Tokenmint persistence: sea-orm entities, migrations and the queries the server needs, on
+//! SQLite and PostgreSQL. Every multi-row change runs in one transaction. Knows nothing of gRPC.
+
+pub mod entity;
+mod error;
+mod migration;
+mod queries;
+
+pub use error::{StoreError, StoreResult};
+pub use queries::*;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm_migration::MigratorTrait;
+use std::time::Duration;
+
+/// Lifecycle state of a service user, as stored.
+pub const STATE_ACTIVE: &str = "ACTIVE";
+/// Lifecycle state of a disabled service user, as stored.
+pub const STATE_DISABLED: &str = "DISABLED";
+
+/// A handle on the database; cheap to clone (it wraps a connection pool).
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+/// How to reach the database.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// `sqlite://path?mode=rwc` or `postgres://…`.
+    pub url: String,
+    /// Upper bound of pooled connections.
+    pub max_connections: u32,
+    /// How long a call waits for a connection before the database counts as unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl StoreOptions {
+    /// Options with the defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), max_connections: 16, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+impl Store {
+    /// Connects and, on SQLite, switches the file to write-ahead logging so readers never wait
+    /// for the writer.
+    pub async fn connect(options: &StoreOptions) -> StoreResult<Self> {
+        let mut connect = ConnectOptions::new(options.url.clone());
+        connect
+            .max_connections(options.max_connections)
+            .min_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_timeout(options.acquire_timeout)
+            .sqlx_logging(false);
+        let db = Database::connect(connect).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        if db.get_database_backend() == DbBackend::Sqlite {
+            db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+        }
+        Ok(Self { db })
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        migration::Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.db.ping().await?;
+        Ok(())
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(self) -> StoreResult<()> {
+        self.db.close().await?;
+        Ok(())
+    }
+
+    /// `sqlite` or `postgres`, for logs.
+    pub fn backend_name(&self) -> &'static str {
+        match self.db.get_database_backend() {
+            DbBackend::Sqlite => "sqlite",
+            DbBackend::Postgres => "postgres",
+            _ => "other",
+        }
+    }
+}

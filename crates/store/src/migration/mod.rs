@@ -1,0 +1,15 @@
+//! Schema migrations, applied in order at start-up.
+
+use sea_orm_migration::prelude::*;
+
+mod m0001_initial;
+
+/// Every migration Tokenmint knows, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_initial::Migration)]
+    }
+}

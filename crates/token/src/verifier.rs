@@ -1,0 +1,209 @@
+//! Verifies access tokens: only our algorithm, only our keys, and `typ`, `exp`, `iss` and `aud`
+//! all required.
+
+use crate::{ACCESS_TOKEN_TYPE, AccessTokenClaims, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use std::collections::HashMap;
+
+/// Why a token was rejected.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// Not a JWT, or a header we do not accept (`alg`, `typ`, missing `kid`).
+    #[error("malformed token")]
+    Malformed,
+    /// The `kid` is not one of our keys.
+    #[error("unknown signing key")]
+    UnknownKey,
+    /// The signature, a claim or the expiry did not check out.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// Verifies tokens against a set of public keys.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    issuer: String,
+    keys: HashMap<String, DecodingKey>,
+    jwks: JwkSet,
+    leeway_seconds: u64,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier").field("issuer", &self.issuer).field("kids", &self.keys.keys()).finish()
+    }
+}
+
+impl TokenVerifier {
+    /// A verifier for tokens from `issuer` signed by any of `public_keys` (kid, raw Ed25519 key).
+    pub fn new<'a>(issuer: &str, public_keys: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
+        let mut keys = HashMap::new();
+        let mut jwks = JwkSet::default();
+        for (kid, public_key) in public_keys {
+            keys.insert(kid.to_owned(), DecodingKey::from_ed_der(public_key));
+            jwks.keys.push(crate::Jwk::ed25519(kid, public_key));
+        }
+        Self { issuer: issuer.to_owned(), keys, jwks, leeway_seconds: 30 }
+    }
+
+    /// The public keys as a JWKS.
+    pub fn jwks(&self) -> &JwkSet {
+        &self.jwks
+    }
+
+    /// The issuer tokens must name.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Verifies `token` and returns its claims. With `audience`, `aud` must equal it; without,
+    /// any audience is accepted (introspection of tokens meant for other services).
+    pub fn verify(&self, token: &str, audience: Option<&str>) -> Result<AccessTokenClaims, VerifyError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        let typ_ok = header
+            .typ
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt"));
+        if header.alg != Algorithm::EdDSA || !typ_ok {
+            return Err(VerifyError::Malformed);
+        }
+        let kid = header.kid.ok_or(VerifyError::Malformed)?;
+        let key = self.keys.get(&kid).ok_or(VerifyError::UnknownKey)?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_issuer(&[&self.issuer]);
+        validation.leeway = self.leeway_seconds;
+        validation.validate_nbf = true;
+        match audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        jsonwebtoken::decode::<AccessTokenClaims>(token, key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| VerifyError::Invalid(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{TokenSigner, b64url, generate_ed25519};
+    use ring::rand::SystemRandom;
+
+    const ISSUER: &str = "https://tokenmint.test";
+
+    fn claims(now: i64) -> AccessTokenClaims {
+        AccessTokenClaims {
+            iss: ISSUER.into(),
+            sub: "su_1".into(),
+            aud: "api".into(),
+            exp: now + 300,
+            iat: now,
+            nbf: now,
+            jti: "j1".into(),
+            client_id: "ak_1".into(),
+            scope: "viewer".into(),
+            organization_id: "org_1".into(),
+        }
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap()
+    }
+
+    fn setup() -> (TokenSigner, TokenVerifier) {
+        let pair = generate_ed25519(&SystemRandom::new()).unwrap();
+        let signer = TokenSigner::ed25519(&pair.kid, &pair.private_pkcs8).unwrap();
+        let verifier = TokenVerifier::new(ISSUER, [(pair.kid.as_str(), pair.public_key.as_slice())]);
+        (signer, verifier)
+    }
+
+    #[test]
+    fn signed_token_verifies_with_its_claims() {
+        let (signer, verifier) = setup();
+        let claims = claims(now());
+        let token = signer.sign(&claims).unwrap();
+        assert_eq!(verifier.verify(&token, Some("api")).unwrap(), claims);
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(header.kid.as_deref(), Some(signer.kid()));
+    }
+
+    #[test]
+    fn wrong_audience_is_rejected() {
+        let (signer, verifier) = setup();
+        let token = signer.sign(&claims(now())).unwrap();
+        assert!(matches!(verifier.verify(&token, Some("other")), Err(VerifyError::Invalid(_))));
+        assert!(verifier.verify(&token, None).is_ok());
+    }
+
+    #[test]
+    fn expired_token_is_rejected() {
+        let (signer, verifier) = setup();
+        let mut c = claims(now() - 3600);
+        c.exp = now() - 120;
+        let token = signer.sign(&c).unwrap();
+        assert!(matches!(verifier.verify(&token, Some("api")), Err(VerifyError::Invalid(_))));
+    }
+
+    #[test]
+    fn wrong_issuer_is_rejected() {
+        let (signer, verifier) = setup();
+        let mut c = claims(now());
+        c.iss = "https://evil.test".into();
+        let token = signer.sign(&c).unwrap();
+        assert!(verifier.verify(&token, Some("api")).is_err());
+    }
+
+    #[test]
+    fn token_from_another_key_with_same_kid_is_rejected() {
+        let (signer, _) = setup();
+        let (_, other_verifier) = setup();
+        let token = signer.sign(&claims(now())).unwrap();
+        assert_eq!(other_verifier.verify(&token, Some("api")), Err(VerifyError::UnknownKey));
+    }
+
+    #[test]
+    fn tampered_payload_is_rejected() {
+        let (signer, verifier) = setup();
+        let token = signer.sign(&claims(now())).unwrap();
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let mut forged = claims(now());
+        forged.sub = "su_2".into();
+        parts[1] = b64url(serde_json::to_string(&forged).unwrap().as_bytes());
+        assert!(matches!(verifier.verify(&parts.join("."), Some("api")), Err(VerifyError::Invalid(_))));
+    }
+
+    #[test]
+    fn alg_none_is_rejected() {
+        let (_, verifier) = setup();
+        let header = b64url(br#"{"alg":"none","typ":"at+jwt","kid":"x"}"#);
+        let payload = b64url(serde_json::to_string(&claims(now())).unwrap().as_bytes());
+        assert!(verifier.verify(&format!("{header}.{payload}."), Some("api")).is_err());
+    }
+
+    #[test]
+    fn plain_jwt_typ_is_rejected() {
+        let pair = generate_ed25519(&SystemRandom::new()).unwrap();
+        let verifier = TokenVerifier::new(ISSUER, [(pair.kid.as_str(), pair.public_key.as_slice())]);
+        let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+        header.kid = Some(pair.kid.clone());
+        let token = jsonwebtoken::encode(
+            &header,
+            &claims(now()),
+            &jsonwebtoken::EncodingKey::from_ed_der(&pair.private_pkcs8),
+        )
+        .unwrap();
+        assert_eq!(verifier.verify(&token, Some("api")), Err(VerifyError::Malformed));
+    }
+
+    #[test]
+    fn jwks_lists_every_key() {
+        let (signer, verifier) = setup();
+        let json = verifier.jwks().to_json();
+        let set: JwkSet = serde_json::from_str(&json).unwrap();
+        assert_eq!(set.keys.len(), 1);
+        assert_eq!(set.keys[0].kid, signer.kid());
+        assert_eq!(set.keys[0].crv, "Ed25519");
+    }
+}
