@@ -1,1 +1,61 @@
-fn main(){}
+//! The `tokenmint` command: `serve`, `bootstrap`, `bench`.
+
+use clap::Parser;
+use std::process::ExitCode;
+use tokenmint::config::{Cli, Command};
+use tokenmint::server::{self, StartError};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tokenmint::telemetry::init(cli.log_format, &cli.log_level);
+    match cli.command {
+        Command::Serve(args) => match server::serve(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
+        Command::Bootstrap(args) => match bootstrap(args).await {
+            Ok(code) => code,
+            Err(e) => fail(e),
+        },
+        Command::Bench(args) => match tokenmint::bench::run(args).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tokenmint bench: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn fail(err: StartError) -> ExitCode {
+    tracing::error!(error = %err, "tokenmint failed");
+    ExitCode::FAILURE
+}
+
+async fn bootstrap(args: tokenmint::config::BootstrapArgs) -> Result<ExitCode, StartError> {
+    let issuer = args.core.issuer.clone().unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+    let app = server::open(&args.core, issuer).await?;
+    let Some(credential) = app.bootstrap().await? else {
+        eprintln!("tokenmint bootstrap: refused, the database already has service users");
+        return Ok(ExitCode::from(2));
+    };
+    if args.json {
+        let json = serde_json::json!({
+            "organization_id": credential.organization_id.as_str(),
+            "service_user_id": credential.service_user_id.as_str(),
+            "key_id": credential.key_id.as_str(),
+            "secret": credential.secret.expose(),
+        });
+        println!("{json}");
+    } else {
+        println!(
+            "organization_id: {}\nservice_user_id: {}\nkey_id: {}\nsecret: {}\n(the secret is shown once: store it now)",
+            credential.organization_id,
+            credential.service_user_id,
+            credential.key_id,
+            credential.secret.expose()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

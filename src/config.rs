@@ -1,0 +1,152 @@
+//! Command line and environment configuration (clap): flags win over `TOKENMINT_*` variables,
+//! which win over defaults.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Tokenmint: service users, API keys and short-lived JWTs for machines.
+#[derive(Debug, Parser)]
+#[command(name = "tokenmint", version, about)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, env = "TOKENMINT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Log filter, in `tracing` EnvFilter syntax (e.g. `info`, `tokenmint=debug`).
+    #[arg(long, env = "TOKENMINT_LOG", default_value = "info", global = true)]
+    pub log_level: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC and HTTP servers (bootstrapping an empty database first).
+    Serve(ServeArgs),
+    /// Create the first organization, admin user and key on an empty database and print them.
+    Bootstrap(BootstrapArgs),
+    /// Drive load against a running server and print throughput and latency.
+    Bench(crate::bench::BenchArgs),
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings shared by every command that opens the database.
+#[derive(Clone, Debug, Args)]
+pub struct CoreArgs {
+    /// Database URL: `postgres://user@host/db` or `sqlite://path`. Default: SQLite in the data directory.
+    #[arg(long, env = "TOKENMINT_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Directory for the SQLite database and the generated local secrets file.
+    #[arg(long, env = "TOKENMINT_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Token issuer (`iss`), and the audience Tokenmint's own APIs accept. Default: `http://<http-addr>`.
+    #[arg(long, env = "TOKENMINT_ISSUER")]
+    pub issuer: Option<String>,
+    /// Base64 of 32 bytes that encrypt signing keys at rest. Every replica must share it.
+    /// Default: generated into `<data-dir>/secrets.json` (mode 0600).
+    #[arg(long, env = "TOKENMINT_KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    pub key_encryption_key: Option<String>,
+    /// Base64 of at least 32 bytes used as the HMAC key for API-key secrets. Every replica must
+    /// share it. Default: generated into `<data-dir>/secrets.json` (mode 0600).
+    #[arg(long, env = "TOKENMINT_SECRET_PEPPER", hide_env_values = true)]
+    pub secret_pepper: Option<String>,
+    /// Lifetime of tokens minted by keys created without one (e.g. `1h`, `15m`).
+    #[arg(long, env = "TOKENMINT_DEFAULT_TOKEN_LIFETIME", default_value = "1h", value_parser = parse_duration)]
+    pub default_token_lifetime: Duration,
+    /// How long a replica trusts its cached copy of an active key (`0s` disables the cache).
+    /// Revocations made through this replica apply at once; through another, within this time.
+    #[arg(long, env = "TOKENMINT_KEY_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
+    pub key_cache_ttl: Duration,
+    /// Most pooled database connections.
+    #[arg(long, env = "TOKENMINT_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+    /// How long a call waits for a database connection before answering UNAVAILABLE.
+    #[arg(long, env = "TOKENMINT_DATABASE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub database_timeout: Duration,
+}
+
+/// `tokenmint serve`.
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
+    /// Shared settings.
+    #[command(flatten)]
+    pub core: CoreArgs,
+    /// gRPC listen address.
+    #[arg(long, env = "TOKENMINT_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// HTTP listen address (JWKS, discovery, health).
+    #[arg(long, env = "TOKENMINT_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// Largest request message accepted, in bytes.
+    #[arg(long, env = "TOKENMINT_MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
+    pub max_request_bytes: usize,
+    /// How long shutdown waits for in-flight calls.
+    #[arg(long, env = "TOKENMINT_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// `tokenmint bootstrap`.
+#[derive(Clone, Debug, Args)]
+pub struct BootstrapArgs {
+    /// Shared settings.
+    #[command(flatten)]
+    pub core: CoreArgs,
+    /// Print `{"organization_id","service_user_id","key_id","secret"}` on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `500ms`, `30s`, `15m`, `1h`, `2d` or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 30s, 15m or 1h"))?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{text:?} has an unknown unit; use ms, s, m, h or d")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn cli_parses_the_fixed_flags() {
+        let cli = Cli::try_parse_from([
+            "tokenmint", "serve", "--database-url", "postgres://x", "--data-dir", "/d",
+            "--grpc-addr", "127.0.0.1:1", "--http-addr", "127.0.0.1:2", "--issuer", "https://i",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else { panic!("not serve") };
+        assert_eq!(args.core.database_url.as_deref(), Some("postgres://x"));
+        assert_eq!(args.grpc_addr.port(), 1);
+        assert_eq!(args.core.issuer.as_deref(), Some("https://i"));
+    }
+}

@@ -1,0 +1,241 @@
+//! API keys: creation (the one time a secret is shown), reads and revocation.
+
+use crate::domain::roles::{Role, parse_scope};
+use crate::domain::validation::{self as check, Violations};
+use crate::domain::{Tokenmint, authz, page_token, principal::Principal};
+use crate::error::{Error, Result};
+use crate::ids::{ApiKeyId, ServiceUserId};
+use ipnet::IpNet;
+use std::time::Duration;
+use tokenmint_store::StoreError;
+use tokenmint_store::entity::api_key;
+use tokenmint_token::ApiSecret;
+
+/// Shortest key validity.
+pub const MIN_KEY_VALIDITY: Duration = Duration::from_secs(86_400);
+/// Longest key validity.
+pub const MAX_KEY_VALIDITY: Duration = Duration::from_secs(365 * 86_400);
+/// Shortest token lifetime a key may mint.
+pub const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// Longest token lifetime a key may mint.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
+/// Most CIDR blocks on one key.
+pub const MAX_ALLOWED_CIDRS: usize = 64;
+
+/// What the caller asks for in CreateApiKey.
+#[derive(Clone, Debug, Default)]
+pub struct NewApiKey {
+    /// Owner of the key.
+    pub service_user_id: String,
+    /// Unique among the user's keys.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// How long the key works; required.
+    pub expires_in: Option<Duration>,
+    /// Lifetime of the tokens it mints; `None` means the default.
+    pub token_lifetime: Option<Duration>,
+    /// Where it may be exchanged from.
+    pub allowed_cidrs: Vec<String>,
+    /// Roles its tokens may carry.
+    pub scopes: Vec<String>,
+}
+
+/// A new key and its secret, which exists only in this value and the response built from it.
+#[derive(Debug)]
+pub struct CreatedApiKey {
+    /// The stored key.
+    pub api_key: api_key::Model,
+    /// The secret.
+    pub secret: ApiSecret,
+}
+
+/// One page of keys.
+#[derive(Debug)]
+pub struct ApiKeyPage {
+    /// The keys.
+    pub api_keys: Vec<api_key::Model>,
+    /// Token for the next page, empty on the last.
+    pub next_page_token: String,
+}
+
+/// Where a key stands now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    /// Can be exchanged.
+    Active,
+    /// Revoked.
+    Revoked,
+    /// Past its expiry.
+    Expired,
+}
+
+/// The state of a stored key at `now`.
+pub fn key_state(key: &api_key::Model, now: chrono::DateTime<chrono::Utc>) -> KeyState {
+    if key.revoke_time.is_some() {
+        KeyState::Revoked
+    } else if key.expire_time <= now {
+        KeyState::Expired
+    } else {
+        KeyState::Active
+    }
+}
+
+/// Decodes the stored JSON list columns.
+pub fn stored_list(json: &str) -> Vec<String> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+fn duration_in(value: Option<Duration>, min: Duration, max: Duration) -> std::result::Result<Duration, String> {
+    match value {
+        None => Err("is required".into()),
+        Some(d) if d < min || d > max => Err(format!("must be between {} and {} seconds", min.as_secs(), max.as_secs())),
+        Some(d) => Ok(d),
+    }
+}
+
+/// Parses and normalises CIDR blocks (`10.1.2.3/8` becomes `10.0.0.0/8`); a bare address is a /32 or /128.
+pub fn parse_cidrs(v: &mut Violations, cidrs: &[String]) -> Vec<IpNet> {
+    if cidrs.len() > MAX_ALLOWED_CIDRS {
+        v.add("allowed_cidrs", format!("at most {MAX_ALLOWED_CIDRS} entries"));
+    }
+    let mut parsed = Vec::new();
+    for (i, cidr) in cidrs.iter().enumerate() {
+        let net = cidr
+            .parse::<IpNet>()
+            .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from));
+        match net {
+            Ok(net) => parsed.push(net.trunc()),
+            Err(_) => v.add(&format!("allowed_cidrs[{i}]"), format!("{cidr:?} is not a CIDR block like 10.0.0.0/8")),
+        }
+    }
+    parsed
+}
+
+impl Tokenmint {
+    /// Creates a key for a service user the caller manages.
+    pub async fn create_api_key(&self, caller: &Principal, request: NewApiKey) -> Result<CreatedApiKey> {
+        let mut v = Violations::new();
+        let user_id = ServiceUserId::parse(&request.service_user_id);
+        if user_id.is_none() {
+            v.add("service_user_id", "must be an ID like su_…");
+        }
+        v.check("name", check::name(&request.name));
+        v.check("description", check::text(&request.description, check::MAX_DESCRIPTION_LEN));
+        let expires_in = duration_in(request.expires_in, MIN_KEY_VALIDITY, MAX_KEY_VALIDITY)
+            .map_err(|d| v.add("expires_in", format!("{d} (1 to 365 days)")))
+            .ok();
+        let token_lifetime = duration_in(
+            Some(request.token_lifetime.unwrap_or(self.settings.default_token_lifetime)),
+            MIN_TOKEN_LIFETIME,
+            MAX_TOKEN_LIFETIME,
+        )
+        .map_err(|d| v.add("token_lifetime", d))
+        .ok();
+        let cidrs = parse_cidrs(&mut v, &request.allowed_cidrs);
+        let scopes = match parse_scope(&request.scopes.join(" ")) {
+            Ok(roles) => roles,
+            Err(unknown) => {
+                v.add("scopes", format!("{unknown:?} is not a role; roles: viewer, admin, owner, superuser"));
+                Vec::new()
+            }
+        };
+        v.finish()?;
+        let (Some(user_id), Some(expires_in), Some(token_lifetime)) = (user_id, expires_in, token_lifetime) else {
+            return Err(Error::Internal("validated fields missing".into()));
+        };
+        let user = self
+            .store
+            .get_service_user(caller.organization_id.as_str(), user_id.as_str())
+            .await
+            .map_err(|e| Error::from_store(e, "service user", user_id.as_str()))?;
+        authz::manage_service_user(caller, &user.administrators)?;
+        authz::grant_scopes(caller, &scopes)?;
+
+        let secret = ApiSecret::generate(&self.rng)?;
+        let now = super::now();
+        let key = api_key::Model {
+            id: ApiKeyId::generate().to_string(),
+            service_user_id: user_id.to_string(),
+            organization_id: caller.organization_id.to_string(),
+            name: request.name,
+            description: request.description,
+            secret_hash: self.hasher.hash(&secret),
+            token_lifetime_seconds: token_lifetime.as_secs() as i64,
+            allowed_cidrs: json_list(cidrs.iter().map(ToString::to_string)),
+            scopes: json_list(scopes.iter().map(|r: &Role| r.as_str().to_owned())),
+            creator: caller.service_user_id.to_string(),
+            create_time: now,
+            expire_time: now + chrono::Duration::seconds(expires_in.as_secs() as i64),
+            last_used_time: None,
+            last_used_address: None,
+            revoke_time: None,
+            revoke_reason: None,
+        };
+        let name = key.name.clone();
+        self.store.create_api_key(key.clone()).await.map_err(|e| match e {
+            StoreError::AlreadyExists => Error::AlreadyExists(format!("the service user already has a key named {name:?}")),
+            other => Error::from_store(other, "service user", user_id.as_str()),
+        })?;
+        Ok(CreatedApiKey { api_key: key, secret })
+    }
+
+    /// Gets a key of the caller's organization.
+    pub async fn get_api_key(&self, caller: &Principal, id: &str) -> Result<api_key::Model> {
+        let id = check::id("id", id, ApiKeyId::parse, ApiKeyId::PREFIX)?;
+        authz::read(caller)?;
+        self.store
+            .get_api_key(caller.organization_id.as_str(), id.as_str())
+            .await
+            .map_err(|e| Error::from_store(e, "API key", id.as_str()))
+    }
+
+    /// Lists a service user's keys.
+    pub async fn list_api_keys(&self, caller: &Principal, service_user_id: &str, page_size: i32, page_token: &str) -> Result<ApiKeyPage> {
+        let user_id = check::id("service_user_id", service_user_id, ServiceUserId::parse, ServiceUserId::PREFIX)?;
+        let limit = check::page_size(page_size).map_err(|d| Error::invalid("page_size", d))?;
+        authz::read(caller)?;
+        let query = format!("api_keys|{user_id}");
+        let after = page_token::decode(&query, page_token)?;
+        let mut keys = self
+            .store
+            .list_api_keys(caller.organization_id.as_str(), user_id.as_str(), after.as_deref(), limit + 1)
+            .await
+            .map_err(|e| Error::from_store(e, "service user", user_id.as_str()))?;
+        let next_page_token = if keys.len() as u64 > limit {
+            keys.truncate(limit as usize);
+            keys.last().map(|k| page_token::encode(&query, &k.id)).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(ApiKeyPage { api_keys: keys, next_page_token })
+    }
+
+    /// Revokes a key at once, on this replica's cache too.
+    pub async fn revoke_api_key(&self, caller: &Principal, id: &str, reason: &str) -> Result<api_key::Model> {
+        let id = check::id("id", id, ApiKeyId::parse, ApiKeyId::PREFIX)?;
+        check::text(reason, check::MAX_DESCRIPTION_LEN).map_err(|d| Error::invalid("reason", d))?;
+        let key = self
+            .store
+            .get_api_key(caller.organization_id.as_str(), id.as_str())
+            .await
+            .map_err(|e| Error::from_store(e, "API key", id.as_str()))?;
+        let user = self
+            .store
+            .get_service_user(caller.organization_id.as_str(), &key.service_user_id)
+            .await
+            .map_err(|e| Error::from_store(e, "API key", id.as_str()))?;
+        authz::manage_service_user(caller, &user.administrators)?;
+        let revoked = self
+            .store
+            .revoke_api_key(caller.organization_id.as_str(), id.as_str(), reason, super::now())
+            .await
+            .map_err(|e| Error::from_store(e, "API key", id.as_str()))?;
+        self.key_cache.forget_key(id.as_str());
+        Ok(revoked)
+    }
+}
+
+fn json_list(items: impl Iterator<Item = String>) -> String {
+    serde_json::to_string(&items.collect::<Vec<_>>()).unwrap_or_else(|_| "[]".to_owned())
+}

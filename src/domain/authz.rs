@@ -1,0 +1,119 @@
+//! Authorization: every rule about who may do what, in one place.
+//!
+//! A caller acts only inside its own organization; anything outside it is reported as not
+//! found, so its existence does not leak. Reading needs `viewer`; managing a service user and its
+//! keys needs `owner`, or `admin` plus being one of that user's administrators.
+
+use crate::domain::{principal::Principal, roles::Role};
+use crate::error::{Error, Result};
+use crate::ids::OrganizationId;
+
+/// Resolves the organization a request names (empty means the caller's) and checks the caller
+/// belongs to it; another organization is reported as not found.
+pub fn organization(caller: &Principal, requested: &str) -> Result<OrganizationId> {
+    if requested.is_empty() || requested == caller.organization_id.as_str() {
+        return Ok(caller.organization_id.clone());
+    }
+    if OrganizationId::parse(requested).is_none() {
+        return Err(Error::invalid("organization_id", "must be an ID like org_…"));
+    }
+    Err(Error::NotFound { kind: "organization", id: requested.to_owned() })
+}
+
+/// The caller may read inside its organization.
+pub fn read(caller: &Principal) -> Result<()> {
+    require(caller, Role::Viewer, "read")
+}
+
+/// The caller may create service users in its organization.
+pub fn create_service_user(caller: &Principal) -> Result<()> {
+    require(caller, Role::Admin, "create service users")
+}
+
+/// The caller may change the service user with these administrators, and its keys.
+pub fn manage_service_user(caller: &Principal, administrators: &[String]) -> Result<()> {
+    match caller.highest_role() {
+        Some(role) if role >= Role::Owner => Ok(()),
+        Some(Role::Admin) if administrators.iter().any(|a| a == caller.service_user_id.as_str()) => Ok(()),
+        Some(Role::Admin) => Err(Error::PermissionDenied(
+            "only an owner or one of this service user's administrators may manage it".into(),
+        )),
+        _ => Err(Error::PermissionDenied("managing service users needs the admin or owner role".into())),
+    }
+}
+
+/// The caller may put `roles` into a key's scope: nobody grants above their own role.
+pub fn grant_scopes(caller: &Principal, roles: &[Role]) -> Result<()> {
+    let highest = caller.highest_role();
+    match roles.iter().find(|r| Some(**r) > highest) {
+        Some(role) => Err(Error::PermissionDenied(format!("cannot grant {role}, above your own role"))),
+        None => Ok(()),
+    }
+}
+
+fn require(caller: &Principal, minimum: Role, action: &str) -> Result<()> {
+    if caller.highest_role().is_some_and(|r| r >= minimum) {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(format!("you need the {minimum} role or higher to {action}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ApiKeyId, ServiceUserId};
+
+    fn caller(roles: &[Role]) -> Principal {
+        Principal {
+            service_user_id: ServiceUserId::generate(),
+            service_user_name: "caller".into(),
+            organization_id: OrganizationId::generate(),
+            api_key_id: ApiKeyId::generate(),
+            roles: roles.to_vec(),
+            token_scope: Role::ALL.to_vec(),
+            token_expiry: 0,
+        }
+    }
+
+    #[test]
+    fn another_organization_is_not_found() {
+        let c = caller(&[Role::Owner]);
+        let other = OrganizationId::generate();
+        assert!(matches!(organization(&c, other.as_str()), Err(Error::NotFound { .. })));
+        assert_eq!(organization(&c, "").unwrap(), c.organization_id);
+    }
+
+    #[test]
+    fn owner_manages_any_user_admin_only_its_own() {
+        let owner = caller(&[Role::Owner]);
+        let admin = caller(&[Role::Admin]);
+        assert!(manage_service_user(&owner, &[]).is_ok());
+        assert!(manage_service_user(&admin, &[]).is_err());
+        assert!(manage_service_user(&admin, &[admin.service_user_id.to_string()]).is_ok());
+    }
+
+    #[test]
+    fn viewer_reads_but_does_not_create() {
+        let viewer = caller(&[Role::Viewer]);
+        assert!(read(&viewer).is_ok());
+        assert!(create_service_user(&viewer).is_err());
+        assert!(read(&caller(&[])).is_err());
+    }
+
+    #[test]
+    fn token_scope_narrows_current_roles() {
+        let mut owner = caller(&[Role::Owner]);
+        owner.token_scope = vec![Role::Viewer];
+        assert!(create_service_user(&owner).is_err());
+        owner.token_scope = vec![Role::Owner];
+        assert!(create_service_user(&owner).is_ok());
+    }
+
+    #[test]
+    fn nobody_grants_above_their_own_role() {
+        let admin = caller(&[Role::Admin]);
+        assert!(grant_scopes(&admin, &[Role::Viewer, Role::Admin]).is_ok());
+        assert!(grant_scopes(&admin, &[Role::Owner]).is_err());
+    }
+}

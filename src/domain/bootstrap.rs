@@ -1,0 +1,100 @@
+//! The first start: organization `default`, service user `admin` (owner and superuser) and one
+//! API key, written in one transaction, only on a database without service users.
+
+use crate::domain::{Tokenmint, roles::Role};
+use crate::error::{Error, Result};
+use crate::ids::{ApiKeyId, OrganizationId, RoleBindingId, ServiceUserId};
+use tokenmint_store::entity::{api_key, organization, role_binding, service_user};
+use tokenmint_store::{Bootstrap, STATE_ACTIVE, StoreError};
+use tokenmint_token::ApiSecret;
+
+/// Default quota of service users in an organization.
+pub const DEFAULT_MAX_SERVICE_USERS: i32 = 1000;
+/// Default quota of keys per service user.
+pub const DEFAULT_MAX_KEYS_PER_USER: i32 = 10;
+/// How long the bootstrap key works.
+pub const BOOTSTRAP_KEY_DAYS: i64 = 365;
+
+/// The credential the bootstrap prints once.
+#[derive(Debug)]
+pub struct BootstrapCredential {
+    /// The `default` organization.
+    pub organization_id: OrganizationId,
+    /// The `admin` service user.
+    pub service_user_id: ServiceUserId,
+    /// Its API key.
+    pub key_id: ApiKeyId,
+    /// The key's secret.
+    pub secret: ApiSecret,
+}
+
+impl Tokenmint {
+    /// Bootstraps an empty database; `None` when it already has service users.
+    pub async fn bootstrap(&self) -> Result<Option<BootstrapCredential>> {
+        if self.store.has_service_users().await? {
+            return Ok(None);
+        }
+        let now = super::now();
+        let organization_id = OrganizationId::generate();
+        let service_user_id = ServiceUserId::generate();
+        let key_id = ApiKeyId::generate();
+        let secret = ApiSecret::generate(&self.rng)?;
+        let binding = |scope: &str, role: Role| role_binding::Model {
+            id: RoleBindingId::generate().to_string(),
+            organization_id: organization_id.to_string(),
+            principal_id: service_user_id.to_string(),
+            scope: scope.to_owned(),
+            role: role.as_str().to_owned(),
+            create_time: now,
+        };
+        let bootstrap = Bootstrap {
+            organization: organization::Model {
+                id: organization_id.to_string(),
+                name: "default".into(),
+                display_name: "Default organization".into(),
+                max_service_users: DEFAULT_MAX_SERVICE_USERS,
+                max_keys_per_user: DEFAULT_MAX_KEYS_PER_USER,
+                create_time: now,
+                update_time: now,
+            },
+            user: service_user::Model {
+                id: service_user_id.to_string(),
+                organization_id: organization_id.to_string(),
+                name: "admin".into(),
+                display_name: "Bootstrap administrator".into(),
+                email: String::new(),
+                description: "Created on first start. Use it to create your own service users, then revoke its key.".into(),
+                state: STATE_ACTIVE.into(),
+                creator: service_user_id.to_string(),
+                revision: 1,
+                create_time: now,
+                update_time: now,
+            },
+            role_bindings: vec![binding(organization_id.as_str(), Role::Owner), binding("platform", Role::Superuser)],
+            api_key: api_key::Model {
+                id: key_id.to_string(),
+                service_user_id: service_user_id.to_string(),
+                organization_id: organization_id.to_string(),
+                name: "bootstrap".into(),
+                description: "Bootstrap key".into(),
+                secret_hash: self.hasher.hash(&secret),
+                token_lifetime_seconds: self.settings.default_token_lifetime.as_secs() as i64,
+                allowed_cidrs: "[]".into(),
+                scopes: "[]".into(),
+                creator: service_user_id.to_string(),
+                create_time: now,
+                expire_time: now + chrono::Duration::days(BOOTSTRAP_KEY_DAYS),
+                last_used_time: None,
+                last_used_address: None,
+                revoke_time: None,
+                revoke_reason: None,
+            },
+        };
+        match self.store.bootstrap(bootstrap).await {
+            Ok(()) => Ok(Some(BootstrapCredential { organization_id, service_user_id, key_id, secret })),
+            // Another replica bootstrapped first.
+            Err(StoreError::AlreadyExists) => Ok(None),
+            Err(other) => Err(Error::from(other)),
+        }
+    }
+}

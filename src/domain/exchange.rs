@@ -1,0 +1,187 @@
+//! The exchange of an API key for an access token, and introspection of tokens. This is the hot
+//! path: a cached key costs one HMAC and one signature, no database round trip.
+
+use crate::domain::api_keys::{parse_cidrs, stored_list};
+use crate::domain::key_cache::CachedKey;
+use crate::domain::principal::UNAUTHENTICATED;
+use crate::domain::roles::{Role, parse_scope, scope_string};
+use crate::domain::validation::Violations;
+use crate::domain::Tokenmint;
+use crate::error::{Error, Result};
+use crate::ids::ApiKeyId;
+use base64::Engine;
+use ring::rand::SecureRandom;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokenmint_store::STATE_ACTIVE;
+use tokenmint_token::{AccessTokenClaims, ApiSecret};
+
+/// Longest audience string.
+pub const MAX_AUDIENCE_LEN: usize = 256;
+
+/// An exchange request.
+#[derive(Clone, Default)]
+pub struct ExchangeRequest {
+    /// The key ID.
+    pub key_id: String,
+    /// The secret.
+    pub secret: String,
+    /// Requested audience; empty means the issuer.
+    pub audience: String,
+    /// Requested roles, space-separated; empty means all the key allows.
+    pub scope: String,
+    /// Requested token lifetime, at most the key's.
+    pub requested_ttl: Option<Duration>,
+    /// The caller's address, for the key's CIDR allowlist.
+    pub peer: Option<IpAddr>,
+}
+
+/// A minted token.
+#[derive(Debug)]
+pub struct IssuedToken {
+    /// The JWT.
+    pub access_token: String,
+    /// Seconds until it expires.
+    pub expires_in: i64,
+    /// Expiry, seconds since the epoch.
+    pub expire_time: i64,
+    /// Roles it carries.
+    pub scope: String,
+}
+
+fn unauthenticated() -> Error {
+    Error::Unauthenticated(UNAUTHENTICATED)
+}
+
+impl Tokenmint {
+    /// Exchanges a key ID and secret for a signed access token.
+    pub async fn exchange_api_key(&self, request: ExchangeRequest) -> Result<IssuedToken> {
+        let mut v = Violations::new();
+        if request.key_id.is_empty() {
+            v.add("key_id", "is required");
+        } else if ApiKeyId::parse(&request.key_id).is_none() {
+            v.add("key_id", "must be an ID like ak_…");
+        }
+        if request.secret.is_empty() {
+            v.add("secret", "is required");
+        }
+        if request.audience.len() > MAX_AUDIENCE_LEN || request.audience.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            v.add("audience", format!("must be at most {MAX_AUDIENCE_LEN} characters without spaces"));
+        }
+        let requested_roles = parse_scope(&request.scope)
+            .map_err(|unknown| v.add("scope", format!("{unknown:?} is not a role; roles: viewer, admin, owner, superuser")))
+            .ok();
+        if request.requested_ttl.is_some_and(|ttl| ttl.is_zero()) {
+            v.add("requested_ttl", "must be positive");
+        }
+        v.finish()?;
+
+        // A mistyped or foreign secret fails its checksum here, before any lookup.
+        let secret = ApiSecret::parse(&request.secret).map_err(|_| unauthenticated())?;
+        let Some(key) = self.active_key(&request.key_id).await? else {
+            self.hasher.verify_unknown(&secret);
+            return Err(unauthenticated());
+        };
+        if !self.hasher.verify(&secret, &key.secret_hash) {
+            return Err(unauthenticated());
+        }
+        let now = chrono::Utc::now().timestamp();
+        if key.expire_time <= now {
+            self.key_cache.forget_key(&key.key_id);
+            return Err(unauthenticated());
+        }
+        if !key.allowed_cidrs.is_empty() && !request.peer.is_some_and(|ip| key.allowed_cidrs.iter().any(|n| n.contains(&ip))) {
+            return Err(Error::PermissionDenied("this API key may not be used from your network address".into()));
+        }
+
+        let roles = match requested_roles.filter(|r| !r.is_empty()) {
+            None => key.roles.clone(),
+            Some(requested) => {
+                let refused: Vec<Role> = requested.iter().copied().filter(|r| !key.roles.contains(r)).collect();
+                if !refused.is_empty() {
+                    return Err(Error::invalid("scope", format!("this key may not carry: {}", scope_string(&refused))));
+                }
+                requested
+            }
+        };
+        let lifetime = request
+            .requested_ttl
+            .map(|ttl| (ttl.as_secs().max(1) as i64).min(key.token_lifetime_seconds))
+            .unwrap_or(key.token_lifetime_seconds);
+        let audience = if request.audience.is_empty() { self.settings.issuer.clone() } else { request.audience };
+        let scope = scope_string(&roles);
+        let claims = AccessTokenClaims {
+            iss: self.settings.issuer.clone(),
+            sub: key.service_user_id.clone(),
+            aud: audience,
+            exp: now + lifetime,
+            iat: now,
+            nbf: now,
+            jti: self.token_id()?,
+            client_id: key.key_id.clone(),
+            scope: scope.clone(),
+            organization_id: key.organization_id.clone(),
+        };
+        let access_token = self.keyring.signer.sign(&claims)?;
+        Ok(IssuedToken { access_token, expires_in: lifetime, expire_time: claims.exp, scope })
+    }
+
+    /// The verification data of an active key, from the cache or the database.
+    async fn active_key(&self, key_id: &str) -> Result<Option<Arc<CachedKey>>> {
+        if let Some(hit) = self.key_cache.get(key_id) {
+            return Ok(Some(hit));
+        }
+        let generation = self.key_cache.generation();
+        let Some(found) = self.store.find_key_principal(key_id).await? else {
+            return Ok(None);
+        };
+        let now = super::now();
+        if found.api_key.revoke_time.is_some() || found.api_key.expire_time <= now || found.user.state != STATE_ACTIVE {
+            return Ok(None);
+        }
+        let user_roles: Vec<Role> = found.role_bindings.iter().filter_map(|b| Role::parse(&b.role)).collect();
+        let key_scopes = parse_scope(&stored_list(&found.api_key.scopes).join(" ")).unwrap_or_default();
+        let roles = if key_scopes.is_empty() {
+            user_roles
+        } else {
+            user_roles.into_iter().filter(|r| key_scopes.contains(r)).collect()
+        };
+        let mut ignored = Violations::new();
+        let entry = Arc::new(CachedKey::new(
+            found.api_key.id,
+            found.user.id,
+            found.user.organization_id,
+            found.api_key.secret_hash,
+            found.api_key.expire_time.timestamp(),
+            found.api_key.token_lifetime_seconds,
+            parse_cidrs(&mut ignored, &stored_list(&found.api_key.allowed_cidrs)),
+            roles,
+        ));
+        self.key_cache.insert(generation, entry.clone());
+        Ok(Some(entry))
+    }
+
+    fn token_id(&self) -> Result<String> {
+        let mut bytes = [0u8; 16];
+        self.rng.fill(&mut bytes).map_err(|_| Error::Internal("random number generator failed".into()))?;
+        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// The claims of `token` if it is active right now: well signed, unexpired, and its key and
+    /// user still active (read from the database, not the cache). Otherwise `None`.
+    pub async fn introspect_token(&self, token: &str) -> Result<Option<AccessTokenClaims>> {
+        let Ok(claims) = self.keyring.verifier.verify(token, None) else {
+            return Ok(None);
+        };
+        let Some(current) = self.store.find_key_principal(&claims.client_id).await? else {
+            return Ok(None);
+        };
+        let active = current.api_key.revoke_time.is_none()
+            && current.api_key.expire_time > super::now()
+            && current.user.state == STATE_ACTIVE
+            && current.user.id == claims.sub
+            && current.user.organization_id == claims.organization_id;
+        Ok(active.then_some(claims))
+    }
+}

@@ -1,0 +1,53 @@
+//! The rules of Tokenmint, in plain Rust: who may do what, lifecycles, validation, exchange.
+//! gRPC handlers call these; nothing here knows about the network.
+
+pub mod api_keys;
+pub mod authz;
+pub mod bootstrap;
+pub mod exchange;
+pub mod key_cache;
+pub mod keyring;
+pub mod page_token;
+pub mod principal;
+pub mod roles;
+pub mod service_users;
+pub mod validation;
+
+use crate::domain::{key_cache::KeyCache, keyring::Keyring};
+use ring::rand::SystemRandom;
+use std::time::Duration;
+use tokenmint_store::Store;
+use tokenmint_token::SecretHasher;
+
+/// Settings the rules depend on.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `iss` of every token; also the audience Tokenmint's own APIs accept.
+    pub issuer: String,
+    /// Token lifetime of keys created without one.
+    pub default_token_lifetime: Duration,
+    /// How long a replica trusts its in-memory copy of an active key before re-reading it.
+    pub key_cache_ttl: Duration,
+}
+
+/// The running service's state: the store, the keys and the caches. One per process.
+pub struct Tokenmint {
+    /// Persistence.
+    pub store: Store,
+    /// Signing and verification keys.
+    pub keyring: Keyring,
+    /// Hashes API-key secrets under the pepper.
+    pub hasher: SecretHasher,
+    /// Active keys' verification data, for exchanges without a database round trip.
+    pub key_cache: KeyCache,
+    /// Settings.
+    pub settings: Settings,
+    /// The system's cryptographic RNG.
+    pub rng: SystemRandom,
+}
+
+/// The current time, truncated to microseconds so what is stored reads back equal on every database.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::{SubsecRound, Utc};
+    Utc::now().trunc_subsecs(6)
+}

@@ -1,0 +1,136 @@
+//! Input rules shared by every operation: names, free text, IDs, page sizes.
+
+use crate::error::{Error, FieldViolation, Result};
+
+/// Longest name (a DNS label).
+pub const MAX_NAME_LEN: usize = 63;
+/// Longest description or reason.
+pub const MAX_DESCRIPTION_LEN: usize = 1024;
+/// Longest display name.
+pub const MAX_DISPLAY_NAME_LEN: usize = 200;
+/// Longest email (RFC 5321 path limit).
+pub const MAX_EMAIL_LEN: usize = 254;
+/// Page size when the request leaves it at 0.
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+/// Largest page size a request may ask for.
+pub const MAX_PAGE_SIZE: i32 = 1000;
+
+/// Collects every violation of a request so the caller sees them all at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    /// An empty collection.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a violation of `field`.
+    pub fn add(&mut self, field: &str, description: impl Into<String>) {
+        self.0.push(FieldViolation { field: field.to_owned(), description: description.into() });
+    }
+
+    /// Records the violation `check` returns, if any.
+    pub fn check(&mut self, field: &str, check: std::result::Result<(), String>) {
+        if let Err(description) = check {
+            self.add(field, description);
+        }
+    }
+
+    /// `Ok` when nothing was recorded.
+    pub fn finish(self) -> Result<()> {
+        if self.0.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(self.0)) }
+    }
+}
+
+/// Lowercase DNS-label style: letters, digits and `-`, starting with a letter, not ending with `-`.
+pub fn name(value: &str) -> std::result::Result<(), String> {
+    if value.is_empty() {
+        return Err("is required".into());
+    }
+    if value.len() > MAX_NAME_LEN {
+        return Err(format!("must be at most {MAX_NAME_LEN} characters"));
+    }
+    let well_formed = value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && value.as_bytes()[0].is_ascii_lowercase()
+        && !value.ends_with('-');
+    if !well_formed {
+        return Err("must be lowercase letters, digits and '-', start with a letter and not end with '-'".into());
+    }
+    Ok(())
+}
+
+/// Free text up to `max` characters, without control characters other than newlines and tabs.
+pub fn text(value: &str, max: usize) -> std::result::Result<(), String> {
+    if value.chars().count() > max {
+        return Err(format!("must be at most {max} characters"));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err("must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// An optional email: empty, or one `@` with text on both sides and no spaces.
+pub fn email(value: &str) -> std::result::Result<(), String> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    text(value, MAX_EMAIL_LEN)?;
+    match value.split_once('@') {
+        Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.contains('@') && !value.contains(char::is_whitespace) => Ok(()),
+        _ => Err("must be an email address like team@example.com".into()),
+    }
+}
+
+/// A page size: 0 means the default; negative or over the maximum is refused.
+pub fn page_size(value: i32) -> std::result::Result<u64, String> {
+    match value {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        1..=MAX_PAGE_SIZE => Ok(value as u64),
+        _ => Err(format!("must be between 0 and {MAX_PAGE_SIZE}")),
+    }
+}
+
+/// Parses a required ID field, naming the field when it is malformed.
+pub fn id<T>(field: &str, value: &str, parse: impl Fn(&str) -> Option<T>, prefix: &str) -> Result<T> {
+    parse(value).ok_or_else(|| {
+        Error::invalid(field, if value.is_empty() { "is required".to_owned() } else { format!("must be an ID like {prefix}…") })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_label_names_are_accepted() {
+        for ok in ["a", "ci-deployer", "backup2", &"a".repeat(63)] {
+            assert_eq!(name(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        for bad in ["", "Admin", "1abc", "abc-", "a_b", "a b", "é", &"a".repeat(64)] {
+            assert!(name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn emails_need_a_domain() {
+        assert!(email("").is_ok());
+        assert!(email("team@example.com").is_ok());
+        assert!(email("team").is_err());
+        assert!(email("@example.com").is_err());
+        assert!(email("a b@example.com").is_err());
+    }
+
+    #[test]
+    fn page_size_bounds() {
+        assert_eq!(page_size(0), Ok(DEFAULT_PAGE_SIZE));
+        assert_eq!(page_size(7), Ok(7));
+        assert!(page_size(-1).is_err());
+        assert!(page_size(MAX_PAGE_SIZE + 1).is_err());
+    }
+}

@@ -1,0 +1,96 @@
+//! `tokenmint.auth.v1.AuthService`: translation only; the rules are in `domain`.
+
+use crate::domain::{Tokenmint, exchange::ExchangeRequest, roles::scope_string};
+use crate::grpc::convert::{bearer, duration, timestamp_from_seconds};
+use crate::proto::auth::v1::{self as pb, auth_service_server::AuthService};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// The AuthService implementation.
+pub struct AuthApi {
+    /// Shared state.
+    pub app: Arc<Tokenmint>,
+}
+
+#[tonic::async_trait]
+impl AuthService for AuthApi {
+    async fn exchange_api_key(
+        &self,
+        request: Request<pb::ExchangeApiKeyRequest>,
+    ) -> Result<Response<pb::ExchangeApiKeyResponse>, Status> {
+        let peer = request.remote_addr().map(|a| a.ip());
+        let r = request.into_inner();
+        let issued = self
+            .app
+            .exchange_api_key(ExchangeRequest {
+                requested_ttl: duration("requested_ttl", r.requested_ttl)?,
+                key_id: r.key_id,
+                secret: r.secret,
+                audience: r.audience,
+                scope: r.scope,
+                peer,
+            })
+            .await?;
+        Ok(Response::new(pb::ExchangeApiKeyResponse {
+            access_token: issued.access_token,
+            token_type: "Bearer".into(),
+            expires_in: issued.expires_in,
+            expire_time: Some(timestamp_from_seconds(issued.expire_time)),
+            scope: issued.scope,
+        }))
+    }
+
+    async fn introspect_token(
+        &self,
+        request: Request<pb::IntrospectTokenRequest>,
+    ) -> Result<Response<pb::IntrospectTokenResponse>, Status> {
+        self.app.authenticate(bearer(request.metadata())).await?;
+        let Some(claims) = self.app.introspect_token(&request.into_inner().token).await? else {
+            return Ok(Response::new(pb::IntrospectTokenResponse::default()));
+        };
+        Ok(Response::new(pb::IntrospectTokenResponse {
+            active: true,
+            sub: claims.sub,
+            client_id: claims.client_id,
+            organization_id: claims.organization_id,
+            scope: claims.scope,
+            iss: claims.iss,
+            aud: claims.aud,
+            exp: claims.exp,
+            iat: claims.iat,
+            jti: claims.jti,
+        }))
+    }
+
+    async fn get_jwks(&self, _request: Request<pb::GetJwksRequest>) -> Result<Response<pb::GetJwksResponse>, Status> {
+        let jwks = self.app.keyring.verifier.jwks();
+        Ok(Response::new(pb::GetJwksResponse {
+            json: jwks.to_json(),
+            keys: jwks
+                .keys
+                .iter()
+                .map(|k| pb::Jwk {
+                    kty: k.kty.clone(),
+                    crv: k.crv.clone(),
+                    kid: k.kid.clone(),
+                    alg: k.alg.clone(),
+                    r#use: k.use_.clone(),
+                    x: k.x.clone(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn who_am_i(&self, request: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let caller = self.app.authenticate(bearer(request.metadata())).await?;
+        Ok(Response::new(pb::WhoAmIResponse {
+            service_user_id: caller.service_user_id.to_string(),
+            service_user_name: caller.service_user_name.clone(),
+            organization_id: caller.organization_id.to_string(),
+            api_key_id: caller.api_key_id.to_string(),
+            roles: caller.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            scope: scope_string(&caller.token_scope),
+            expire_time: Some(timestamp_from_seconds(caller.token_expiry)),
+        }))
+    }
+}

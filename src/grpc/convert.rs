@@ -1,0 +1,82 @@
+//! Translation between protobuf messages and domain values.
+
+use crate::domain::api_keys::{KeyState, key_state, stored_list};
+use crate::domain::service_users::etag;
+use crate::error::{Error, Result};
+use crate::proto::admin::v1 as pb;
+use chrono::{DateTime, Utc};
+use tokenmint_store::{STATE_DISABLED, ServiceUserRecord, entity::api_key};
+use tonic::metadata::MetadataMap;
+
+/// A protobuf timestamp.
+pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }
+}
+
+/// A protobuf timestamp from seconds since the epoch.
+pub fn timestamp_from_seconds(seconds: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds, nanos: 0 }
+}
+
+/// A protobuf duration as a std one; negative or malformed is an invalid `field`.
+pub fn duration(field: &str, value: Option<prost_types::Duration>) -> Result<Option<std::time::Duration>> {
+    match value {
+        None => Ok(None),
+        Some(d) if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 => {
+            Err(Error::invalid(field, "must be a non-negative duration"))
+        }
+        Some(d) => Ok(Some(std::time::Duration::new(d.seconds as u64, d.nanos as u32))),
+    }
+}
+
+/// The token in `authorization: Bearer <token>`, if any.
+pub fn bearer(metadata: &MetadataMap) -> Option<&str> {
+    let value = metadata.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
+}
+
+/// A stored service user as the API shows it.
+pub fn service_user(record: ServiceUserRecord) -> pb::ServiceUser {
+    let user = record.user;
+    pb::ServiceUser {
+        etag: etag(&user),
+        state: if user.state == STATE_DISABLED { pb::service_user::State::Disabled } else { pb::service_user::State::Active } as i32,
+        id: user.id,
+        organization_id: user.organization_id,
+        name: user.name,
+        display_name: user.display_name,
+        email: user.email,
+        description: user.description,
+        administrators: record.administrators,
+        create_time: Some(timestamp(user.create_time)),
+        update_time: Some(timestamp(user.update_time)),
+        creator: user.creator,
+    }
+}
+
+/// A stored API key as the API shows it (never with its secret or hash).
+pub fn api_key(key: api_key::Model) -> pb::ApiKey {
+    let state = match key_state(&key, Utc::now()) {
+        KeyState::Active => pb::api_key::State::Active,
+        KeyState::Revoked => pb::api_key::State::Revoked,
+        KeyState::Expired => pb::api_key::State::Expired,
+    };
+    pb::ApiKey {
+        id: key.id,
+        service_user_id: key.service_user_id,
+        organization_id: key.organization_id,
+        name: key.name,
+        description: key.description,
+        state: state as i32,
+        create_time: Some(timestamp(key.create_time)),
+        expire_time: Some(timestamp(key.expire_time)),
+        token_lifetime: Some(prost_types::Duration { seconds: key.token_lifetime_seconds, nanos: 0 }),
+        allowed_cidrs: stored_list(&key.allowed_cidrs),
+        scopes: stored_list(&key.scopes),
+        last_used_time: key.last_used_time.map(timestamp),
+        last_used_address: key.last_used_address.unwrap_or_default(),
+        revoke_time: key.revoke_time.map(timestamp),
+        revoke_reason: key.revoke_reason.unwrap_or_default(),
+    }
+}

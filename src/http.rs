@@ -1,0 +1,58 @@
+//! The HTTP face: JWKS and OpenID discovery for verifiers, and a health check for load balancers.
+
+use crate::domain::Tokenmint;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What the HTTP handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    /// Shared state.
+    pub app: Arc<Tokenmint>,
+    /// Set when shutdown starts, so `/healthz` stops attracting traffic.
+    pub draining: Arc<AtomicBool>,
+}
+
+/// The HTTP routes.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+async fn jwks(State(state): State<HttpState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/jwk-set+json"), (header::CACHE_CONTROL, "public, max-age=300")],
+        state.app.keyring.verifier.jwks().to_json(),
+    )
+}
+
+async fn discovery(State(state): State<HttpState>) -> impl IntoResponse {
+    let issuer = &state.app.settings.issuer;
+    Json(serde_json::json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/')),
+        "id_token_signing_alg_values_supported": ["EdDSA"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post"],
+        "grant_types_supported": ["urn:tokenmint:grpc:exchange_api_key"],
+        "response_types_supported": ["token"],
+        "subject_types_supported": ["public"],
+    }))
+}
+
+async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {
+    if state.draining.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining");
+    }
+    match state.app.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ok"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+    }
+}

@@ -1,0 +1,14 @@
+//! Tokenmint, the server: configuration, the domain rules, the gRPC and HTTP faces, and the CLI
+//! commands. Persistence lives in `tokenmint-store`, credentials and JWTs in `tokenmint-token`.
+
+pub mod bench;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod ids;
+pub mod local_secrets;
+pub mod proto;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,165 @@
+//! Start-up and shutdown: open the database, run migrations, load keys, bootstrap, serve gRPC
+//! and HTTP, and drain both on SIGTERM or SIGINT.
+
+use crate::config::{CoreArgs, ServeArgs};
+use crate::domain::bootstrap::BootstrapCredential;
+use crate::domain::key_cache::KeyCache;
+use crate::domain::keyring::Keyring;
+use crate::domain::{Settings, Tokenmint};
+use crate::local_secrets::LocalSecrets;
+use crate::proto::{admin::v1::admin_service_server::AdminServiceServer, auth::v1::auth_service_server::AuthServiceServer};
+use ring::rand::SystemRandom;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokenmint_store::{Store, StoreOptions};
+use tokenmint_token::{KeyEncryptionKey, SecretHasher};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad configuration.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Store(#[from] tokenmint_store::StoreError),
+    /// A domain step failed.
+    #[error("{0}")]
+    Domain(#[from] crate::error::Error),
+    /// A socket could not be bound or served.
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+    /// The gRPC server failed.
+    #[error("grpc: {0}")]
+    Grpc(String),
+}
+
+/// The database URL to use: the configured one, or SQLite in the data directory.
+pub fn database_url(core: &CoreArgs) -> Result<String, StartError> {
+    if let Some(url) = &core.database_url {
+        return Ok(url.clone());
+    }
+    std::fs::create_dir_all(&core.data_dir).map_err(|e| StartError::Config(format!("data dir {}: {e}", core.data_dir.display())))?;
+    Ok(format!("sqlite://{}?mode=rwc", core.data_dir.join("tokenmint.db").display()))
+}
+
+/// Connects, migrates and loads keys.
+pub async fn open(core: &CoreArgs, issuer: String) -> Result<Arc<Tokenmint>, StartError> {
+    let secrets = LocalSecrets::load(core).map_err(|e| StartError::Config(e.to_string()))?;
+    let mut options = StoreOptions::new(database_url(core)?);
+    options.max_connections = core.database_max_connections;
+    options.acquire_timeout = core.database_timeout;
+    let store = Store::connect(&options).await?;
+    store.migrate().await?;
+    let kek = KeyEncryptionKey::new(&secrets.key_encryption_key).map_err(|e| StartError::Config(e.to_string()))?;
+    let rng = SystemRandom::new();
+    let keyring = Keyring::load_or_create(&store, &kek, &issuer, &rng).await?;
+    tracing::info!(backend = store.backend_name(), kid = keyring.signer.kid(), issuer = %issuer, "database ready");
+    Ok(Arc::new(Tokenmint {
+        store,
+        keyring,
+        hasher: SecretHasher::new(&secrets.secret_pepper),
+        key_cache: KeyCache::new(core.key_cache_ttl, 1_000_000),
+        settings: Settings {
+            issuer,
+            default_token_lifetime: core.default_token_lifetime,
+            key_cache_ttl: core.key_cache_ttl,
+        },
+        rng,
+    }))
+}
+
+/// The issuer: configured, or derived from the HTTP address.
+pub fn issuer(core: &CoreArgs, http_addr: SocketAddr) -> String {
+    core.issuer.clone().unwrap_or_else(|| format!("http://{http_addr}"))
+}
+
+/// Prints the bootstrap credential once, to stderr, outside the log stream.
+fn announce(credential: &BootstrapCredential) {
+    eprintln!(
+        "\n=== Tokenmint bootstrap credential: shown ONCE, store it now (e.g. in your secret manager) ===\n\
+         organization_id: {}\nservice_user_id: {}\nkey_id:          {}\nsecret:          {}\n\
+         Exchange it with tokenmint.auth.v1.AuthService/ExchangeApiKey; see the README.\n\
+         ================================================================================\n",
+        credential.organization_id,
+        credential.service_user_id,
+        credential.key_id,
+        credential.secret.expose()
+    );
+}
+
+/// Runs `tokenmint serve` until SIGTERM or SIGINT.
+pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
+    let grpc_listener = TcpListener::bind(args.grpc_addr).await?;
+    let http_listener = TcpListener::bind(args.http_addr).await?;
+    let (grpc_addr, http_addr) = (grpc_listener.local_addr()?, http_listener.local_addr()?);
+    let app = open(&args.core, issuer(&args.core, args.http_addr)).await?;
+    if let Some(credential) = app.bootstrap().await? {
+        announce(&credential);
+    }
+
+    let (router, health) = crate::grpc::router(app.clone(), args.max_request_bytes).map_err(|e| StartError::Grpc(e.to_string()))?;
+    health.set_serving::<AuthServiceServer<crate::grpc::auth::AuthApi>>().await;
+    health.set_serving::<AdminServiceServer<crate::grpc::admin::AdminApi>>().await;
+    let draining = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let grpc = tokio::spawn(router.serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+        stopped(stop_rx.clone()),
+    ));
+    let http_app = crate::http::router(crate::http::HttpState { app: app.clone(), draining: draining.clone() });
+    let http = tokio::spawn(async move {
+        axum::serve(http_listener, http_app).with_graceful_shutdown(stopped(stop_rx)).await
+    });
+    tracing::info!(grpc_addr = %grpc_addr, http_addr = %http_addr, "serving");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new calls, finishing in-flight ones");
+    draining.store(true, Ordering::Release);
+    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+    health.set_not_serving::<AuthServiceServer<crate::grpc::auth::AuthApi>>().await;
+    health.set_not_serving::<AdminServiceServer<crate::grpc::admin::AdminApi>>().await;
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(args.shutdown_grace, async {
+        let grpc_result = grpc.await;
+        let http_result = http.await;
+        (grpc_result, http_result)
+    })
+    .await;
+    match drained {
+        Ok((Ok(Ok(())), Ok(Ok(())))) => tracing::info!("stopped"),
+        Ok(results) => tracing::warn!(?results, "stopped with errors"),
+        Err(_) => tracing::warn!(grace = ?args.shutdown_grace, "in-flight calls did not finish in time"),
+    }
+    app.store.clone().close().await.ok();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
