@@ -15,8 +15,12 @@ fn main() -> io::Result<()> {
         println!("cargo:rerun-if-changed={proto}");
     }
     let descriptors = protox::compile(PROTOS, ["proto"]).map_err(io::Error::other)?;
-    let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| io::Error::other("OUT_DIR unset"))?);
-    fs::write(out_dir.join("tokenmint_descriptor.bin"), descriptors.encode_to_vec())?;
+    let out_dir =
+        PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| io::Error::other("OUT_DIR unset"))?);
+    fs::write(
+        out_dir.join("tokenmint_descriptor.bin"),
+        descriptors.encode_to_vec(),
+    )?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

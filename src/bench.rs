@@ -82,21 +82,38 @@ pub enum BenchError {
 /// Runs the benchmark and prints its report.
 pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     if args.concurrency == 0 || args.channels == 0 {
-        return Err(BenchError::Usage("--concurrency and --channels must be at least 1".into()));
+        return Err(BenchError::Usage(
+            "--concurrency and --channels must be at least 1".into(),
+        ));
     }
     let request = match args.rpc {
         BenchRpc::Exchange => match (&args.key_id, &args.secret) {
-            (Some(key_id), Some(secret)) => {
-                Some(ExchangeApiKeyRequest { key_id: key_id.clone(), secret: secret.clone(), ..Default::default() })
+            (Some(key_id), Some(secret)) => Some(ExchangeApiKeyRequest {
+                key_id: key_id.clone(),
+                secret: secret.clone(),
+                ..Default::default()
+            }),
+            _ => {
+                return Err(BenchError::Usage(
+                    "exchange needs --key-id and --secret (or TOKENMINT_BENCH_*)".into(),
+                ));
             }
-            _ => return Err(BenchError::Usage("exchange needs --key-id and --secret (or TOKENMINT_BENCH_*)".into())),
         },
         BenchRpc::Health => None,
     };
     let mut channels = Vec::new();
     for _ in 0..args.channels {
-        let endpoint = Endpoint::from_shared(args.target.clone()).map_err(|e| BenchError::Usage(e.to_string()))?;
-        channels.push(endpoint.connect().await.map_err(|source| BenchError::Connect { target: args.target.clone(), source })?);
+        let endpoint = Endpoint::from_shared(args.target.clone())
+            .map_err(|e| BenchError::Usage(e.to_string()))?;
+        channels.push(
+            endpoint
+                .connect()
+                .await
+                .map_err(|source| BenchError::Connect {
+                    target: args.target.clone(),
+                    source,
+                })?,
+        );
     }
     let start = Instant::now() + args.warmup;
     let end = start + args.duration;
@@ -108,8 +125,12 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let mut histogram = new_histogram()?;
     let mut errors = 0;
     for worker in workers {
-        let (h, e) = worker.await.map_err(|e| BenchError::Worker(e.to_string()))?;
-        histogram.add(h).map_err(|e| BenchError::Worker(e.to_string()))?;
+        let (h, e) = worker
+            .await
+            .map_err(|e| BenchError::Worker(e.to_string()))?;
+        histogram
+            .add(h)
+            .map_err(|e| BenchError::Worker(e.to_string()))?;
         errors += e;
     }
     let calls = histogram.len();
@@ -117,7 +138,11 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
         calls,
         errors,
         per_second: calls as f64 / args.duration.as_secs_f64(),
-        latency_us: (histogram.value_at_quantile(0.5), histogram.value_at_quantile(0.99), histogram.value_at_quantile(0.999)),
+        latency_us: (
+            histogram.value_at_quantile(0.5),
+            histogram.value_at_quantile(0.99),
+            histogram.value_at_quantile(0.999),
+        ),
     };
     println!(
         "rpc={:?} target={} concurrency={} channels={} duration={:?}\ncalls={} errors={} rate={:.0}/s p50={:.2}ms p99={:.2}ms p99.9={:.2}ms",
@@ -140,7 +165,12 @@ fn new_histogram() -> Result<Histogram<u64>, BenchError> {
     Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| BenchError::Worker(e.to_string()))
 }
 
-async fn worker(channel: Channel, request: Option<ExchangeApiKeyRequest>, start: Instant, end: Instant) -> (Histogram<u64>, u64) {
+async fn worker(
+    channel: Channel,
+    request: Option<ExchangeApiKeyRequest>,
+    start: Instant,
+    end: Instant,
+) -> (Histogram<u64>, u64) {
     let mut histogram = match new_histogram() {
         Ok(h) => h,
         Err(_) => return (Histogram::new(3).unwrap_or_else(|_| unreachable!()), 0),
@@ -155,7 +185,12 @@ async fn worker(channel: Channel, request: Option<ExchangeApiKeyRequest>, start:
         }
         let ok = match &request {
             Some(r) => auth.exchange_api_key(r.clone()).await.is_ok(),
-            None => health.check(HealthCheckRequest { service: String::new() }).await.is_ok(),
+            None => health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .is_ok(),
         };
         if began < start {
             continue;

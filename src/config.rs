@@ -110,16 +110,24 @@ pub struct BootstrapArgs {
 /// Parses `500ms`, `30s`, `15m`, `1h`, `2d` or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 30s, 15m or 1h"))?;
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 15m or 1h"))?;
     let seconds = match unit {
         "ms" => return Ok(Duration::from_millis(n)),
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86_400,
-        _ => return Err(format!("{text:?} has an unknown unit; use ms, s, m, h or d")),
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit; use ms, s, m, h or d"
+            ));
+        }
     };
     Ok(Duration::from_secs(seconds))
 }
@@ -140,11 +148,23 @@ mod tests {
     #[test]
     fn cli_parses_the_fixed_flags() {
         let cli = Cli::try_parse_from([
-            "tokenmint", "serve", "--database-url", "postgres://x", "--data-dir", "/d",
-            "--grpc-addr", "127.0.0.1:1", "--http-addr", "127.0.0.1:2", "--issuer", "https://i",
+            "tokenmint",
+            "serve",
+            "--database-url",
+            "postgres://x",
+            "--data-dir",
+            "/d",
+            "--grpc-addr",
+            "127.0.0.1:1",
+            "--http-addr",
+            "127.0.0.1:2",
+            "--issuer",
+            "https://i",
         ])
         .unwrap();
-        let Command::Serve(args) = cli.command else { panic!("not serve") };
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
         assert_eq!(args.core.database_url.as_deref(), Some("postgres://x"));
         assert_eq!(args.grpc_addr.port(), 1);
         assert_eq!(args.core.issuer.as_deref(), Some("https://i"));

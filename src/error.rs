@@ -53,19 +53,29 @@ pub enum Error {
 }
 
 fn describe(violations: &[FieldViolation]) -> String {
-    violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ")
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Error {
     /// An invalid-argument error about one field.
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Error::InvalidArgument(vec![FieldViolation { field: field.into(), description: description.into() }])
+        Error::InvalidArgument(vec![FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        }])
     }
 
     /// Maps a store error, naming the resource for not-found and conflict cases.
     pub fn from_store(err: StoreError, kind: &'static str, id: &str) -> Self {
         match err {
-            StoreError::NotFound => Error::NotFound { kind, id: id.to_owned() },
+            StoreError::NotFound => Error::NotFound {
+                kind,
+                id: id.to_owned(),
+            },
             other => other.into(),
         }
     }
@@ -74,9 +84,14 @@ impl Error {
 impl From<StoreError> for Error {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::NotFound => Error::NotFound { kind: "resource", id: String::new() },
+            StoreError::NotFound => Error::NotFound {
+                kind: "resource",
+                id: String::new(),
+            },
             StoreError::AlreadyExists => Error::AlreadyExists("the resource already exists".into()),
-            StoreError::Stale => Error::Aborted("the resource changed since it was read; get it again and retry".into()),
+            StoreError::Stale => Error::Aborted(
+                "the resource changed since it was read; get it again and retry".into(),
+            ),
             StoreError::HasActiveKeys(n) => Error::FailedPrecondition(format!(
                 "the service user has {n} active API key(s); revoke them first or set force"
             )),

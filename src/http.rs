@@ -29,7 +29,10 @@ pub fn router(state: HttpState) -> Router {
 
 async fn jwks(State(state): State<HttpState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/jwk-set+json"), (header::CACHE_CONTROL, "public, max-age=300")],
+        [
+            (header::CONTENT_TYPE, "application/jwk-set+json"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
         state.app.keyring.verifier.jwks().to_json(),
     )
 }

@@ -82,7 +82,10 @@ mod tests {
         let id = ServiceUserId::generate();
         assert_eq!(ApiKeyId::parse(id.as_str()), None);
         assert_eq!(ServiceUserId::parse("su_"), None);
-        assert_eq!(ServiceUserId::parse(&id.as_str().to_ascii_uppercase()), None);
+        assert_eq!(
+            ServiceUserId::parse(&id.as_str().to_ascii_uppercase()),
+            None
+        );
         assert_eq!(ServiceUserId::parse(&format!("{id}x")), None);
     }
 

@@ -48,12 +48,20 @@ pub enum SecretsError {
     },
 }
 
-fn decode(name: &str, value: &str, min_len: usize, max_len: usize) -> Result<Vec<u8>, SecretsError> {
+fn decode(
+    name: &str,
+    value: &str,
+    min_len: usize,
+    max_len: usize,
+) -> Result<Vec<u8>, SecretsError> {
     let bytes = STANDARD
         .decode(value.trim())
         .map_err(|_| SecretsError::Invalid(format!("{name} must be base64")))?;
     if bytes.len() < min_len || bytes.len() > max_len {
-        return Err(SecretsError::Invalid(format!("{name} must decode to {min_len}..={max_len} bytes, got {}", bytes.len())));
+        return Err(SecretsError::Invalid(format!(
+            "{name} must decode to {min_len}..={max_len} bytes, got {}",
+            bytes.len()
+        )));
     }
     Ok(bytes)
 }
@@ -61,16 +69,34 @@ fn decode(name: &str, value: &str, min_len: usize, max_len: usize) -> Result<Vec
 impl LocalSecrets {
     /// Configured values where given, the data directory's file for the rest (created if needed).
     pub fn load(core: &CoreArgs) -> Result<Self, SecretsError> {
-        let configured_kek = core.key_encryption_key.as_deref().map(|v| decode("key encryption key", v, 32, 32)).transpose()?;
-        let configured_pepper = core.secret_pepper.as_deref().map(|v| decode("secret pepper", v, 32, 1024)).transpose()?;
-        if let (Some(key_encryption_key), Some(secret_pepper)) = (&configured_kek, &configured_pepper) {
-            return Ok(Self { key_encryption_key: key_encryption_key.clone(), secret_pepper: secret_pepper.clone() });
+        let configured_kek = core
+            .key_encryption_key
+            .as_deref()
+            .map(|v| decode("key encryption key", v, 32, 32))
+            .transpose()?;
+        let configured_pepper = core
+            .secret_pepper
+            .as_deref()
+            .map(|v| decode("secret pepper", v, 32, 1024))
+            .transpose()?;
+        if let (Some(key_encryption_key), Some(secret_pepper)) =
+            (&configured_kek, &configured_pepper)
+        {
+            return Ok(Self {
+                key_encryption_key: key_encryption_key.clone(),
+                secret_pepper: secret_pepper.clone(),
+            });
         }
         let file = read_or_create(&core.data_dir)?;
         Ok(Self {
             key_encryption_key: match configured_kek {
                 Some(v) => v,
-                None => decode("secrets.json key_encryption_key", &file.key_encryption_key, 32, 32)?,
+                None => decode(
+                    "secrets.json key_encryption_key",
+                    &file.key_encryption_key,
+                    32,
+                    32,
+                )?,
             },
             secret_pepper: match configured_pepper {
                 Some(v) => v,
@@ -82,9 +108,15 @@ impl LocalSecrets {
 
 fn read_or_create(dir: &Path) -> Result<SecretsFile, SecretsError> {
     let path = dir.join(FILE_NAME);
-    let io = |source| SecretsError::Io { path: path.display().to_string(), source };
+    let io = |source| SecretsError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     match std::fs::read_to_string(&path) {
-        Ok(text) => return serde_json::from_str(&text).map_err(|e| SecretsError::Invalid(format!("{}: {e}", path.display()))),
+        Ok(text) => {
+            return serde_json::from_str(&text)
+                .map_err(|e| SecretsError::Invalid(format!("{}: {e}", path.display())));
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(e)),
     }
@@ -92,17 +124,22 @@ fn read_or_create(dir: &Path) -> Result<SecretsFile, SecretsError> {
     let rng = SystemRandom::new();
     let random = || -> Result<String, SecretsError> {
         let mut bytes = [0u8; 32];
-        rng.fill(&mut bytes).map_err(|_| SecretsError::Invalid("random number generator failed".into()))?;
+        rng.fill(&mut bytes)
+            .map_err(|_| SecretsError::Invalid("random number generator failed".into()))?;
         Ok(STANDARD.encode(bytes))
     };
-    let file = SecretsFile { key_encryption_key: random()?, secret_pepper: random()? };
+    let file = SecretsFile {
+        key_encryption_key: random()?,
+        secret_pepper: random()?,
+    };
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     match options.open(&path) {
         Ok(mut handle) => {
-            let text = serde_json::to_string_pretty(&file).map_err(|e| SecretsError::Invalid(e.to_string()))?;
+            let text = serde_json::to_string_pretty(&file)
+                .map_err(|e| SecretsError::Invalid(e.to_string()))?;
             handle.write_all(text.as_bytes()).map_err(io)?;
             handle.sync_all().map_err(io)?;
             tracing::info!(path = %path.display(), "generated local secrets file (mode 0600); back it up with the database");
@@ -120,7 +157,12 @@ mod tests {
     use clap::Parser;
 
     fn core(dir: &Path) -> CoreArgs {
-        let cli = crate::config::Cli::parse_from(["tokenmint", "bootstrap", "--data-dir", dir.to_str().unwrap()]);
+        let cli = crate::config::Cli::parse_from([
+            "tokenmint",
+            "bootstrap",
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ]);
         match cli.command {
             crate::config::Command::Bootstrap(b) => b.core,
             _ => unreachable!(),
@@ -137,7 +179,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(FILE_NAME))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

@@ -34,7 +34,11 @@ fn fail(err: StartError) -> ExitCode {
 }
 
 async fn bootstrap(args: tokenmint::config::BootstrapArgs) -> Result<ExitCode, StartError> {
-    let issuer = args.core.issuer.clone().unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+    let issuer = args
+        .core
+        .issuer
+        .clone()
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
     let app = server::open(&args.core, issuer).await?;
     let Some(credential) = app.bootstrap().await? else {
         eprintln!("tokenmint bootstrap: refused, the database already has service users");

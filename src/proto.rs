@@ -19,4 +19,5 @@ pub mod admin {
 }
 
 /// Encoded `FileDescriptorSet` of every Tokenmint proto, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tokenmint_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tokenmint_descriptor.bin"));

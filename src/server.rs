@@ -7,7 +7,10 @@ use crate::domain::key_cache::KeyCache;
 use crate::domain::keyring::Keyring;
 use crate::domain::{Settings, Tokenmint};
 use crate::local_secrets::LocalSecrets;
-use crate::proto::{admin::v1::admin_service_server::AdminServiceServer, auth::v1::auth_service_server::AuthServiceServer};
+use crate::proto::{
+    admin::v1::admin_service_server::AdminServiceServer,
+    auth::v1::auth_service_server::AuthServiceServer,
+};
 use ring::rand::SystemRandom;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,8 +45,12 @@ pub fn database_url(core: &CoreArgs) -> Result<String, StartError> {
     if let Some(url) = &core.database_url {
         return Ok(url.clone());
     }
-    std::fs::create_dir_all(&core.data_dir).map_err(|e| StartError::Config(format!("data dir {}: {e}", core.data_dir.display())))?;
-    Ok(format!("sqlite://{}?mode=rwc", core.data_dir.join("tokenmint.db").display()))
+    std::fs::create_dir_all(&core.data_dir)
+        .map_err(|e| StartError::Config(format!("data dir {}: {e}", core.data_dir.display())))?;
+    Ok(format!(
+        "sqlite://{}?mode=rwc",
+        core.data_dir.join("tokenmint.db").display()
+    ))
 }
 
 /// Connects, migrates and loads keys.
@@ -54,7 +61,8 @@ pub async fn open(core: &CoreArgs, issuer: String) -> Result<Arc<Tokenmint>, Sta
     options.acquire_timeout = core.database_timeout;
     let store = Store::connect(&options).await?;
     store.migrate().await?;
-    let kek = KeyEncryptionKey::new(&secrets.key_encryption_key).map_err(|e| StartError::Config(e.to_string()))?;
+    let kek = KeyEncryptionKey::new(&secrets.key_encryption_key)
+        .map_err(|e| StartError::Config(e.to_string()))?;
     let rng = SystemRandom::new();
     let keyring = Keyring::load_or_create(&store, &kek, &issuer, &rng).await?;
     tracing::info!(backend = store.backend_name(), kid = keyring.signer.kid(), issuer = %issuer, "database ready");
@@ -74,7 +82,9 @@ pub async fn open(core: &CoreArgs, issuer: String) -> Result<Arc<Tokenmint>, Sta
 
 /// The issuer: configured, or derived from the HTTP address.
 pub fn issuer(core: &CoreArgs, http_addr: SocketAddr) -> String {
-    core.issuer.clone().unwrap_or_else(|| format!("http://{http_addr}"))
+    core.issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{http_addr}"))
 }
 
 /// Prints the bootstrap credential once, to stderr, outside the log stream.
@@ -101,9 +111,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         announce(&credential);
     }
 
-    let (router, health) = crate::grpc::router(app.clone(), args.max_request_bytes).map_err(|e| StartError::Grpc(e.to_string()))?;
-    health.set_serving::<AuthServiceServer<crate::grpc::auth::AuthApi>>().await;
-    health.set_serving::<AdminServiceServer<crate::grpc::admin::AdminApi>>().await;
+    let (router, health) = crate::grpc::router(app.clone(), args.max_request_bytes)
+        .map_err(|e| StartError::Grpc(e.to_string()))?;
+    health
+        .set_serving::<AuthServiceServer<crate::grpc::auth::AuthApi>>()
+        .await;
+    health
+        .set_serving::<AdminServiceServer<crate::grpc::admin::AdminApi>>()
+        .await;
     let draining = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -114,18 +129,29 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
         stopped(stop_rx.clone()),
     ));
-    let http_app = crate::http::router(crate::http::HttpState { app: app.clone(), draining: draining.clone() });
+    let http_app = crate::http::router(crate::http::HttpState {
+        app: app.clone(),
+        draining: draining.clone(),
+    });
     let http = tokio::spawn(async move {
-        axum::serve(http_listener, http_app).with_graceful_shutdown(stopped(stop_rx)).await
+        axum::serve(http_listener, http_app)
+            .with_graceful_shutdown(stopped(stop_rx))
+            .await
     });
     tracing::info!(grpc_addr = %grpc_addr, http_addr = %http_addr, "serving");
 
     shutdown_signal().await;
     tracing::info!("shutting down: no new calls, finishing in-flight ones");
     draining.store(true, Ordering::Release);
-    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
-    health.set_not_serving::<AuthServiceServer<crate::grpc::auth::AuthApi>>().await;
-    health.set_not_serving::<AdminServiceServer<crate::grpc::admin::AdminApi>>().await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    health
+        .set_not_serving::<AuthServiceServer<crate::grpc::auth::AuthApi>>()
+        .await;
+    health
+        .set_not_serving::<AdminServiceServer<crate::grpc::admin::AdminApi>>()
+        .await;
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(args.shutdown_grace, async {
         let grpc_result = grpc.await;
@@ -136,7 +162,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     match drained {
         Ok((Ok(Ok(())), Ok(Ok(())))) => tracing::info!("stopped"),
         Ok(results) => tracing::warn!(?results, "stopped with errors"),
-        Err(_) => tracing::warn!(grace = ?args.shutdown_grace, "in-flight calls did not finish in time"),
+        Err(_) => {
+            tracing::warn!(grace = ?args.shutdown_grace, "in-flight calls did not finish in time")
+        }
     }
     app.store.clone().close().await.ok();
     Ok(())

@@ -86,10 +86,18 @@ pub fn stored_list(json: &str) -> Vec<String> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
-fn duration_in(value: Option<Duration>, min: Duration, max: Duration) -> std::result::Result<Duration, String> {
+fn duration_in(
+    value: Option<Duration>,
+    min: Duration,
+    max: Duration,
+) -> std::result::Result<Duration, String> {
     match value {
         None => Err("is required".into()),
-        Some(d) if d < min || d > max => Err(format!("must be between {} and {} seconds", min.as_secs(), max.as_secs())),
+        Some(d) if d < min || d > max => Err(format!(
+            "must be between {} and {} seconds",
+            min.as_secs(),
+            max.as_secs()
+        )),
         Some(d) => Ok(d),
     }
 }
@@ -97,7 +105,10 @@ fn duration_in(value: Option<Duration>, min: Duration, max: Duration) -> std::re
 /// Parses and normalises CIDR blocks (`10.1.2.3/8` becomes `10.0.0.0/8`); a bare address is a /32 or /128.
 pub fn parse_cidrs(v: &mut Violations, cidrs: &[String]) -> Vec<IpNet> {
     if cidrs.len() > MAX_ALLOWED_CIDRS {
-        v.add("allowed_cidrs", format!("at most {MAX_ALLOWED_CIDRS} entries"));
+        v.add(
+            "allowed_cidrs",
+            format!("at most {MAX_ALLOWED_CIDRS} entries"),
+        );
     }
     let mut parsed = Vec::new();
     for (i, cidr) in cidrs.iter().enumerate() {
@@ -106,7 +117,10 @@ pub fn parse_cidrs(v: &mut Violations, cidrs: &[String]) -> Vec<IpNet> {
             .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from));
         match net {
             Ok(net) => parsed.push(net.trunc()),
-            Err(_) => v.add(&format!("allowed_cidrs[{i}]"), format!("{cidr:?} is not a CIDR block like 10.0.0.0/8")),
+            Err(_) => v.add(
+                &format!("allowed_cidrs[{i}]"),
+                format!("{cidr:?} is not a CIDR block like 10.0.0.0/8"),
+            ),
         }
     }
     parsed
@@ -114,19 +128,30 @@ pub fn parse_cidrs(v: &mut Violations, cidrs: &[String]) -> Vec<IpNet> {
 
 impl Tokenmint {
     /// Creates a key for a service user the caller manages.
-    pub async fn create_api_key(&self, caller: &Principal, request: NewApiKey) -> Result<CreatedApiKey> {
+    pub async fn create_api_key(
+        &self,
+        caller: &Principal,
+        request: NewApiKey,
+    ) -> Result<CreatedApiKey> {
         let mut v = Violations::new();
         let user_id = ServiceUserId::parse(&request.service_user_id);
         if user_id.is_none() {
             v.add("service_user_id", "must be an ID like su_…");
         }
         v.check("name", check::name(&request.name));
-        v.check("description", check::text(&request.description, check::MAX_DESCRIPTION_LEN));
+        v.check(
+            "description",
+            check::text(&request.description, check::MAX_DESCRIPTION_LEN),
+        );
         let expires_in = duration_in(request.expires_in, MIN_KEY_VALIDITY, MAX_KEY_VALIDITY)
             .map_err(|d| v.add("expires_in", format!("{d} (1 to 365 days)")))
             .ok();
         let token_lifetime = duration_in(
-            Some(request.token_lifetime.unwrap_or(self.settings.default_token_lifetime)),
+            Some(
+                request
+                    .token_lifetime
+                    .unwrap_or(self.settings.default_token_lifetime),
+            ),
             MIN_TOKEN_LIFETIME,
             MAX_TOKEN_LIFETIME,
         )
@@ -136,12 +161,17 @@ impl Tokenmint {
         let scopes = match parse_scope(&request.scopes.join(" ")) {
             Ok(roles) => roles,
             Err(unknown) => {
-                v.add("scopes", format!("{unknown:?} is not a role; roles: viewer, admin, owner, superuser"));
+                v.add(
+                    "scopes",
+                    format!("{unknown:?} is not a role; roles: viewer, admin, owner, superuser"),
+                );
                 Vec::new()
             }
         };
         v.finish()?;
-        let (Some(user_id), Some(expires_in), Some(token_lifetime)) = (user_id, expires_in, token_lifetime) else {
+        let (Some(user_id), Some(expires_in), Some(token_lifetime)) =
+            (user_id, expires_in, token_lifetime)
+        else {
             return Err(Error::Internal("validated fields missing".into()));
         };
         let user = self
@@ -173,11 +203,19 @@ impl Tokenmint {
             revoke_reason: None,
         };
         let name = key.name.clone();
-        self.store.create_api_key(key.clone()).await.map_err(|e| match e {
-            StoreError::AlreadyExists => Error::AlreadyExists(format!("the service user already has a key named {name:?}")),
-            other => Error::from_store(other, "service user", user_id.as_str()),
-        })?;
-        Ok(CreatedApiKey { api_key: key, secret })
+        self.store
+            .create_api_key(key.clone())
+            .await
+            .map_err(|e| match e {
+                StoreError::AlreadyExists => Error::AlreadyExists(format!(
+                    "the service user already has a key named {name:?}"
+                )),
+                other => Error::from_store(other, "service user", user_id.as_str()),
+            })?;
+        Ok(CreatedApiKey {
+            api_key: key,
+            secret,
+        })
     }
 
     /// Gets a key of the caller's organization.
@@ -191,28 +229,54 @@ impl Tokenmint {
     }
 
     /// Lists a service user's keys.
-    pub async fn list_api_keys(&self, caller: &Principal, service_user_id: &str, page_size: i32, page_token: &str) -> Result<ApiKeyPage> {
-        let user_id = check::id("service_user_id", service_user_id, ServiceUserId::parse, ServiceUserId::PREFIX)?;
+    pub async fn list_api_keys(
+        &self,
+        caller: &Principal,
+        service_user_id: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<ApiKeyPage> {
+        let user_id = check::id(
+            "service_user_id",
+            service_user_id,
+            ServiceUserId::parse,
+            ServiceUserId::PREFIX,
+        )?;
         let limit = check::page_size(page_size).map_err(|d| Error::invalid("page_size", d))?;
         authz::read(caller)?;
         let query = format!("api_keys|{user_id}");
         let after = page_token::decode(&query, page_token)?;
         let mut keys = self
             .store
-            .list_api_keys(caller.organization_id.as_str(), user_id.as_str(), after.as_deref(), limit + 1)
+            .list_api_keys(
+                caller.organization_id.as_str(),
+                user_id.as_str(),
+                after.as_deref(),
+                limit + 1,
+            )
             .await
             .map_err(|e| Error::from_store(e, "service user", user_id.as_str()))?;
         let next_page_token = if keys.len() as u64 > limit {
             keys.truncate(limit as usize);
-            keys.last().map(|k| page_token::encode(&query, &k.id)).unwrap_or_default()
+            keys.last()
+                .map(|k| page_token::encode(&query, &k.id))
+                .unwrap_or_default()
         } else {
             String::new()
         };
-        Ok(ApiKeyPage { api_keys: keys, next_page_token })
+        Ok(ApiKeyPage {
+            api_keys: keys,
+            next_page_token,
+        })
     }
 
     /// Revokes a key at once, on this replica's cache too.
-    pub async fn revoke_api_key(&self, caller: &Principal, id: &str, reason: &str) -> Result<api_key::Model> {
+    pub async fn revoke_api_key(
+        &self,
+        caller: &Principal,
+        id: &str,
+        reason: &str,
+    ) -> Result<api_key::Model> {
         let id = check::id("id", id, ApiKeyId::parse, ApiKeyId::PREFIX)?;
         check::text(reason, check::MAX_DESCRIPTION_LEN).map_err(|d| Error::invalid("reason", d))?;
         let key = self
@@ -228,7 +292,12 @@ impl Tokenmint {
         authz::manage_service_user(caller, &user.administrators)?;
         let revoked = self
             .store
-            .revoke_api_key(caller.organization_id.as_str(), id.as_str(), reason, super::now())
+            .revoke_api_key(
+                caller.organization_id.as_str(),
+                id.as_str(),
+                reason,
+                super::now(),
+            )
             .await
             .map_err(|e| Error::from_store(e, "API key", id.as_str()))?;
         self.key_cache.forget_key(id.as_str());

@@ -15,9 +15,15 @@ pub fn organization(caller: &Principal, requested: &str) -> Result<OrganizationI
         return Ok(caller.organization_id.clone());
     }
     if OrganizationId::parse(requested).is_none() {
-        return Err(Error::invalid("organization_id", "must be an ID like org_…"));
+        return Err(Error::invalid(
+            "organization_id",
+            "must be an ID like org_…",
+        ));
     }
-    Err(Error::NotFound { kind: "organization", id: requested.to_owned() })
+    Err(Error::NotFound {
+        kind: "organization",
+        id: requested.to_owned(),
+    })
 }
 
 /// The caller may read inside its organization.
@@ -34,19 +40,29 @@ pub fn create_service_user(caller: &Principal) -> Result<()> {
 pub fn manage_service_user(caller: &Principal, administrators: &[String]) -> Result<()> {
     match caller.highest_role() {
         Some(role) if role >= Role::Owner => Ok(()),
-        Some(Role::Admin) if administrators.iter().any(|a| a == caller.service_user_id.as_str()) => Ok(()),
+        Some(Role::Admin)
+            if administrators
+                .iter()
+                .any(|a| a == caller.service_user_id.as_str()) =>
+        {
+            Ok(())
+        }
         Some(Role::Admin) => Err(Error::PermissionDenied(
             "only an owner or one of this service user's administrators may manage it".into(),
         )),
-        _ => Err(Error::PermissionDenied("managing service users needs the admin or owner role".into())),
+        _ => Err(Error::PermissionDenied(
+            "managing service users needs the admin or owner role".into(),
+        )),
     }
 }
 
 /// The caller may put `roles` into a key's scope: nobody grants above their own role.
 pub fn grant_scopes(caller: &Principal, roles: &[Role]) -> Result<()> {
-    let highest = caller.highest_role();
-    match roles.iter().find(|r| Some(**r) > highest) {
-        Some(role) => Err(Error::PermissionDenied(format!("cannot grant {role}, above your own role"))),
+    let grantable = super::roles::narrow(&caller.effective_roles(), roles);
+    match roles.iter().find(|r| !grantable.contains(r)) {
+        Some(role) => Err(Error::PermissionDenied(format!(
+            "cannot grant {role}, above your own role"
+        ))),
         None => Ok(()),
     }
 }
@@ -55,7 +71,9 @@ fn require(caller: &Principal, minimum: Role, action: &str) -> Result<()> {
     if caller.highest_role().is_some_and(|r| r >= minimum) {
         Ok(())
     } else {
-        Err(Error::PermissionDenied(format!("you need the {minimum} role or higher to {action}")))
+        Err(Error::PermissionDenied(format!(
+            "you need the {minimum} role or higher to {action}"
+        )))
     }
 }
 
@@ -80,7 +98,10 @@ mod tests {
     fn another_organization_is_not_found() {
         let c = caller(&[Role::Owner]);
         let other = OrganizationId::generate();
-        assert!(matches!(organization(&c, other.as_str()), Err(Error::NotFound { .. })));
+        assert!(matches!(
+            organization(&c, other.as_str()),
+            Err(Error::NotFound { .. })
+        ));
         assert_eq!(organization(&c, "").unwrap(), c.organization_id);
     }
 

@@ -91,7 +91,12 @@ impl Tokenmint {
             },
         };
         match self.store.bootstrap(bootstrap).await {
-            Ok(()) => Ok(Some(BootstrapCredential { organization_id, service_user_id, key_id, secret })),
+            Ok(()) => Ok(Some(BootstrapCredential {
+                organization_id,
+                service_user_id,
+                key_id,
+                secret,
+            })),
             // Another replica bootstrapped first.
             Err(StoreError::AlreadyExists) => Ok(None),
             Err(other) => Err(Error::from(other)),

@@ -1,12 +1,12 @@
 //! The exchange of an API key for an access token, and introspection of tokens. This is the hot
 //! path: a cached key costs one HMAC and one signature, no database round trip.
 
+use crate::domain::Tokenmint;
 use crate::domain::api_keys::{parse_cidrs, stored_list};
 use crate::domain::key_cache::CachedKey;
 use crate::domain::principal::UNAUTHENTICATED;
-use crate::domain::roles::{Role, parse_scope, scope_string};
+use crate::domain::roles::{Role, narrow, parse_scope, scope_string};
 use crate::domain::validation::Violations;
-use crate::domain::Tokenmint;
 use crate::error::{Error, Result};
 use crate::ids::ApiKeyId;
 use base64::Engine;
@@ -66,11 +66,23 @@ impl Tokenmint {
         if request.secret.is_empty() {
             v.add("secret", "is required");
         }
-        if request.audience.len() > MAX_AUDIENCE_LEN || request.audience.contains(|c: char| c.is_whitespace() || c.is_control()) {
-            v.add("audience", format!("must be at most {MAX_AUDIENCE_LEN} characters without spaces"));
+        if request.audience.len() > MAX_AUDIENCE_LEN
+            || request
+                .audience
+                .contains(|c: char| c.is_whitespace() || c.is_control())
+        {
+            v.add(
+                "audience",
+                format!("must be at most {MAX_AUDIENCE_LEN} characters without spaces"),
+            );
         }
         let requested_roles = parse_scope(&request.scope)
-            .map_err(|unknown| v.add("scope", format!("{unknown:?} is not a role; roles: viewer, admin, owner, superuser")))
+            .map_err(|unknown| {
+                v.add(
+                    "scope",
+                    format!("{unknown:?} is not a role; roles: viewer, admin, owner, superuser"),
+                )
+            })
             .ok();
         if request.requested_ttl.is_some_and(|ttl| ttl.is_zero()) {
             v.add("requested_ttl", "must be positive");
@@ -91,16 +103,30 @@ impl Tokenmint {
             self.key_cache.forget_key(&key.key_id);
             return Err(unauthenticated());
         }
-        if !key.allowed_cidrs.is_empty() && !request.peer.is_some_and(|ip| key.allowed_cidrs.iter().any(|n| n.contains(&ip))) {
-            return Err(Error::PermissionDenied("this API key may not be used from your network address".into()));
+        if !key.allowed_cidrs.is_empty()
+            && !request
+                .peer
+                .is_some_and(|ip| key.allowed_cidrs.iter().any(|n| n.contains(&ip)))
+        {
+            return Err(Error::PermissionDenied(
+                "this API key may not be used from your network address".into(),
+            ));
         }
 
         let roles = match requested_roles.filter(|r| !r.is_empty()) {
             None => key.roles.clone(),
             Some(requested) => {
-                let refused: Vec<Role> = requested.iter().copied().filter(|r| !key.roles.contains(r)).collect();
+                let covered = narrow(&key.roles, &requested);
+                let refused: Vec<Role> = requested
+                    .iter()
+                    .copied()
+                    .filter(|r| !covered.contains(r))
+                    .collect();
                 if !refused.is_empty() {
-                    return Err(Error::invalid("scope", format!("this key may not carry: {}", scope_string(&refused))));
+                    return Err(Error::invalid(
+                        "scope",
+                        format!("this key may not carry: {}", scope_string(&refused)),
+                    ));
                 }
                 requested
             }
@@ -109,7 +135,11 @@ impl Tokenmint {
             .requested_ttl
             .map(|ttl| (ttl.as_secs().max(1) as i64).min(key.token_lifetime_seconds))
             .unwrap_or(key.token_lifetime_seconds);
-        let audience = if request.audience.is_empty() { self.settings.issuer.clone() } else { request.audience };
+        let audience = if request.audience.is_empty() {
+            self.settings.issuer.clone()
+        } else {
+            request.audience
+        };
         let scope = scope_string(&roles);
         let claims = AccessTokenClaims {
             iss: self.settings.issuer.clone(),
@@ -124,7 +154,12 @@ impl Tokenmint {
             organization_id: key.organization_id.clone(),
         };
         let access_token = self.keyring.signer.sign(&claims)?;
-        Ok(IssuedToken { access_token, expires_in: lifetime, expire_time: claims.exp, scope })
+        Ok(IssuedToken {
+            access_token,
+            expires_in: lifetime,
+            expire_time: claims.exp,
+            scope,
+        })
     }
 
     /// The verification data of an active key, from the cache or the database.
@@ -137,15 +172,23 @@ impl Tokenmint {
             return Ok(None);
         };
         let now = super::now();
-        if found.api_key.revoke_time.is_some() || found.api_key.expire_time <= now || found.user.state != STATE_ACTIVE {
+        if found.api_key.revoke_time.is_some()
+            || found.api_key.expire_time <= now
+            || found.user.state != STATE_ACTIVE
+        {
             return Ok(None);
         }
-        let user_roles: Vec<Role> = found.role_bindings.iter().filter_map(|b| Role::parse(&b.role)).collect();
-        let key_scopes = parse_scope(&stored_list(&found.api_key.scopes).join(" ")).unwrap_or_default();
+        let user_roles: Vec<Role> = found
+            .role_bindings
+            .iter()
+            .filter_map(|b| Role::parse(&b.role))
+            .collect();
+        let key_scopes =
+            parse_scope(&stored_list(&found.api_key.scopes).join(" ")).unwrap_or_default();
         let roles = if key_scopes.is_empty() {
             user_roles
         } else {
-            user_roles.into_iter().filter(|r| key_scopes.contains(r)).collect()
+            narrow(&user_roles, &key_scopes)
         };
         let mut ignored = Violations::new();
         let entry = Arc::new(CachedKey::new(
@@ -164,7 +207,9 @@ impl Tokenmint {
 
     fn token_id(&self) -> Result<String> {
         let mut bytes = [0u8; 16];
-        self.rng.fill(&mut bytes).map_err(|_| Error::Internal("random number generator failed".into()))?;
+        self.rng
+            .fill(&mut bytes)
+            .map_err(|_| Error::Internal("random number generator failed".into()))?;
         Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
     }
 

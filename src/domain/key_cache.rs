@@ -71,7 +71,12 @@ pub struct KeyCache {
 impl KeyCache {
     /// A cache whose entries live `ttl`, holding at most `max_entries`.
     pub fn new(ttl: Duration, max_entries: usize) -> Self {
-        Self { ttl, max_entries, entries: RwLock::default(), generation: AtomicU64::new(0) }
+        Self {
+            ttl,
+            max_entries,
+            entries: RwLock::default(),
+            generation: AtomicU64::new(0),
+        }
     }
 
     /// The generation to pass to [`insert`](Self::insert) for a load starting now.
@@ -82,7 +87,10 @@ impl KeyCache {
     /// A live entry for `key_id`.
     pub fn get(&self, key_id: &str) -> Option<Arc<CachedKey>> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        entries.get(key_id).filter(|e| e.loaded_at.elapsed() < self.ttl).cloned()
+        entries
+            .get(key_id)
+            .filter(|e| e.loaded_at.elapsed() < self.ttl)
+            .cloned()
     }
 
     /// Caches an entry loaded since `generation`, unless an invalidation happened meanwhile.
@@ -123,7 +131,16 @@ mod tests {
     use super::*;
 
     fn entry(key: &str, user: &str) -> Arc<CachedKey> {
-        Arc::new(CachedKey::new(key.into(), user.into(), "org".into(), vec![], 0, 60, vec![], vec![]))
+        Arc::new(CachedKey::new(
+            key.into(),
+            user.into(),
+            "org".into(),
+            vec![],
+            0,
+            60,
+            vec![],
+            vec![],
+        ))
     }
 
     #[test]

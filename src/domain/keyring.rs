@@ -17,7 +17,12 @@ pub struct Keyring {
 impl Keyring {
     /// Loads every signing key, generating and storing one when there is none. Every replica
     /// signs with the oldest unretired key, so replicas racing on first start agree.
-    pub async fn load_or_create(store: &Store, kek: &KeyEncryptionKey, issuer: &str, rng: &SystemRandom) -> Result<Self> {
+    pub async fn load_or_create(
+        store: &Store,
+        kek: &KeyEncryptionKey,
+        issuer: &str,
+        rng: &SystemRandom,
+    ) -> Result<Self> {
         let mut keys = store.signing_keys().await?;
         if keys.iter().all(|k| k.retire_time.is_some()) {
             let pair = generate_ed25519(rng)?;
@@ -46,7 +51,11 @@ impl Keyring {
             ))
         })?;
         let signer = TokenSigner::ed25519(&active.kid, &pkcs8)?;
-        let verifier = TokenVerifier::new(issuer, keys.iter().map(|k| (k.kid.as_str(), k.public_key.as_slice())));
+        let verifier = TokenVerifier::new(
+            issuer,
+            keys.iter()
+                .map(|k| (k.kid.as_str(), k.public_key.as_slice())),
+        );
         Ok(Self { signer, verifier })
     }
 }

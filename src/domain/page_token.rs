@@ -15,12 +15,19 @@ pub fn decode(query: &str, token: &str) -> Result<Option<String>> {
     if token.is_empty() {
         return Ok(None);
     }
-    let invalid = || Error::invalid("page_token", "is not a page token from this list; start again without it");
+    let invalid = || {
+        Error::invalid(
+            "page_token",
+            "is not a page token from this list; start again without it",
+        )
+    };
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let mut parts = text.splitn(3, '\n');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some("v1"), Some(q), Some(last_id)) if q == query && !last_id.is_empty() => Ok(Some(last_id.to_owned())),
+        (Some("v1"), Some(q), Some(last_id)) if q == query && !last_id.is_empty() => {
+            Ok(Some(last_id.to_owned()))
+        }
         _ => Err(invalid()),
     }
 }
@@ -32,7 +39,10 @@ mod tests {
     #[test]
     fn token_round_trips_for_the_same_query() {
         let token = encode("org_1|state=ACTIVE", "su_9");
-        assert_eq!(decode("org_1|state=ACTIVE", &token).unwrap(), Some("su_9".to_owned()));
+        assert_eq!(
+            decode("org_1|state=ACTIVE", &token).unwrap(),
+            Some("su_9".to_owned())
+        );
     }
 
     #[test]

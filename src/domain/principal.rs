@@ -29,14 +29,17 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// Roles both bound now and carried by the token.
-    pub fn effective_roles(&self) -> impl Iterator<Item = Role> + '_ {
-        self.roles.iter().copied().filter(|r| self.token_scope.contains(r))
+    /// The roles the token carries that the caller's current bindings still cover.
+    pub fn effective_roles(&self) -> Vec<Role> {
+        super::roles::narrow(&self.roles, &self.token_scope)
     }
 
-    /// The caller's highest effective role.
+    /// The caller's highest effective organization role (`superuser` is platform-level).
     pub fn highest_role(&self) -> Option<Role> {
-        self.effective_roles().max()
+        self.effective_roles()
+            .into_iter()
+            .filter(|r| *r != Role::Superuser)
+            .max()
     }
 }
 
@@ -67,7 +70,11 @@ impl Tokenmint {
             service_user_name: current.user.name,
             organization_id: OrganizationId::from_stored(current.user.organization_id),
             api_key_id: ApiKeyId::from_stored(current.api_key.id),
-            roles: current.role_bindings.iter().filter_map(|b| Role::parse(&b.role)).collect(),
+            roles: current
+                .role_bindings
+                .iter()
+                .filter_map(|b| Role::parse(&b.role))
+                .collect(),
             token_scope,
             token_expiry: claims.exp,
         })

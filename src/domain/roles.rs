@@ -41,12 +41,33 @@ impl fmt::Display for Role {
     }
 }
 
+/// The roles of `wanted` that `held` covers: a role held, or an organization role at or below
+/// the highest organization role held (an owner may ask for a viewer-only token). `superuser`
+/// is platform-level and covers only itself.
+pub fn narrow(held: &[Role], wanted: &[Role]) -> Vec<Role> {
+    let highest_org_role = held.iter().copied().filter(|r| *r != Role::Superuser).max();
+    let mut covered: Vec<Role> = wanted
+        .iter()
+        .copied()
+        .filter(|r| {
+            held.contains(r) || (*r != Role::Superuser && highest_org_role.is_some_and(|h| h >= *r))
+        })
+        .collect();
+    covered.sort();
+    covered.dedup();
+    covered
+}
+
 /// Renders roles as an OAuth scope string: space-separated, lowest first, no duplicates.
 pub fn scope_string(roles: &[Role]) -> String {
     let mut roles = roles.to_vec();
     roles.sort();
     roles.dedup();
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" ")
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Parses a scope string; `Err` names the first unknown role.
@@ -66,12 +87,34 @@ mod tests {
 
     #[test]
     fn roles_are_ordered_lowest_to_highest() {
-        assert!(Role::Viewer < Role::Admin && Role::Admin < Role::Owner && Role::Owner < Role::Superuser);
+        assert!(
+            Role::Viewer < Role::Admin
+                && Role::Admin < Role::Owner
+                && Role::Owner < Role::Superuser
+        );
+    }
+
+    #[test]
+    fn higher_organization_roles_cover_lower_ones_but_not_superuser() {
+        assert_eq!(
+            narrow(&[Role::Owner], &[Role::Viewer, Role::Admin]),
+            vec![Role::Viewer, Role::Admin]
+        );
+        assert_eq!(narrow(&[Role::Viewer], &[Role::Admin]), vec![]);
+        assert_eq!(narrow(&[Role::Owner], &[Role::Superuser]), vec![]);
+        assert_eq!(narrow(&[Role::Superuser], &[Role::Viewer]), vec![]);
+        assert_eq!(
+            narrow(&[Role::Superuser], &[Role::Superuser]),
+            vec![Role::Superuser]
+        );
     }
 
     #[test]
     fn scope_strings_round_trip_sorted_and_deduplicated() {
-        assert_eq!(parse_scope("owner viewer owner"), Ok(vec![Role::Viewer, Role::Owner]));
+        assert_eq!(
+            parse_scope("owner viewer owner"),
+            Ok(vec![Role::Viewer, Role::Owner])
+        );
         assert_eq!(scope_string(&[Role::Owner, Role::Viewer]), "viewer owner");
         assert_eq!(parse_scope("owner root"), Err("root".to_owned()));
         assert_eq!(parse_scope(""), Ok(vec![]));

@@ -5,7 +5,9 @@ use crate::domain::{Tokenmint, authz, page_token, principal::Principal};
 use crate::error::{Error, Result};
 use crate::ids::{OrganizationId, ServiceUserId};
 use tokenmint_store::entity::service_user;
-use tokenmint_store::{STATE_ACTIVE, STATE_DISABLED, ServiceUserChanges, ServiceUserRecord, StoreError};
+use tokenmint_store::{
+    STATE_ACTIVE, STATE_DISABLED, ServiceUserChanges, ServiceUserRecord, StoreError,
+};
 
 /// The caller-supplied fields of a service user.
 #[derive(Clone, Debug, Default)]
@@ -45,7 +47,12 @@ fn parse_etag(etag: &str) -> Result<Option<i64>> {
         .trim_matches('"')
         .parse()
         .map(Some)
-        .map_err(|_| Error::invalid("service_user.etag", "is not an etag returned by this service"))
+        .map_err(|_| {
+            Error::invalid(
+                "service_user.etag",
+                "is not an etag returned by this service",
+            )
+        })
 }
 
 fn parse_id(field: &str, id: &str) -> Result<ServiceUserId> {
@@ -53,9 +60,15 @@ fn parse_id(field: &str, id: &str) -> Result<ServiceUserId> {
 }
 
 fn validate_details(v: &mut Violations, fields: &ServiceUserFields) {
-    v.check("service_user.display_name", check::text(&fields.display_name, check::MAX_DISPLAY_NAME_LEN));
+    v.check(
+        "service_user.display_name",
+        check::text(&fields.display_name, check::MAX_DISPLAY_NAME_LEN),
+    );
     v.check("service_user.email", check::email(&fields.email));
-    v.check("service_user.description", check::text(&fields.description, check::MAX_DESCRIPTION_LEN));
+    v.check(
+        "service_user.description",
+        check::text(&fields.description, check::MAX_DESCRIPTION_LEN),
+    );
 }
 
 impl Tokenmint {
@@ -87,22 +100,33 @@ impl Tokenmint {
             update_time: now,
         };
         let name = user.name.clone();
-        self.store.create_service_user(user).await.map_err(|e| match e {
-            StoreError::AlreadyExists => {
-                Error::AlreadyExists(format!("a service user named {name:?} already exists in this organization"))
-            }
-            other => Error::from_store(other, "organization", organization.as_str()),
-        })
+        self.store
+            .create_service_user(user)
+            .await
+            .map_err(|e| match e {
+                StoreError::AlreadyExists => Error::AlreadyExists(format!(
+                    "a service user named {name:?} already exists in this organization"
+                )),
+                other => Error::from_store(other, "organization", organization.as_str()),
+            })
     }
 
     /// Gets a service user of the caller's organization.
-    pub async fn get_service_user(&self, caller: &Principal, id: &str) -> Result<ServiceUserRecord> {
+    pub async fn get_service_user(
+        &self,
+        caller: &Principal,
+        id: &str,
+    ) -> Result<ServiceUserRecord> {
         let id = parse_id("id", id)?;
         authz::read(caller)?;
         self.find_service_user(caller, &id).await
     }
 
-    async fn find_service_user(&self, caller: &Principal, id: &ServiceUserId) -> Result<ServiceUserRecord> {
+    async fn find_service_user(
+        &self,
+        caller: &Principal,
+        id: &ServiceUserId,
+    ) -> Result<ServiceUserRecord> {
         self.store
             .get_service_user(caller.organization_id.as_str(), id.as_str())
             .await
@@ -130,11 +154,17 @@ impl Tokenmint {
             .await?;
         let next_page_token = if users.len() as u64 > limit {
             users.truncate(limit as usize);
-            users.last().map(|u| page_token::encode(&query, &u.user.id)).unwrap_or_default()
+            users
+                .last()
+                .map(|u| page_token::encode(&query, &u.user.id))
+                .unwrap_or_default()
         } else {
             String::new()
         };
-        Ok(ServiceUserPage { service_users: users, next_page_token })
+        Ok(ServiceUserPage {
+            service_users: users,
+            next_page_token,
+        })
     }
 
     /// Changes the fields named in `mask`; with an etag, only if the user has not changed since.
@@ -150,10 +180,25 @@ impl Tokenmint {
         let expected_revision = parse_etag(etag)?;
         let mut v = Violations::new();
         if mask.is_empty() {
-            v.add("update_mask", format!("is required; updatable fields: {}", UPDATABLE_FIELDS.join(", ")));
+            v.add(
+                "update_mask",
+                format!(
+                    "is required; updatable fields: {}",
+                    UPDATABLE_FIELDS.join(", ")
+                ),
+            );
         }
-        for path in mask.iter().filter(|p| !UPDATABLE_FIELDS.contains(&p.as_str())) {
-            v.add("update_mask", format!("{path:?} cannot be updated; updatable fields: {}", UPDATABLE_FIELDS.join(", ")));
+        for path in mask
+            .iter()
+            .filter(|p| !UPDATABLE_FIELDS.contains(&p.as_str()))
+        {
+            v.add(
+                "update_mask",
+                format!(
+                    "{path:?} cannot be updated; updatable fields: {}",
+                    UPDATABLE_FIELDS.join(", ")
+                ),
+            );
         }
         validate_details(&mut v, &fields);
         v.finish()?;
@@ -166,23 +211,45 @@ impl Tokenmint {
             description: wants("description").then_some(fields.description),
         };
         self.store
-            .update_service_user(caller.organization_id.as_str(), id.as_str(), expected_revision, changes, super::now())
+            .update_service_user(
+                caller.organization_id.as_str(),
+                id.as_str(),
+                expected_revision,
+                changes,
+                super::now(),
+            )
             .await
             .map_err(|e| match e {
-                StoreError::Stale => Error::Aborted("the etag does not match: the service user changed since it was read".into()),
+                StoreError::Stale => Error::Aborted(
+                    "the etag does not match: the service user changed since it was read".into(),
+                ),
                 other => Error::from_store(other, "service user", id.as_str()),
             })
     }
 
     /// Disables or enables a service user. Disabling stops its keys and tokens at once.
-    pub async fn set_service_user_enabled(&self, caller: &Principal, id: &str, enabled: bool) -> Result<ServiceUserRecord> {
+    pub async fn set_service_user_enabled(
+        &self,
+        caller: &Principal,
+        id: &str,
+        enabled: bool,
+    ) -> Result<ServiceUserRecord> {
         let id = parse_id("id", id)?;
         let current = self.find_service_user(caller, &id).await?;
         authz::manage_service_user(caller, &current.administrators)?;
-        let state = if enabled { STATE_ACTIVE } else { STATE_DISABLED };
+        let state = if enabled {
+            STATE_ACTIVE
+        } else {
+            STATE_DISABLED
+        };
         let record = self
             .store
-            .set_service_user_state(caller.organization_id.as_str(), id.as_str(), state, super::now())
+            .set_service_user_state(
+                caller.organization_id.as_str(),
+                id.as_str(),
+                state,
+                super::now(),
+            )
             .await
             .map_err(|e| Error::from_store(e, "service user", id.as_str()))?;
         self.key_cache.forget_user(id.as_str());
@@ -190,15 +257,27 @@ impl Tokenmint {
     }
 
     /// Deletes a service user; refused while it has active keys unless `force`.
-    pub async fn delete_service_user(&self, caller: &Principal, id: &str, force: bool) -> Result<()> {
+    pub async fn delete_service_user(
+        &self,
+        caller: &Principal,
+        id: &str,
+        force: bool,
+    ) -> Result<()> {
         let id = parse_id("id", id)?;
         let current = self.find_service_user(caller, &id).await?;
         authz::manage_service_user(caller, &current.administrators)?;
         if id == caller.service_user_id {
-            return Err(Error::FailedPrecondition("a service user cannot delete itself".into()));
+            return Err(Error::FailedPrecondition(
+                "a service user cannot delete itself".into(),
+            ));
         }
         self.store
-            .delete_service_user(caller.organization_id.as_str(), id.as_str(), force, super::now())
+            .delete_service_user(
+                caller.organization_id.as_str(),
+                id.as_str(),
+                force,
+                super::now(),
+            )
             .await
             .map_err(|e| Error::from_store(e, "service user", id.as_str()))?;
         self.key_cache.forget_user(id.as_str());
@@ -212,6 +291,9 @@ fn parse_state_filter(filter: &str) -> Result<Option<&'static str>> {
         "" => Ok(None),
         "state=ACTIVE" => Ok(Some(STATE_ACTIVE)),
         "state=DISABLED" => Ok(Some(STATE_DISABLED)),
-        _ => Err(Error::invalid("filter", "supported filters: `state = ACTIVE`, `state = DISABLED`")),
+        _ => Err(Error::invalid(
+            "filter",
+            "supported filters: `state = ACTIVE`, `state = DISABLED`",
+        )),
     }
 }

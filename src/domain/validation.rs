@@ -27,7 +27,10 @@ impl Violations {
 
     /// Records a violation of `field`.
     pub fn add(&mut self, field: &str, description: impl Into<String>) {
-        self.0.push(FieldViolation { field: field.to_owned(), description: description.into() });
+        self.0.push(FieldViolation {
+            field: field.to_owned(),
+            description: description.into(),
+        });
     }
 
     /// Records the violation `check` returns, if any.
@@ -39,7 +42,11 @@ impl Violations {
 
     /// `Ok` when nothing was recorded.
     pub fn finish(self) -> Result<()> {
-        if self.0.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(self.0))
+        }
     }
 }
 
@@ -51,11 +58,16 @@ pub fn name(value: &str) -> std::result::Result<(), String> {
     if value.len() > MAX_NAME_LEN {
         return Err(format!("must be at most {MAX_NAME_LEN} characters"));
     }
-    let well_formed = value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    let well_formed = value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && value.as_bytes()[0].is_ascii_lowercase()
         && !value.ends_with('-');
     if !well_formed {
-        return Err("must be lowercase letters, digits and '-', start with a letter and not end with '-'".into());
+        return Err(
+            "must be lowercase letters, digits and '-', start with a letter and not end with '-'"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -65,7 +77,10 @@ pub fn text(value: &str, max: usize) -> std::result::Result<(), String> {
     if value.chars().count() > max {
         return Err(format!("must be at most {max} characters"));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err("must not contain control characters".into());
     }
     Ok(())
@@ -78,7 +93,14 @@ pub fn email(value: &str) -> std::result::Result<(), String> {
     }
     text(value, MAX_EMAIL_LEN)?;
     match value.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.contains('@') && !value.contains(char::is_whitespace) => Ok(()),
+        Some((local, domain))
+            if !local.is_empty()
+                && domain.contains('.')
+                && !domain.contains('@')
+                && !value.contains(char::is_whitespace) =>
+        {
+            Ok(())
+        }
         _ => Err("must be an email address like team@example.com".into()),
     }
 }
@@ -93,9 +115,21 @@ pub fn page_size(value: i32) -> std::result::Result<u64, String> {
 }
 
 /// Parses a required ID field, naming the field when it is malformed.
-pub fn id<T>(field: &str, value: &str, parse: impl Fn(&str) -> Option<T>, prefix: &str) -> Result<T> {
+pub fn id<T>(
+    field: &str,
+    value: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    prefix: &str,
+) -> Result<T> {
     parse(value).ok_or_else(|| {
-        Error::invalid(field, if value.is_empty() { "is required".to_owned() } else { format!("must be an ID like {prefix}…") })
+        Error::invalid(
+            field,
+            if value.is_empty() {
+                "is required".to_owned()
+            } else {
+                format!("must be an ID like {prefix}…")
+            },
+        )
     })
 }
 
@@ -112,7 +146,16 @@ mod tests {
 
     #[test]
     fn bad_names_are_refused() {
-        for bad in ["", "Admin", "1abc", "abc-", "a_b", "a b", "é", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Admin",
+            "1abc",
+            "abc-",
+            "a_b",
+            "a b",
+            "é",
+            &"a".repeat(64),
+        ] {
             assert!(name(bad).is_err(), "{bad}");
         }
     }

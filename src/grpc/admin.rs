@@ -1,9 +1,9 @@
 //! `tokenmint.admin.v1.AdminService`: translation only; the rules are in `domain`.
 
+use crate::domain::Tokenmint;
 use crate::domain::api_keys::NewApiKey;
 use crate::domain::principal::Principal;
 use crate::domain::service_users::ServiceUserFields;
-use crate::domain::Tokenmint;
 use crate::grpc::convert::{self, bearer, duration};
 use crate::proto::admin::v1::{self as pb, admin_service_server::AdminService};
 use std::sync::Arc;
@@ -24,21 +24,37 @@ impl AdminApi {
 }
 
 fn fields(user: pb::ServiceUser) -> ServiceUserFields {
-    ServiceUserFields { name: user.name, display_name: user.display_name, email: user.email, description: user.description }
+    ServiceUserFields {
+        name: user.name,
+        display_name: user.display_name,
+        email: user.email,
+        description: user.description,
+    }
 }
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
-    async fn create_service_user(&self, request: Request<pb::CreateServiceUserRequest>) -> Result<Response<pb::ServiceUser>, Status> {
+    async fn create_service_user(
+        &self,
+        request: Request<pb::CreateServiceUserRequest>,
+    ) -> Result<Response<pb::ServiceUser>, Status> {
         let (caller, r) = self.caller(request).await?;
         let user = r.service_user.unwrap_or_default();
-        let record = self.app.create_service_user(&caller, &r.organization_id, fields(user)).await?;
+        let record = self
+            .app
+            .create_service_user(&caller, &r.organization_id, fields(user))
+            .await?;
         Ok(Response::new(convert::service_user(record)))
     }
 
-    async fn get_service_user(&self, request: Request<pb::GetServiceUserRequest>) -> Result<Response<pb::ServiceUser>, Status> {
+    async fn get_service_user(
+        &self,
+        request: Request<pb::GetServiceUserRequest>,
+    ) -> Result<Response<pb::ServiceUser>, Status> {
         let (caller, r) = self.caller(request).await?;
-        Ok(Response::new(convert::service_user(self.app.get_service_user(&caller, &r.id).await?)))
+        Ok(Response::new(convert::service_user(
+            self.app.get_service_user(&caller, &r.id).await?,
+        )))
     }
 
     async fn list_service_users(
@@ -48,40 +64,78 @@ impl AdminService for AdminApi {
         let (caller, r) = self.caller(request).await?;
         let page = self
             .app
-            .list_service_users(&caller, &r.organization_id, r.page_size, &r.page_token, &r.filter)
+            .list_service_users(
+                &caller,
+                &r.organization_id,
+                r.page_size,
+                &r.page_token,
+                &r.filter,
+            )
             .await?;
         Ok(Response::new(pb::ListServiceUsersResponse {
-            service_users: page.service_users.into_iter().map(convert::service_user).collect(),
+            service_users: page
+                .service_users
+                .into_iter()
+                .map(convert::service_user)
+                .collect(),
             next_page_token: page.next_page_token,
         }))
     }
 
-    async fn update_service_user(&self, request: Request<pb::UpdateServiceUserRequest>) -> Result<Response<pb::ServiceUser>, Status> {
+    async fn update_service_user(
+        &self,
+        request: Request<pb::UpdateServiceUserRequest>,
+    ) -> Result<Response<pb::ServiceUser>, Status> {
         let (caller, r) = self.caller(request).await?;
         let user = r.service_user.unwrap_or_default();
         let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let (id, etag) = (user.id.clone(), user.etag.clone());
-        let record = self.app.update_service_user(&caller, &id, &etag, &mask, fields(user)).await?;
+        let record = self
+            .app
+            .update_service_user(&caller, &id, &etag, &mask, fields(user))
+            .await?;
         Ok(Response::new(convert::service_user(record)))
     }
 
-    async fn delete_service_user(&self, request: Request<pb::DeleteServiceUserRequest>) -> Result<Response<()>, Status> {
+    async fn delete_service_user(
+        &self,
+        request: Request<pb::DeleteServiceUserRequest>,
+    ) -> Result<Response<()>, Status> {
         let (caller, r) = self.caller(request).await?;
-        self.app.delete_service_user(&caller, &r.id, r.force).await?;
+        self.app
+            .delete_service_user(&caller, &r.id, r.force)
+            .await?;
         Ok(Response::new(()))
     }
 
-    async fn disable_service_user(&self, request: Request<pb::DisableServiceUserRequest>) -> Result<Response<pb::ServiceUser>, Status> {
+    async fn disable_service_user(
+        &self,
+        request: Request<pb::DisableServiceUserRequest>,
+    ) -> Result<Response<pb::ServiceUser>, Status> {
         let (caller, r) = self.caller(request).await?;
-        Ok(Response::new(convert::service_user(self.app.set_service_user_enabled(&caller, &r.id, false).await?)))
+        Ok(Response::new(convert::service_user(
+            self.app
+                .set_service_user_enabled(&caller, &r.id, false)
+                .await?,
+        )))
     }
 
-    async fn enable_service_user(&self, request: Request<pb::EnableServiceUserRequest>) -> Result<Response<pb::ServiceUser>, Status> {
+    async fn enable_service_user(
+        &self,
+        request: Request<pb::EnableServiceUserRequest>,
+    ) -> Result<Response<pb::ServiceUser>, Status> {
         let (caller, r) = self.caller(request).await?;
-        Ok(Response::new(convert::service_user(self.app.set_service_user_enabled(&caller, &r.id, true).await?)))
+        Ok(Response::new(convert::service_user(
+            self.app
+                .set_service_user_enabled(&caller, &r.id, true)
+                .await?,
+        )))
     }
 
-    async fn create_api_key(&self, request: Request<pb::CreateApiKeyRequest>) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
         let (caller, r) = self.caller(request).await?;
         let created = self
             .app
@@ -104,22 +158,38 @@ impl AdminService for AdminApi {
         }))
     }
 
-    async fn get_api_key(&self, request: Request<pb::GetApiKeyRequest>) -> Result<Response<pb::ApiKey>, Status> {
+    async fn get_api_key(
+        &self,
+        request: Request<pb::GetApiKeyRequest>,
+    ) -> Result<Response<pb::ApiKey>, Status> {
         let (caller, r) = self.caller(request).await?;
-        Ok(Response::new(convert::api_key(self.app.get_api_key(&caller, &r.id).await?)))
+        Ok(Response::new(convert::api_key(
+            self.app.get_api_key(&caller, &r.id).await?,
+        )))
     }
 
-    async fn list_api_keys(&self, request: Request<pb::ListApiKeysRequest>) -> Result<Response<pb::ListApiKeysResponse>, Status> {
+    async fn list_api_keys(
+        &self,
+        request: Request<pb::ListApiKeysRequest>,
+    ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
         let (caller, r) = self.caller(request).await?;
-        let page = self.app.list_api_keys(&caller, &r.service_user_id, r.page_size, &r.page_token).await?;
+        let page = self
+            .app
+            .list_api_keys(&caller, &r.service_user_id, r.page_size, &r.page_token)
+            .await?;
         Ok(Response::new(pb::ListApiKeysResponse {
             api_keys: page.api_keys.into_iter().map(convert::api_key).collect(),
             next_page_token: page.next_page_token,
         }))
     }
 
-    async fn revoke_api_key(&self, request: Request<pb::RevokeApiKeyRequest>) -> Result<Response<pb::ApiKey>, Status> {
+    async fn revoke_api_key(
+        &self,
+        request: Request<pb::RevokeApiKeyRequest>,
+    ) -> Result<Response<pb::ApiKey>, Status> {
         let (caller, r) = self.caller(request).await?;
-        Ok(Response::new(convert::api_key(self.app.revoke_api_key(&caller, &r.id, &r.reason).await?)))
+        Ok(Response::new(convert::api_key(
+            self.app.revoke_api_key(&caller, &r.id, &r.reason).await?,
+        )))
     }
 }

@@ -45,7 +45,11 @@ impl AuthService for AuthApi {
         request: Request<pb::IntrospectTokenRequest>,
     ) -> Result<Response<pb::IntrospectTokenResponse>, Status> {
         self.app.authenticate(bearer(request.metadata())).await?;
-        let Some(claims) = self.app.introspect_token(&request.into_inner().token).await? else {
+        let Some(claims) = self
+            .app
+            .introspect_token(&request.into_inner().token)
+            .await?
+        else {
             return Ok(Response::new(pb::IntrospectTokenResponse::default()));
         };
         Ok(Response::new(pb::IntrospectTokenResponse {
@@ -62,7 +66,10 @@ impl AuthService for AuthApi {
         }))
     }
 
-    async fn get_jwks(&self, _request: Request<pb::GetJwksRequest>) -> Result<Response<pb::GetJwksResponse>, Status> {
+    async fn get_jwks(
+        &self,
+        _request: Request<pb::GetJwksRequest>,
+    ) -> Result<Response<pb::GetJwksResponse>, Status> {
         let jwks = self.app.keyring.verifier.jwks();
         Ok(Response::new(pb::GetJwksResponse {
             json: jwks.to_json(),
@@ -81,7 +88,10 @@ impl AuthService for AuthApi {
         }))
     }
 
-    async fn who_am_i(&self, request: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
         let caller = self.app.authenticate(bearer(request.metadata())).await?;
         Ok(Response::new(pb::WhoAmIResponse {
             service_user_id: caller.service_user_id.to_string(),

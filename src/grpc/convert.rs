@@ -10,7 +10,10 @@ use tonic::metadata::MetadataMap;
 
 /// A protobuf timestamp.
 pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
 }
 
 /// A protobuf timestamp from seconds since the epoch.
@@ -19,13 +22,19 @@ pub fn timestamp_from_seconds(seconds: i64) -> prost_types::Timestamp {
 }
 
 /// A protobuf duration as a std one; negative or malformed is an invalid `field`.
-pub fn duration(field: &str, value: Option<prost_types::Duration>) -> Result<Option<std::time::Duration>> {
+pub fn duration(
+    field: &str,
+    value: Option<prost_types::Duration>,
+) -> Result<Option<std::time::Duration>> {
     match value {
         None => Ok(None),
         Some(d) if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 => {
             Err(Error::invalid(field, "must be a non-negative duration"))
         }
-        Some(d) => Ok(Some(std::time::Duration::new(d.seconds as u64, d.nanos as u32))),
+        Some(d) => Ok(Some(std::time::Duration::new(
+            d.seconds as u64,
+            d.nanos as u32,
+        ))),
     }
 }
 
@@ -33,7 +42,10 @@ pub fn duration(field: &str, value: Option<prost_types::Duration>) -> Result<Opt
 pub fn bearer(metadata: &MetadataMap) -> Option<&str> {
     let value = metadata.get("authorization")?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// A stored service user as the API shows it.
@@ -41,7 +53,11 @@ pub fn service_user(record: ServiceUserRecord) -> pb::ServiceUser {
     let user = record.user;
     pb::ServiceUser {
         etag: etag(&user),
-        state: if user.state == STATE_DISABLED { pb::service_user::State::Disabled } else { pb::service_user::State::Active } as i32,
+        state: if user.state == STATE_DISABLED {
+            pb::service_user::State::Disabled
+        } else {
+            pb::service_user::State::Active
+        } as i32,
         id: user.id,
         organization_id: user.organization_id,
         name: user.name,
@@ -71,7 +87,10 @@ pub fn api_key(key: api_key::Model) -> pb::ApiKey {
         state: state as i32,
         create_time: Some(timestamp(key.create_time)),
         expire_time: Some(timestamp(key.expire_time)),
-        token_lifetime: Some(prost_types::Duration { seconds: key.token_lifetime_seconds, nanos: 0 }),
+        token_lifetime: Some(prost_types::Duration {
+            seconds: key.token_lifetime_seconds,
+            nanos: 0,
+        }),
         allowed_cidrs: stored_list(&key.allowed_cidrs),
         scopes: stored_list(&key.scopes),
         last_used_time: key.last_used_time.map(timestamp),

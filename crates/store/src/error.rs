@@ -38,7 +38,9 @@ impl From<DbErr> for StoreError {
         }
         match &err {
             DbErr::RecordNotFound(_) => StoreError::NotFound,
-            DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => StoreError::Unavailable(err.to_string()),
+            DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => {
+                StoreError::Unavailable(err.to_string())
+            }
             DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))
                 if is_connection_error(&e.to_string()) =>
             {
@@ -52,7 +54,13 @@ impl From<DbErr> for StoreError {
 /// sqlx reports a dropped connection as an I/O or protocol error inside a query error.
 fn is_connection_error(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
-    ["connection", "i/o", "broken pipe", "pool timed out", "unable to open database"]
-        .iter()
-        .any(|needle| message.contains(needle))
+    [
+        "connection",
+        "i/o",
+        "broken pipe",
+        "pool timed out",
+        "unable to open database",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
 }

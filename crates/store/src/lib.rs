@@ -11,6 +11,7 @@ pub use queries::*;
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 use sea_orm_migration::MigratorTrait;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Lifecycle state of a service user, as stored.
@@ -22,6 +23,9 @@ pub const STATE_DISABLED: &str = "DISABLED";
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// SQLite allows one writer; queueing writers here avoids `database is locked` failures
+    /// when two transactions that read first both try to write.
+    sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// How to reach the database.
@@ -38,7 +42,11 @@ pub struct StoreOptions {
 impl StoreOptions {
     /// Options with the defaults for `url`.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), max_connections: 16, acquire_timeout: Duration::from_secs(5) }
+        Self {
+            url: url.into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -53,11 +61,15 @@ impl Store {
             .acquire_timeout(options.acquire_timeout)
             .connect_timeout(options.acquire_timeout)
             .sqlx_logging(false);
-        let db = Database::connect(connect).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let db = Database::connect(connect)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let mut sqlite_writer = None;
         if db.get_database_backend() == DbBackend::Sqlite {
             db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+            sqlite_writer = Some(Arc::new(tokio::sync::Mutex::new(())));
         }
-        Ok(Self { db })
+        Ok(Self { db, sqlite_writer })
     }
 
     /// Applies every pending migration.
@@ -76,6 +88,14 @@ impl Store {
     pub async fn close(self) -> StoreResult<()> {
         self.db.close().await?;
         Ok(())
+    }
+
+    /// Held for the duration of a write on SQLite; a no-op on PostgreSQL.
+    pub(crate) async fn write_guard(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.sqlite_writer {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        }
     }
 
     /// `sqlite` or `postgres`, for logs.

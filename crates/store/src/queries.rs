@@ -59,6 +59,7 @@ pub struct KeyPrincipal {
 impl Store {
     /// Writes the bootstrap organization, user, roles and key, unless a service user exists.
     pub async fn bootstrap(&self, bootstrap: Bootstrap) -> StoreResult<()> {
+        let _writer = self.write_guard().await;
         let txn = self.db.begin().await?;
         if service_user::Entity::find().count(&txn).await? > 0 {
             return Err(StoreError::AlreadyExists);
@@ -86,11 +87,18 @@ impl Store {
 
     /// Gets an organization.
     pub async fn get_organization(&self, id: &str) -> StoreResult<organization::Model> {
-        organization::Entity::find_by_id(id).one(&self.db).await?.ok_or(StoreError::NotFound)
+        organization::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or(StoreError::NotFound)
     }
 
     /// Inserts a service user and makes its creator an administrator of it.
-    pub async fn create_service_user(&self, user: service_user::Model) -> StoreResult<ServiceUserRecord> {
+    pub async fn create_service_user(
+        &self,
+        user: service_user::Model,
+    ) -> StoreResult<ServiceUserRecord> {
+        let _writer = self.write_guard().await;
         let txn = self.db.begin().await?;
         organization::Entity::find_by_id(user.organization_id.clone())
             .one(&txn)
@@ -102,7 +110,11 @@ impl Store {
     }
 
     /// Gets a service user of an organization.
-    pub async fn get_service_user(&self, organization_id: &str, id: &str) -> StoreResult<ServiceUserRecord> {
+    pub async fn get_service_user(
+        &self,
+        organization_id: &str,
+        id: &str,
+    ) -> StoreResult<ServiceUserRecord> {
         let user = find_user(&self.db, organization_id, id).await?;
         with_administrators(&self.db, user).await
     }
@@ -140,7 +152,10 @@ impl Store {
                     .filter(|a| a.service_user_id == user.id)
                     .map(|a| a.principal_id.clone())
                     .collect();
-                ServiceUserRecord { user, administrators }
+                ServiceUserRecord {
+                    user,
+                    administrators,
+                }
             })
             .collect())
     }
@@ -154,13 +169,17 @@ impl Store {
         changes: ServiceUserChanges,
         now: DateTime<Utc>,
     ) -> StoreResult<ServiceUserRecord> {
+        let _writer = self.write_guard().await;
         let txn = self.db.begin().await?;
         let user = find_user(&txn, organization_id, id).await?;
         if expected_revision.is_some_and(|expected| expected != user.revision) {
             return Err(StoreError::Stale);
         }
         let mut update = service_user::Entity::update_many()
-            .col_expr(service_user::Column::Revision, Expr::value(user.revision + 1))
+            .col_expr(
+                service_user::Column::Revision,
+                Expr::value(user.revision + 1),
+            )
             .col_expr(service_user::Column::UpdateTime, Expr::value(now))
             .filter(service_user::Column::Id.eq(id))
             .filter(service_user::Column::Revision.eq(user.revision));
@@ -190,6 +209,7 @@ impl Store {
         state: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<ServiceUserRecord> {
+        let _writer = self.write_guard().await;
         let txn = self.db.begin().await?;
         let user = find_user(&txn, organization_id, id).await?;
         let user = if user.state == state {
@@ -216,6 +236,7 @@ impl Store {
         force: bool,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<String>> {
+        let _writer = self.write_guard().await;
         let txn = self.db.begin().await?;
         find_user(&txn, organization_id, id).await?;
         let active_keys = api_key::Entity::find()
@@ -229,7 +250,10 @@ impl Store {
         }
         api_key::Entity::update_many()
             .col_expr(api_key::Column::RevokeTime, Expr::value(now))
-            .col_expr(api_key::Column::RevokeReason, Expr::value("service user deleted"))
+            .col_expr(
+                api_key::Column::RevokeReason,
+                Expr::value("service user deleted"),
+            )
             .filter(api_key::Column::ServiceUserId.eq(id))
             .filter(api_key::Column::RevokeTime.is_null())
             .exec(&txn)
@@ -248,15 +272,22 @@ impl Store {
 
     /// Inserts an API key for an existing user of the key's organization.
     pub async fn create_api_key(&self, key: api_key::Model) -> StoreResult<()> {
+        let _writer = self.write_guard().await;
         let txn = self.db.begin().await?;
         find_user(&txn, &key.organization_id, &key.service_user_id).await?;
-        api_key::Entity::insert(key.into_active_model()).exec_without_returning(&txn).await?;
+        api_key::Entity::insert(key.into_active_model())
+            .exec_without_returning(&txn)
+            .await?;
         txn.commit().await?;
         Ok(())
     }
 
     /// Gets a key of an organization.
-    pub async fn get_api_key(&self, organization_id: &str, id: &str) -> StoreResult<api_key::Model> {
+    pub async fn get_api_key(
+        &self,
+        organization_id: &str,
+        id: &str,
+    ) -> StoreResult<api_key::Model> {
         api_key::Entity::find_by_id(id)
             .filter(api_key::Column::OrganizationId.eq(organization_id))
             .one(&self.db)
@@ -291,6 +322,7 @@ impl Store {
         reason: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<api_key::Model> {
+        let _writer = self.write_guard().await;
         let txn = self.db.begin().await?;
         let key = api_key::Entity::find_by_id(id)
             .filter(api_key::Column::OrganizationId.eq(organization_id))
@@ -321,7 +353,11 @@ impl Store {
             return Ok(None);
         };
         let role_bindings = role_bindings_of(&self.db, &user.id).await?;
-        Ok(Some(KeyPrincipal { api_key, user, role_bindings }))
+        Ok(Some(KeyPrincipal {
+            api_key,
+            user,
+            role_bindings,
+        }))
     }
 
     /// Every signing key, oldest first.
@@ -334,7 +370,10 @@ impl Store {
 
     /// Stores a new signing key.
     pub async fn insert_signing_key(&self, key: signing_key::Model) -> StoreResult<()> {
-        signing_key::Entity::insert(key.into_active_model()).exec_without_returning(&self.db).await?;
+        let _writer = self.write_guard().await;
+        signing_key::Entity::insert(key.into_active_model())
+            .exec_without_returning(&self.db)
+            .await?;
         Ok(())
     }
 }
@@ -363,7 +402,10 @@ async fn with_administrators(
         .into_iter()
         .map(|a| a.principal_id)
         .collect();
-    Ok(ServiceUserRecord { user, administrators })
+    Ok(ServiceUserRecord {
+        user,
+        administrators,
+    })
 }
 
 async fn insert_user_with_administrator(
@@ -376,14 +418,22 @@ async fn insert_user_with_administrator(
         principal_id: user.creator.clone(),
         create_time: user.create_time,
     };
-    service_user::Entity::insert(user.clone().into_active_model()).exec_without_returning(db).await?;
+    service_user::Entity::insert(user.clone().into_active_model())
+        .exec_without_returning(db)
+        .await?;
     service_user_administrator::Entity::insert(administrator.into_active_model())
         .exec_without_returning(db)
         .await?;
-    Ok(ServiceUserRecord { administrators: vec![user.creator.clone()], user })
+    Ok(ServiceUserRecord {
+        administrators: vec![user.creator.clone()],
+        user,
+    })
 }
 
-async fn role_bindings_of(db: &impl ConnectionTrait, principal_id: &str) -> StoreResult<Vec<role_binding::Model>> {
+async fn role_bindings_of(
+    db: &impl ConnectionTrait,
+    principal_id: &str,
+) -> StoreResult<Vec<role_binding::Model>> {
     Ok(role_binding::Entity::find()
         .filter(role_binding::Column::PrincipalId.eq(principal_id))
         .order_by_asc(role_binding::Column::Role)

@@ -22,14 +22,17 @@ pub struct SigningKeyPair {
 
 impl fmt::Debug for SigningKeyPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKeyPair").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("SigningKeyPair")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
 /// Generates an Ed25519 key pair.
 pub fn generate_ed25519(rng: &dyn SecureRandom) -> Result<SigningKeyPair, CryptoError> {
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(rng).map_err(|_| CryptoError::Random)?;
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| CryptoError::InvalidKey(e.to_string()))?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+        .map_err(|e| CryptoError::InvalidKey(e.to_string()))?;
     let public_key = pair.public_key().as_ref().to_vec();
     Ok(SigningKeyPair {
         kid: ed25519_thumbprint(&public_key),
@@ -41,7 +44,10 @@ pub fn generate_ed25519(rng: &dyn SecureRandom) -> Result<SigningKeyPair, Crypto
 
 /// RFC 7638: SHA-256 over the required JWK members in lexicographic order.
 fn ed25519_thumbprint(public_key: &[u8]) -> String {
-    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64url(public_key));
+    let canonical = format!(
+        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+        b64url(public_key)
+    );
     b64url(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
 }
 
@@ -63,13 +69,21 @@ impl KeyEncryptionKey {
 
     /// A key from 32 bytes.
     pub fn new(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let unbound = aead::UnboundKey::new(&aead::AES_256_GCM, bytes)
-            .map_err(|_| CryptoError::InvalidKey(format!("key-encryption key must be {} bytes", Self::LEN)))?;
-        Ok(Self { key: aead::LessSafeKey::new(unbound) })
+        let unbound = aead::UnboundKey::new(&aead::AES_256_GCM, bytes).map_err(|_| {
+            CryptoError::InvalidKey(format!("key-encryption key must be {} bytes", Self::LEN))
+        })?;
+        Ok(Self {
+            key: aead::LessSafeKey::new(unbound),
+        })
     }
 
     /// Encrypts `plaintext` bound to `context` (the kid): returns nonce || ciphertext || tag.
-    pub fn seal(&self, rng: &dyn SecureRandom, context: &str, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub fn seal(
+        &self,
+        rng: &dyn SecureRandom,
+        context: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         let mut nonce = [0u8; aead::NONCE_LEN];
         rng.fill(&mut nonce).map_err(|_| CryptoError::Random)?;
         let mut in_out = plaintext.to_vec();
@@ -91,7 +105,8 @@ impl KeyEncryptionKey {
             return Err(CryptoError::Decrypt);
         }
         let (nonce, ciphertext) = sealed.split_at(aead::NONCE_LEN);
-        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Decrypt)?;
+        let nonce =
+            aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Decrypt)?;
         let mut in_out = ciphertext.to_vec();
         let plaintext = self
             .key
@@ -112,7 +127,11 @@ mod tests {
         let pair = generate_ed25519(&rng).unwrap();
         let kek = KeyEncryptionKey::new(&[7u8; 32]).unwrap();
         let sealed = kek.seal(&rng, &pair.kid, &pair.private_pkcs8).unwrap();
-        assert!(!sealed.windows(16).any(|w| pair.private_pkcs8.windows(16).any(|p| p == w)));
+        assert!(
+            !sealed
+                .windows(16)
+                .any(|w| pair.private_pkcs8.windows(16).any(|p| p == w))
+        );
         assert_eq!(kek.open(&pair.kid, &sealed).unwrap(), pair.private_pkcs8);
     }
 
@@ -120,9 +139,22 @@ mod tests {
     fn opening_with_another_key_or_kid_fails() {
         let rng = SystemRandom::new();
         let pair = generate_ed25519(&rng).unwrap();
-        let sealed = KeyEncryptionKey::new(&[7u8; 32]).unwrap().seal(&rng, &pair.kid, &pair.private_pkcs8).unwrap();
-        assert!(KeyEncryptionKey::new(&[8u8; 32]).unwrap().open(&pair.kid, &sealed).is_err());
-        assert!(KeyEncryptionKey::new(&[7u8; 32]).unwrap().open("other", &sealed).is_err());
+        let sealed = KeyEncryptionKey::new(&[7u8; 32])
+            .unwrap()
+            .seal(&rng, &pair.kid, &pair.private_pkcs8)
+            .unwrap();
+        assert!(
+            KeyEncryptionKey::new(&[8u8; 32])
+                .unwrap()
+                .open(&pair.kid, &sealed)
+                .is_err()
+        );
+        assert!(
+            KeyEncryptionKey::new(&[7u8; 32])
+                .unwrap()
+                .open("other", &sealed)
+                .is_err()
+        );
     }
 
     #[test]

@@ -56,7 +56,9 @@ impl ApiSecret {
 
     /// Checks prefix, length, alphabet and checksum.
     pub fn parse(text: &str) -> Result<Self, SecretFormatError> {
-        let rest = text.strip_prefix(SECRET_PREFIX).ok_or(SecretFormatError::Malformed)?;
+        let rest = text
+            .strip_prefix(SECRET_PREFIX)
+            .ok_or(SecretFormatError::Malformed)?;
         if text.len() != SECRET_LEN || !rest.bytes().all(|b| BASE62.contains(&b)) {
             return Err(SecretFormatError::Malformed);
         }
@@ -97,7 +99,9 @@ impl fmt::Debug for SecretHasher {
 impl SecretHasher {
     /// A hasher keyed with `pepper`.
     pub fn new(pepper: &[u8]) -> Self {
-        Self { key: hmac::Key::new(hmac::HMAC_SHA256, pepper) }
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, pepper),
+        }
     }
 
     /// The value to store for `secret`.
@@ -153,9 +157,18 @@ mod tests {
     fn wrong_prefix_length_or_alphabet_is_malformed() {
         let secret = ApiSecret::generate(&SystemRandom::new()).unwrap();
         let s = secret.expose();
-        assert_eq!(ApiSecret::parse(&s.replacen("tmsk_", "ghp_x", 1)), Err(SecretFormatError::Malformed));
-        assert_eq!(ApiSecret::parse(&s[..s.len() - 1]), Err(SecretFormatError::Malformed));
-        assert_eq!(ApiSecret::parse(&format!("{}-", &s[..s.len() - 1])), Err(SecretFormatError::Malformed));
+        assert_eq!(
+            ApiSecret::parse(&s.replacen("tmsk_", "ghp_x", 1)),
+            Err(SecretFormatError::Malformed)
+        );
+        assert_eq!(
+            ApiSecret::parse(&s[..s.len() - 1]),
+            Err(SecretFormatError::Malformed)
+        );
+        assert_eq!(
+            ApiSecret::parse(&format!("{}-", &s[..s.len() - 1])),
+            Err(SecretFormatError::Malformed)
+        );
         assert_eq!(ApiSecret::parse(""), Err(SecretFormatError::Malformed));
     }
 
@@ -182,6 +195,10 @@ mod tests {
     fn stored_hash_does_not_contain_the_secret() {
         let secret = ApiSecret::generate(&SystemRandom::new()).unwrap();
         let stored = SecretHasher::new(b"p").hash(&secret);
-        assert!(!stored.windows(8).any(|w| secret.expose().as_bytes().windows(8).any(|s| s == w)));
+        assert!(
+            !stored
+                .windows(8)
+                .any(|w| secret.expose().as_bytes().windows(8).any(|s| s == w))
+        );
     }
 }

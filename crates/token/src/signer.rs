@@ -11,7 +11,9 @@ pub struct TokenSigner {
 
 impl std::fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSigner").field("kid", &self.header.kid).finish_non_exhaustive()
+        f.debug_struct("TokenSigner")
+            .field("kid", &self.header.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -23,7 +25,10 @@ impl TokenSigner {
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
         header.kid = Some(kid.to_owned());
-        Ok(Self { header, key: EncodingKey::from_ed_der(pkcs8) })
+        Ok(Self {
+            header,
+            key: EncodingKey::from_ed_der(pkcs8),
+        })
     }
 
     /// The key ID written into every token's header.
@@ -33,6 +38,7 @@ impl TokenSigner {
 
     /// A signed compact JWT carrying `claims`.
     pub fn sign(&self, claims: &AccessTokenClaims) -> Result<String, CryptoError> {
-        jsonwebtoken::encode(&self.header, claims, &self.key).map_err(|e| CryptoError::Sign(e.to_string()))
+        jsonwebtoken::encode(&self.header, claims, &self.key)
+            .map_err(|e| CryptoError::Sign(e.to_string()))
     }
 }

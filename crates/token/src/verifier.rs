@@ -30,20 +30,31 @@ pub struct TokenVerifier {
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenVerifier").field("issuer", &self.issuer).field("kids", &self.keys.keys()).finish()
+        f.debug_struct("TokenVerifier")
+            .field("issuer", &self.issuer)
+            .field("kids", &self.keys.keys())
+            .finish()
     }
 }
 
 impl TokenVerifier {
     /// A verifier for tokens from `issuer` signed by any of `public_keys` (kid, raw Ed25519 key).
-    pub fn new<'a>(issuer: &str, public_keys: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
+    pub fn new<'a>(
+        issuer: &str,
+        public_keys: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Self {
         let mut keys = HashMap::new();
         let mut jwks = JwkSet::default();
         for (kid, public_key) in public_keys {
             keys.insert(kid.to_owned(), DecodingKey::from_ed_der(public_key));
             jwks.keys.push(crate::Jwk::ed25519(kid, public_key));
         }
-        Self { issuer: issuer.to_owned(), keys, jwks, leeway_seconds: 30 }
+        Self {
+            issuer: issuer.to_owned(),
+            keys,
+            jwks,
+            leeway_seconds: 30,
+        }
     }
 
     /// The public keys as a JWKS.
@@ -58,12 +69,16 @@ impl TokenVerifier {
 
     /// Verifies `token` and returns its claims. With `audience`, `aud` must equal it; without,
     /// any audience is accepted (introspection of tokens meant for other services).
-    pub fn verify(&self, token: &str, audience: Option<&str>) -> Result<AccessTokenClaims, VerifyError> {
+    pub fn verify(
+        &self,
+        token: &str,
+        audience: Option<&str>,
+    ) -> Result<AccessTokenClaims, VerifyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
-        let typ_ok = header
-            .typ
-            .as_deref()
-            .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt"));
+        let typ_ok = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE)
+                || t.eq_ignore_ascii_case("application/at+jwt")
+        });
         if header.alg != Algorithm::EdDSA || !typ_ok {
             return Err(VerifyError::Malformed);
         }
@@ -108,13 +123,17 @@ mod tests {
     }
 
     fn now() -> i64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap()
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap()
     }
 
     fn setup() -> (TokenSigner, TokenVerifier) {
         let pair = generate_ed25519(&SystemRandom::new()).unwrap();
         let signer = TokenSigner::ed25519(&pair.kid, &pair.private_pkcs8).unwrap();
-        let verifier = TokenVerifier::new(ISSUER, [(pair.kid.as_str(), pair.public_key.as_slice())]);
+        let verifier =
+            TokenVerifier::new(ISSUER, [(pair.kid.as_str(), pair.public_key.as_slice())]);
         (signer, verifier)
     }
 
@@ -133,7 +152,10 @@ mod tests {
     fn wrong_audience_is_rejected() {
         let (signer, verifier) = setup();
         let token = signer.sign(&claims(now())).unwrap();
-        assert!(matches!(verifier.verify(&token, Some("other")), Err(VerifyError::Invalid(_))));
+        assert!(matches!(
+            verifier.verify(&token, Some("other")),
+            Err(VerifyError::Invalid(_))
+        ));
         assert!(verifier.verify(&token, None).is_ok());
     }
 
@@ -143,7 +165,10 @@ mod tests {
         let mut c = claims(now() - 3600);
         c.exp = now() - 120;
         let token = signer.sign(&c).unwrap();
-        assert!(matches!(verifier.verify(&token, Some("api")), Err(VerifyError::Invalid(_))));
+        assert!(matches!(
+            verifier.verify(&token, Some("api")),
+            Err(VerifyError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -160,7 +185,10 @@ mod tests {
         let (signer, _) = setup();
         let (_, other_verifier) = setup();
         let token = signer.sign(&claims(now())).unwrap();
-        assert_eq!(other_verifier.verify(&token, Some("api")), Err(VerifyError::UnknownKey));
+        assert_eq!(
+            other_verifier.verify(&token, Some("api")),
+            Err(VerifyError::UnknownKey)
+        );
     }
 
     #[test]
@@ -171,7 +199,10 @@ mod tests {
         let mut forged = claims(now());
         forged.sub = "su_2".into();
         parts[1] = b64url(serde_json::to_string(&forged).unwrap().as_bytes());
-        assert!(matches!(verifier.verify(&parts.join("."), Some("api")), Err(VerifyError::Invalid(_))));
+        assert!(matches!(
+            verifier.verify(&parts.join("."), Some("api")),
+            Err(VerifyError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -179,13 +210,18 @@ mod tests {
         let (_, verifier) = setup();
         let header = b64url(br#"{"alg":"none","typ":"at+jwt","kid":"x"}"#);
         let payload = b64url(serde_json::to_string(&claims(now())).unwrap().as_bytes());
-        assert!(verifier.verify(&format!("{header}.{payload}."), Some("api")).is_err());
+        assert!(
+            verifier
+                .verify(&format!("{header}.{payload}."), Some("api"))
+                .is_err()
+        );
     }
 
     #[test]
     fn plain_jwt_typ_is_rejected() {
         let pair = generate_ed25519(&SystemRandom::new()).unwrap();
-        let verifier = TokenVerifier::new(ISSUER, [(pair.kid.as_str(), pair.public_key.as_slice())]);
+        let verifier =
+            TokenVerifier::new(ISSUER, [(pair.kid.as_str(), pair.public_key.as_slice())]);
         let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
         header.kid = Some(pair.kid.clone());
         let token = jsonwebtoken::encode(
@@ -194,7 +230,10 @@ mod tests {
             &jsonwebtoken::EncodingKey::from_ed_der(&pair.private_pkcs8),
         )
         .unwrap();
-        assert_eq!(verifier.verify(&token, Some("api")), Err(VerifyError::Malformed));
+        assert_eq!(
+            verifier.verify(&token, Some("api")),
+            Err(VerifyError::Malformed)
+        );
     }
 
     #[test]

@@ -146,7 +146,9 @@ impl MigrationTrait for Migration {
                     .table(ServiceUserAdministrators::Table)
                     .col(string(ServiceUserAdministrators::ServiceUserId))
                     .col(string(ServiceUserAdministrators::PrincipalId))
-                    .col(timestamp_with_time_zone(ServiceUserAdministrators::CreateTime))
+                    .col(timestamp_with_time_zone(
+                        ServiceUserAdministrators::CreateTime,
+                    ))
                     .primary_key(
                         Index::create()
                             .col(ServiceUserAdministrators::ServiceUserId)
@@ -154,7 +156,10 @@ impl MigrationTrait for Migration {
                     )
                     .foreign_key(
                         ForeignKey::create()
-                            .from(ServiceUserAdministrators::Table, ServiceUserAdministrators::ServiceUserId)
+                            .from(
+                                ServiceUserAdministrators::Table,
+                                ServiceUserAdministrators::ServiceUserId,
+                            )
                             .to(ServiceUsers::Table, ServiceUsers::Id)
                             .on_delete(ForeignKeyAction::Cascade),
                     )
@@ -265,7 +270,9 @@ impl MigrationTrait for Migration {
             ServiceUsers::Table.into_iden(),
             Organizations::Table.into_iden(),
         ] {
-            manager.drop_table(Table::drop().table(table).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
         }
         Ok(())
     }

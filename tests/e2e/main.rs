@@ -1,0 +1,13 @@
+//! End-to-end tests: the real `tokenmint` binary, started on ephemeral ports, called with real
+//! gRPC and HTTP clients. Every test runs on SQLite, and on PostgreSQL when
+//! `TOKENMINT_TEST_DATABASE_URL` is set (each test in a database of its own).
+
+mod harness;
+
+mod api_keys;
+mod exchange;
+mod lifecycle;
+mod secrecy;
+mod service_users;
+mod surface;
+mod tokens;

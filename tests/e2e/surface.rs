@@ -1,0 +1,210 @@
+//! What operators and tools see: health, reflection, HTTP endpoints, size limits, and
+//! UNAVAILABLE (with nothing written) when the database goes away.
+
+use crate::harness::{Backend, Server, violated_fields};
+use crate::on_both_backends;
+use sea_orm::{ConnectionTrait, Database};
+use tokenmint::proto::admin::v1::{CreateServiceUserRequest, ListServiceUsersRequest, ServiceUser};
+use tokenmint::proto::auth::v1::GetJwksRequest;
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+async fn health_reports_serving_for_the_server_and_each_service(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut health = HealthClient::new(server.channel().await);
+    for service in [
+        "",
+        "tokenmint.auth.v1.AuthService",
+        "tokenmint.admin.v1.AdminService",
+    ] {
+        let response = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            response.status,
+            ServingStatus::Serving as i32,
+            "{service:?}"
+        );
+    }
+}
+
+async fn reflection_lists_every_service_in_v1_and_v1alpha(backend: Backend) {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut client =
+        v1::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        stream.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("not a list of services")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "tokenmint.auth.v1.AuthService",
+        "tokenmint.admin.v1.AdminService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "tokenmint.admin.v1.AdminService".into(),
+            ),
+        ),
+    };
+    let mut client =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.next().await.unwrap().unwrap().message_response;
+    assert!(
+        matches!(response, Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(f)) if !f.file_descriptor_proto.is_empty())
+    );
+}
+
+async fn http_serves_the_same_jwks_as_grpc_and_discovery(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let http = reqwest::get(format!("{}/.well-known/jwks.json", server.http_url))
+        .await
+        .unwrap();
+    assert_eq!(http.headers()["content-type"], "application/jwk-set+json");
+    let http_jwks = http.text().await.unwrap();
+    let grpc_jwks = server
+        .auth()
+        .await
+        .get_jwks(GetJwksRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(http_jwks, grpc_jwks.json);
+    assert_eq!(grpc_jwks.keys.len(), 1);
+    assert_eq!(grpc_jwks.keys[0].crv, "Ed25519");
+    let discovery: serde_json::Value = reqwest::get(format!(
+        "{}/.well-known/openid-configuration",
+        server.http_url
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(discovery["issuer"], server.issuer.as_str());
+    let health = reqwest::get(format!("{}/healthz", server.http_url))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+async fn oversized_requests_are_refused(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let request = CreateServiceUserRequest {
+        organization_id: String::new(),
+        service_user: Some(ServiceUser {
+            name: "big".into(),
+            description: "x".repeat(100_000),
+            ..Default::default()
+        }),
+    };
+    let status = admin.create_service_user(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    let request = CreateServiceUserRequest {
+        organization_id: String::new(),
+        service_user: Some(ServiceUser {
+            name: "long".into(),
+            description: "x".repeat(1025),
+            ..Default::default()
+        }),
+    };
+    let status = admin.create_service_user(request).await.unwrap_err();
+    assert_eq!(violated_fields(&status), ["service_user.description"]);
+}
+
+on_both_backends!(
+    health_reports_serving_for_the_server_and_each_service,
+    reflection_lists_every_service_in_v1_and_v1alpha,
+    http_serves_the_same_jwks_as_grpc_and_discovery,
+    oversized_requests_are_refused,
+);
+
+/// PostgreSQL only: an embedded SQLite file cannot go away under a running server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_gives_unavailable_and_writes_nothing() {
+    let Some(server) = Server::start_with(Backend::Postgres, &["--database-timeout", "2s"]).await
+    else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let url = server.database_url.clone().unwrap();
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let base = std::env::var(crate::harness::POSTGRES_URL_VAR).unwrap();
+    let control = Database::connect(base).await.unwrap();
+    control
+        .execute_unprepared(&format!(
+            "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
+        ))
+        .await
+        .unwrap();
+    control
+        .execute_unprepared(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
+        .await
+        .unwrap();
+
+    let request = CreateServiceUserRequest {
+        organization_id: String::new(),
+        service_user: Some(ServiceUser {
+            name: "during-outage".into(),
+            ..Default::default()
+        }),
+    };
+    let status = admin.create_service_user(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    control
+        .execute_unprepared(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    let mut admin = server.admin().await;
+    let users = admin
+        .list_service_users(ListServiceUsersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .service_users;
+    assert_eq!(users.len(), 1, "nothing was half-written during the outage");
+}
