@@ -125,9 +125,7 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let mut histogram = new_histogram()?;
     let mut errors = 0;
     for worker in workers {
-        let (h, e) = worker
-            .await
-            .map_err(|e| BenchError::Worker(e.to_string()))?;
+        let (h, e) = worker.await.map_err(|e| BenchError::Worker(e.to_string()))??;
         histogram
             .add(h)
             .map_err(|e| BenchError::Worker(e.to_string()))?;
@@ -170,11 +168,8 @@ async fn worker(
     request: Option<ExchangeApiKeyRequest>,
     start: Instant,
     end: Instant,
-) -> (Histogram<u64>, u64) {
-    let mut histogram = match new_histogram() {
-        Ok(h) => h,
-        Err(_) => return (Histogram::new(3).unwrap_or_else(|_| unreachable!()), 0),
-    };
+) -> Result<(Histogram<u64>, u64), BenchError> {
+    let mut histogram = new_histogram()?;
     let mut errors = 0;
     let mut auth = AuthServiceClient::new(channel.clone());
     let mut health = HealthClient::new(channel);
@@ -201,5 +196,5 @@ async fn worker(
             errors += 1;
         }
     }
-    (histogram, errors)
+    Ok((histogram, errors))
 }
