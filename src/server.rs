@@ -126,7 +126,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let grpc = tokio::spawn(router.serve_with_incoming_shutdown(
-        tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+        // Without TCP_NODELAY, Nagle's algorithm holds multi-frame responses for ~40 ms.
+        tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
         stopped(stop_rx.clone()),
     ));
     let http_app = crate::http::router(crate::http::HttpState {
