@@ -125,7 +125,9 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let mut histogram = new_histogram()?;
     let mut errors = 0;
     for worker in workers {
-        let (h, e) = worker.await.map_err(|e| BenchError::Worker(e.to_string()))??;
+        let (h, e) = worker
+            .await
+            .map_err(|e| BenchError::Worker(e.to_string()))??;
         histogram
             .add(h)
             .map_err(|e| BenchError::Worker(e.to_string()))?;

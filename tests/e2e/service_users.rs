@@ -57,7 +57,10 @@ async fn created_user_reads_back_with_its_creator_as_administrator(backend: Back
     assert!(created.id.starts_with("su_"));
     assert_eq!(created.organization_id, server.admin.organization_id);
     assert_eq!(created.state, State::Active as i32);
-    assert_eq!(created.administrators, vec![server.admin.service_user_id.clone()]);
+    assert_eq!(
+        created.administrators,
+        vec![server.admin.service_user_id.clone()]
+    );
     assert_eq!(created.creator, server.admin.service_user_id);
     assert!(!created.etag.is_empty() && created.create_time.is_some());
     let read = admin
