@@ -85,6 +85,15 @@ impl Store {
         Ok(service_user::Entity::find().count(&self.db).await? > 0)
     }
 
+    /// Inserts an organization.
+    pub async fn create_organization(&self, organization: organization::Model) -> StoreResult<()> {
+        let _writer = self.write_guard().await;
+        organization::Entity::insert(organization.into_active_model())
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// Gets an organization.
     pub async fn get_organization(&self, id: &str) -> StoreResult<organization::Model> {
         organization::Entity::find_by_id(id)
