@@ -212,6 +212,8 @@ impl Tokenmint {
                 )),
                 other => Error::from_store(other, "service user", user_id.as_str()),
             })?;
+        // A probe may have cached this ID as unknown before it existed.
+        self.key_cache.forget_key(&key.id);
         Ok(CreatedApiKey {
             api_key: key,
             secret,

@@ -3,7 +3,7 @@
 
 use crate::domain::Tokenmint;
 use crate::domain::api_keys::{parse_cidrs, stored_list};
-use crate::domain::key_cache::CachedKey;
+use crate::domain::key_cache::{CachedKey, Lookup};
 use crate::domain::principal::UNAUTHENTICATED;
 use crate::domain::roles::{Role, narrow, parse_scope, scope_string};
 use crate::domain::validation::Violations;
@@ -164,11 +164,14 @@ impl Tokenmint {
 
     /// The verification data of an active key, from the cache or the database.
     async fn active_key(&self, key_id: &str) -> Result<Option<Arc<CachedKey>>> {
-        if let Some(hit) = self.key_cache.get(key_id) {
-            return Ok(Some(hit));
+        match self.key_cache.get(key_id) {
+            Some(Lookup::Active(key)) => return Ok(Some(key)),
+            Some(Lookup::Inactive) => return Ok(None),
+            None => {}
         }
         let generation = self.key_cache.generation();
         let Some(found) = self.store.find_key_principal(key_id).await? else {
+            self.key_cache.insert_inactive(generation, key_id, None);
             return Ok(None);
         };
         let now = super::now();
@@ -176,6 +179,8 @@ impl Tokenmint {
             || found.api_key.expire_time <= now
             || found.user.state != STATE_ACTIVE
         {
+            self.key_cache
+                .insert_inactive(generation, key_id, Some(found.user.id));
             return Ok(None);
         }
         let user_roles: Vec<Role> = found

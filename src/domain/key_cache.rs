@@ -1,6 +1,8 @@
-//! In-memory copy of active keys' verification data, so an exchange needs no database round
-//! trip. Entries are dropped the moment this replica revokes a key or disables or deletes its
-//! user, and re-read after a short TTL so changes made through other replicas are seen too.
+//! In-memory copy of keys' verification data, so an exchange needs no database round trip.
+//! Unknown and inactive key IDs are remembered too, so a probe for a key ID that does not exist
+//! takes the same path, and the same time, as a wrong secret for one that does. Entries are
+//! dropped the moment this replica changes a key or its user, and re-read after a short TTL so
+//! changes made through other replicas are seen too.
 
 use crate::domain::roles::Role;
 use ipnet::IpNet;
@@ -28,7 +30,6 @@ pub struct CachedKey {
     pub allowed_cidrs: Vec<IpNet>,
     /// Roles its tokens may carry: the user's roles, narrowed by the key's scopes.
     pub roles: Vec<Role>,
-    loaded_at: Instant,
 }
 
 impl CachedKey {
@@ -53,9 +54,25 @@ impl CachedKey {
             token_lifetime_seconds,
             allowed_cidrs,
             roles,
-            loaded_at: Instant::now(),
         }
     }
+}
+
+/// What the cache knows about a key ID.
+#[derive(Clone, Debug)]
+pub enum Lookup {
+    /// The key can be exchanged (if the secret matches).
+    Active(Arc<CachedKey>),
+    /// No such key, or it is revoked, expired, or its user is disabled.
+    Inactive,
+}
+
+#[derive(Debug)]
+struct Entry {
+    lookup: Lookup,
+    /// The key's user, when known, so disabling or enabling the user drops the entry.
+    service_user_id: Option<String>,
+    loaded_at: Instant,
 }
 
 /// The cache. A TTL of zero turns it off.
@@ -63,7 +80,7 @@ impl CachedKey {
 pub struct KeyCache {
     ttl: Duration,
     max_entries: usize,
-    entries: RwLock<HashMap<String, Arc<CachedKey>>>,
+    entries: RwLock<HashMap<String, Entry>>,
     /// Bumped on every invalidation, so a load that raced with one is not cached.
     generation: AtomicU64,
 }
@@ -84,17 +101,38 @@ impl KeyCache {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// A live entry for `key_id`.
-    pub fn get(&self, key_id: &str) -> Option<Arc<CachedKey>> {
+    /// What is known about `key_id`, unless it is older than the TTL.
+    pub fn get(&self, key_id: &str) -> Option<Lookup> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         entries
             .get(key_id)
             .filter(|e| e.loaded_at.elapsed() < self.ttl)
-            .cloned()
+            .map(|e| e.lookup.clone())
     }
 
-    /// Caches an entry loaded since `generation`, unless an invalidation happened meanwhile.
-    pub fn insert(&self, generation: u64, entry: Arc<CachedKey>) {
+    /// Caches an active key loaded since `generation`, unless an invalidation happened meanwhile.
+    pub fn insert(&self, generation: u64, key: Arc<CachedKey>) {
+        let (key_id, service_user_id) = (key.key_id.clone(), Some(key.service_user_id.clone()));
+        self.put(generation, key_id, service_user_id, Lookup::Active(key));
+    }
+
+    /// Remembers that `key_id` cannot be exchanged (unknown, or inactive for `service_user_id`).
+    pub fn insert_inactive(&self, generation: u64, key_id: &str, service_user_id: Option<String>) {
+        self.put(
+            generation,
+            key_id.to_owned(),
+            service_user_id,
+            Lookup::Inactive,
+        );
+    }
+
+    fn put(
+        &self,
+        generation: u64,
+        key_id: String,
+        service_user_id: Option<String>,
+        lookup: Lookup,
+    ) {
         if self.ttl.is_zero() {
             return;
         }
@@ -108,7 +146,14 @@ impl KeyCache {
                 return;
             }
         }
-        entries.insert(entry.key_id.clone(), entry);
+        entries.insert(
+            key_id,
+            Entry {
+                lookup,
+                service_user_id,
+                loaded_at: Instant::now(),
+            },
+        );
     }
 
     /// Drops a key.
@@ -122,7 +167,7 @@ impl KeyCache {
     pub fn forget_user(&self, service_user_id: &str) {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.retain(|_, e| e.service_user_id != service_user_id);
+        entries.retain(|_, e| e.service_user_id.as_deref() != Some(service_user_id));
     }
 }
 
@@ -147,7 +192,7 @@ mod tests {
     fn inserted_entry_is_found_until_forgotten() {
         let cache = KeyCache::new(Duration::from_secs(60), 10);
         cache.insert(cache.generation(), entry("ak_1", "su_1"));
-        assert!(cache.get("ak_1").is_some());
+        assert!(matches!(cache.get("ak_1"), Some(Lookup::Active(_))));
         cache.forget_key("ak_1");
         assert!(cache.get("ak_1").is_none());
     }
@@ -161,6 +206,17 @@ mod tests {
         cache.forget_user("su_1");
         assert!(cache.get("ak_1").is_none() && cache.get("ak_2").is_none());
         assert!(cache.get("ak_3").is_some());
+    }
+
+    #[test]
+    fn inactive_keys_are_remembered_and_dropped_with_their_user() {
+        let cache = KeyCache::new(Duration::from_secs(60), 10);
+        cache.insert_inactive(cache.generation(), "ak_unknown", None);
+        cache.insert_inactive(cache.generation(), "ak_disabled", Some("su_1".into()));
+        assert!(matches!(cache.get("ak_unknown"), Some(Lookup::Inactive)));
+        cache.forget_user("su_1");
+        assert!(cache.get("ak_disabled").is_none());
+        assert!(cache.get("ak_unknown").is_some());
     }
 
     #[test]

@@ -289,6 +289,25 @@ impl Server {
         Ok(response.into_inner().access_token)
     }
 
+    /// Introspects `token` with the bootstrap admin as the caller.
+    pub async fn introspect(
+        &self,
+        token: &str,
+    ) -> tokenmint::proto::auth::v1::IntrospectTokenResponse {
+        let admin_token = self
+            .token_for(&self.admin.key_id, &self.admin.secret)
+            .await
+            .expect("bootstrap key exchanges");
+        self.auth_as(&admin_token)
+            .await
+            .introspect_token(tokenmint::proto::auth::v1::IntrospectTokenRequest {
+                token: token.to_owned(),
+            })
+            .await
+            .expect("introspection answers")
+            .into_inner()
+    }
+
     /// An AdminService client acting as the bootstrap admin.
     pub async fn admin(&self) -> AdminServiceClient<InterceptedService<Channel, Bearer>> {
         let token = self

@@ -181,18 +181,7 @@ async fn revoked_key_stops_exchanging_and_its_tokens_go_inactive(backend: Backen
     let user = create_user(&mut admin, "worker").await;
     let (key, secret) = create_key(&mut admin, &user.id, "k").await;
     let token = server.token_for(&key.id, &secret).await.unwrap();
-    let admin_token = server
-        .token_for(&server.admin.key_id, &server.admin.secret)
-        .await
-        .unwrap();
-    let mut introspector = server.auth_as(&admin_token).await;
-    let active = introspector
-        .introspect_token(IntrospectTokenRequest {
-            token: token.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let active = server.introspect(&token).await;
     assert!(active.active);
     assert_eq!(active.sub, user.id);
     assert_eq!(active.client_id, key.id);
@@ -217,15 +206,8 @@ async fn revoked_key_stops_exchanging_and_its_tokens_go_inactive(backend: Backen
         server.token_for(&key.id, &secret).await.unwrap_err().code(),
         Code::Unauthenticated
     );
-    let inactive = introspector
-        .introspect_token(IntrospectTokenRequest {
-            token: token.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
     assert_eq!(
-        inactive,
+        server.introspect(&token).await,
         Default::default(),
         "an inactive token gets active=false and nothing else"
     );
@@ -259,10 +241,6 @@ async fn disabled_user_cannot_exchange_until_enabled(backend: Backend) {
     let user = create_user(&mut admin, "batch").await;
     let (key, secret) = create_key(&mut admin, &user.id, "k").await;
     let token = server.token_for(&key.id, &secret).await.unwrap();
-    let admin_token = server
-        .token_for(&server.admin.key_id, &server.admin.secret)
-        .await
-        .unwrap();
 
     let disabled = admin
         .disable_service_user(DisableServiceUserRequest {
@@ -279,15 +257,7 @@ async fn disabled_user_cannot_exchange_until_enabled(backend: Backend) {
         server.token_for(&key.id, &secret).await.unwrap_err().code(),
         Code::Unauthenticated
     );
-    let introspection = server
-        .auth_as(&admin_token)
-        .await
-        .introspect_token(IntrospectTokenRequest {
-            token: token.clone(),
-        })
-        .await
-        .unwrap();
-    assert!(!introspection.into_inner().active);
+    assert!(!server.introspect(&token).await.active);
 
     admin
         .enable_service_user(EnableServiceUserRequest {
@@ -296,14 +266,8 @@ async fn disabled_user_cannot_exchange_until_enabled(backend: Backend) {
         .await
         .unwrap();
     assert!(server.token_for(&key.id, &secret).await.is_ok());
-    let introspection = server
-        .auth_as(&admin_token)
-        .await
-        .introspect_token(IntrospectTokenRequest { token })
-        .await
-        .unwrap();
     assert!(
-        introspection.into_inner().active,
+        server.introspect(&token).await.active,
         "an unexpired token of a re-enabled user is active again"
     );
 }
@@ -323,17 +287,7 @@ async fn deleted_users_tokens_go_inactive(backend: Backend) {
         })
         .await
         .unwrap();
-    let admin_token = server
-        .token_for(&server.admin.key_id, &server.admin.secret)
-        .await
-        .unwrap();
-    let introspection = server
-        .auth_as(&admin_token)
-        .await
-        .introspect_token(IntrospectTokenRequest { token })
-        .await
-        .unwrap();
-    assert!(!introspection.into_inner().active);
+    assert!(!server.introspect(&token).await.active);
     assert_eq!(
         server.token_for(&key.id, &secret).await.unwrap_err().code(),
         Code::Unauthenticated
