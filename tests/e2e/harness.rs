@@ -48,6 +48,8 @@ pub struct Server {
     pub admin: Credential,
     logs: Arc<Mutex<String>>,
     extra_args: Vec<String>,
+    /// Replicas share the first server's database and leave dropping it to that server.
+    owns_database: bool,
 }
 
 static SKIP_NOTICE: Once = Once::new();
@@ -123,12 +125,39 @@ impl Server {
             },
             logs: Arc::default(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            owns_database: true,
         };
         server.admin = server
             .bootstrap_json()
             .expect("bootstrap on an empty database");
         server.spawn();
         Some(server)
+    }
+
+    /// Starts another server on the same database with the same key-encryption key and pepper,
+    /// as a second replica would run.
+    pub fn replica(&self, extra_args: &[&str]) -> Server {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        std::fs::copy(
+            self.data_dir.path().join("secrets.json"),
+            data_dir.path().join("secrets.json"),
+        )
+        .expect("copy secrets");
+        let mut replica = Server {
+            child: None,
+            backend: self.backend,
+            grpc_url: String::new(),
+            http_url: String::new(),
+            issuer: self.issuer.clone(),
+            data_dir,
+            database_url: self.database_url.clone(),
+            admin: self.admin.clone(),
+            logs: Arc::default(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            owns_database: false,
+        };
+        replica.spawn();
+        replica
     }
 
     /// Common flags: data directory, database, issuer.
@@ -376,6 +405,9 @@ impl Drop for Server {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if !self.owns_database {
+            return;
         }
         if let (Some(url), Ok(base)) = (self.database_url.clone(), std::env::var(POSTGRES_URL_VAR))
         {

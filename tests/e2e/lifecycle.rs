@@ -110,3 +110,68 @@ on_both_backends!(
     restart_keeps_users_keys_and_the_signing_key,
     sigterm_stops_the_server_cleanly,
 );
+
+/// PostgreSQL only: replicas share one database, its signing keys, and revocations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_signing_keys_and_see_each_others_revocations() {
+    let Some(first) = Server::start(Backend::Postgres).await else {
+        return;
+    };
+    let second = first.replica(&["--key-cache-ttl", "1s"]);
+    let jwks = |server: &Server| {
+        let server_url = server.grpc_url.clone();
+        async move {
+            let channel = tonic::transport::Channel::from_shared(server_url)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            tokenmint::proto::auth::v1::auth_service_client::AuthServiceClient::new(channel)
+                .get_jwks(GetJwksRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .json
+        }
+    };
+    assert_eq!(
+        jwks(&first).await,
+        jwks(&second).await,
+        "one signing key for both"
+    );
+
+    let mut admin = first.admin().await;
+    let user = create_user(&mut admin, "shared").await;
+    let (key, secret) = create_key(&mut admin, &user.id, "k").await;
+    let token = first.token_for(&key.id, &secret).await.unwrap();
+    assert!(
+        second.token_for(&key.id, &secret).await.is_ok(),
+        "a key made on one replica exchanges on the other"
+    );
+    assert!(
+        second.introspect(&token).await.active,
+        "a token from one replica verifies on the other"
+    );
+
+    admin
+        .revoke_api_key(tokenmint::proto::admin::v1::RevokeApiKeyRequest {
+            id: key.id.clone(),
+            reason: "rotated".into(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        !second.introspect(&token).await.active,
+        "introspection on the other replica sees the revocation at once"
+    );
+    // The other replica's exchange path sees it within its key-cache TTL (1 s here).
+    let mut refused = false;
+    for _ in 0..30 {
+        if second.token_for(&key.id, &secret).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the other replica kept exchanging a revoked key");
+}
