@@ -318,6 +318,18 @@ impl Server {
         Ok(response.into_inner().access_token)
     }
 
+    /// The JWKS document as GetJwks returns it.
+    pub async fn jwks_json(&self) -> String {
+        let request = tokenmint::proto::auth::v1::GetJwksRequest {};
+        self.auth()
+            .await
+            .get_jwks(request)
+            .await
+            .expect("GetJwks answers")
+            .into_inner()
+            .json
+    }
+
     /// Introspects `token` with the bootstrap admin as the caller.
     pub async fn introspect(
         &self,

@@ -3,7 +3,6 @@
 use crate::harness::{Backend, Server, create_key, create_user};
 use crate::on_both_backends;
 use tokenmint::proto::admin::v1::{GetApiKeyRequest, GetServiceUserRequest};
-use tokenmint::proto::auth::v1::GetJwksRequest;
 
 async fn bootstrap_refuses_a_database_that_has_users(backend: Backend) {
     let Some(server) = Server::start(backend).await else {
@@ -29,25 +28,13 @@ async fn restart_keeps_users_keys_and_the_signing_key(backend: Backend) {
     let user = create_user(&mut admin, "durable").await;
     let (key, secret) = create_key(&mut admin, &user.id, "k").await;
     let token = server.token_for(&key.id, &secret).await.unwrap();
-    let jwks_before = server
-        .auth()
-        .await
-        .get_jwks(GetJwksRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let jwks_before = server.jwks_json().await;
 
     server.restart();
 
-    let jwks_after = server
-        .auth()
-        .await
-        .get_jwks(GetJwksRequest {})
-        .await
-        .unwrap()
-        .into_inner();
     assert_eq!(
-        jwks_after.json, jwks_before.json,
+        server.jwks_json().await,
+        jwks_before,
         "same signing key after restart"
     );
     let mut admin = server.admin().await;
@@ -118,25 +105,9 @@ async fn replicas_share_signing_keys_and_see_each_others_revocations() {
         return;
     };
     let second = first.replica(&["--key-cache-ttl", "1s"]);
-    let jwks = |server: &Server| {
-        let server_url = server.grpc_url.clone();
-        async move {
-            let channel = tonic::transport::Channel::from_shared(server_url)
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-            tokenmint::proto::auth::v1::auth_service_client::AuthServiceClient::new(channel)
-                .get_jwks(GetJwksRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-                .json
-        }
-    };
     assert_eq!(
-        jwks(&first).await,
-        jwks(&second).await,
+        first.jwks_json().await,
+        second.jwks_json().await,
         "one signing key for both"
     );
 
