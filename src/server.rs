@@ -70,7 +70,7 @@ pub async fn open(core: &CoreArgs, issuer: String) -> Result<Arc<Tokenmint>, Sta
         store,
         keyring,
         hasher: SecretHasher::new(&secrets.secret_pepper),
-        key_cache: KeyCache::new(core.key_cache_ttl, 1_000_000),
+        key_cache: KeyCache::new(core.key_cache_ttl, 100_000),
         settings: Settings {
             issuer,
             default_token_lifetime: core.default_token_lifetime,

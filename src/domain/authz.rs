@@ -67,6 +67,13 @@ pub fn grant_scopes(caller: &Principal, roles: &[Role]) -> Result<()> {
     }
 }
 
+/// The caller may see the claims of a token of `organization_id`: its own organization, or any
+/// organization for a superuser. Anything else introspects as inactive.
+pub fn introspect(caller: &Principal, organization_id: &str) -> bool {
+    caller.organization_id.as_str() == organization_id
+        || caller.effective_roles().contains(&Role::Superuser)
+}
+
 fn require(caller: &Principal, minimum: Role, action: &str) -> Result<()> {
     if caller.highest_role().is_some_and(|r| r >= minimum) {
         Ok(())
@@ -129,6 +136,17 @@ mod tests {
         assert!(create_service_user(&owner).is_err());
         owner.token_scope = vec![Role::Owner];
         assert!(create_service_user(&owner).is_ok());
+    }
+
+    #[test]
+    fn introspection_is_limited_to_the_callers_organization_unless_superuser() {
+        let viewer = caller(&[Role::Viewer]);
+        assert!(introspect(&viewer, viewer.organization_id.as_str()));
+        assert!(!introspect(&viewer, OrganizationId::generate().as_str()));
+        assert!(introspect(
+            &caller(&[Role::Superuser]),
+            OrganizationId::generate().as_str()
+        ));
     }
 
     #[test]

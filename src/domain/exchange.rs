@@ -1,12 +1,13 @@
 //! The exchange of an API key for an access token, and introspection of tokens. This is the hot
 //! path: a cached key costs one HMAC and one signature, no database round trip.
 
-use crate::domain::Tokenmint;
 use crate::domain::api_keys::{parse_cidrs, stored_list};
 use crate::domain::key_cache::{CachedKey, Lookup};
+use crate::domain::principal::Principal;
 use crate::domain::principal::UNAUTHENTICATED;
 use crate::domain::roles::{Role, narrow, parse_scope, scope_string};
 use crate::domain::validation::Violations;
+use crate::domain::{Tokenmint, authz};
 use crate::error::{Error, Result};
 use crate::ids::ApiKeyId;
 use base64::Engine;
@@ -219,11 +220,19 @@ impl Tokenmint {
     }
 
     /// The claims of `token` if it is active right now: well signed, unexpired, and its key and
-    /// user still active (read from the database, not the cache). Otherwise `None`.
-    pub async fn introspect_token(&self, token: &str) -> Result<Option<AccessTokenClaims>> {
+    /// user still active (read from the database, not the cache). Otherwise `None`. A caller
+    /// learns about tokens of its own organization only, unless it is a superuser.
+    pub async fn introspect_token(
+        &self,
+        caller: &Principal,
+        token: &str,
+    ) -> Result<Option<AccessTokenClaims>> {
         let Ok(claims) = self.keyring.verifier.verify(token, None) else {
             return Ok(None);
         };
+        if !authz::introspect(caller, &claims.organization_id) {
+            return Ok(None);
+        }
         let Some(current) = self.store.find_key_principal(&claims.client_id).await? else {
             return Ok(None);
         };

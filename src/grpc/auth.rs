@@ -44,10 +44,10 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::IntrospectTokenRequest>,
     ) -> Result<Response<pb::IntrospectTokenResponse>, Status> {
-        self.app.authenticate(bearer(request.metadata())).await?;
+        let caller = self.app.authenticate(bearer(request.metadata())).await?;
         let Some(claims) = self
             .app
-            .introspect_token(&request.into_inner().token)
+            .introspect_token(&caller, &request.into_inner().token)
             .await?
         else {
             return Ok(Response::new(pb::IntrospectTokenResponse::default()));

@@ -554,3 +554,90 @@ pub async fn create_key(
         created.secret,
     )
 }
+
+impl Server {
+    /// A service user with a working key in another organization, written straight into the
+    /// database (the API cannot create organizations yet). It holds no roles.
+    pub async fn foreign_principal(&self) -> Credential {
+        use base64::Engine;
+        use sea_orm::{ActiveModelTrait, IntoActiveModel};
+        use tokenmint::ids::{ApiKeyId, OrganizationId, ServiceUserId};
+        use tokenmint_store::entity::{api_key, organization, service_user};
+
+        let secrets: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.data_dir.path().join("secrets.json"))
+                .expect("secrets.json"),
+        )
+        .expect("secrets.json is JSON");
+        let pepper = base64::engine::general_purpose::STANDARD
+            .decode(secrets["secret_pepper"].as_str().expect("pepper"))
+            .expect("pepper is base64");
+        let secret =
+            tokenmint_token::ApiSecret::generate(&ring::rand::SystemRandom::new()).expect("secret");
+        let (org, user, key) = (
+            OrganizationId::generate(),
+            ServiceUserId::generate(),
+            ApiKeyId::generate(),
+        );
+        let now = chrono::Utc::now();
+        let db = self.database().await;
+        organization::Model {
+            id: org.to_string(),
+            name: format!("other-{}", &org.as_str()[20..]),
+            display_name: "Another tenant".into(),
+            max_service_users: 10,
+            max_keys_per_user: 10,
+            create_time: now,
+            update_time: now,
+        }
+        .into_active_model()
+        .insert(&db)
+        .await
+        .expect("insert organization");
+        service_user::Model {
+            id: user.to_string(),
+            organization_id: org.to_string(),
+            name: "theirs".into(),
+            display_name: String::new(),
+            email: String::new(),
+            description: String::new(),
+            state: "ACTIVE".into(),
+            creator: user.to_string(),
+            revision: 1,
+            create_time: now,
+            update_time: now,
+        }
+        .into_active_model()
+        .insert(&db)
+        .await
+        .expect("insert service user");
+        api_key::Model {
+            id: key.to_string(),
+            service_user_id: user.to_string(),
+            organization_id: org.to_string(),
+            name: "k".into(),
+            description: String::new(),
+            secret_hash: tokenmint_token::SecretHasher::new(&pepper).hash(&secret),
+            token_lifetime_seconds: 3600,
+            allowed_cidrs: "[]".into(),
+            scopes: "[]".into(),
+            creator: user.to_string(),
+            create_time: now,
+            expire_time: now + chrono::Duration::days(1),
+            last_used_time: None,
+            last_used_address: None,
+            revoke_time: None,
+            revoke_reason: None,
+        }
+        .into_active_model()
+        .insert(&db)
+        .await
+        .expect("insert API key");
+        Credential {
+            organization_id: org.to_string(),
+            service_user_id: user.to_string(),
+            key_id: key.to_string(),
+            secret: secret.expose().to_owned(),
+        }
+    }
+}

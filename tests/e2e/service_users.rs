@@ -3,7 +3,6 @@
 
 use crate::harness::{Admin, Backend, Server, create_key, create_user, violated_fields};
 use crate::on_both_backends;
-use sea_orm::{ActiveModelTrait, IntoActiveModel};
 use std::collections::HashSet;
 use tokenmint::proto::admin::v1::{
     CreateServiceUserRequest, DeleteServiceUserRequest, GetApiKeyRequest, GetServiceUserRequest,
@@ -181,55 +180,32 @@ async fn unknown_and_foreign_users_are_indistinguishable_not_found(backend: Back
         return;
     };
     let mut admin = server.admin().await;
-    // Another tenant, written straight into the database.
-    let db = server.database().await;
-    let now = chrono::Utc::now();
-    let org = tokenmint_store::entity::organization::Model {
-        id: "org_01jaaaaaaaaaaaaaaaaaaaaaaa".into(),
-        name: "other".into(),
-        display_name: "Other".into(),
-        max_service_users: 10,
-        max_keys_per_user: 10,
-        create_time: now,
-        update_time: now,
-    };
-    org.into_active_model().insert(&db).await.unwrap();
-    let foreign = tokenmint_store::entity::service_user::Model {
-        id: "su_01jaaaaaaaaaaaaaaaaaaaaaaa".into(),
-        organization_id: "org_01jaaaaaaaaaaaaaaaaaaaaaaa".into(),
-        name: "theirs".into(),
-        display_name: String::new(),
-        email: String::new(),
-        description: String::new(),
-        state: "ACTIVE".into(),
-        creator: "su_01jaaaaaaaaaaaaaaaaaaaaaaa".into(),
-        revision: 1,
-        create_time: now,
-        update_time: now,
-    };
-    foreign.into_active_model().insert(&db).await.unwrap();
+    let foreign = server.foreign_principal().await;
+    let unknown_id = tokenmint::ids::ServiceUserId::generate().to_string();
 
     let foreign_status = admin
         .get_service_user(GetServiceUserRequest {
-            id: "su_01jaaaaaaaaaaaaaaaaaaaaaaa".into(),
+            id: foreign.service_user_id.clone(),
         })
         .await
         .unwrap_err();
     let unknown_status = admin
         .get_service_user(GetServiceUserRequest {
-            id: "su_01jbbbbbbbbbbbbbbbbbbbbbbb".into(),
+            id: unknown_id.clone(),
         })
         .await
         .unwrap_err();
     assert_eq!(foreign_status.code(), Code::NotFound);
     assert_eq!(unknown_status.code(), Code::NotFound);
     assert_eq!(
-        foreign_status.message().replace('a', "b"),
-        unknown_status.message().replace('a', "b")
+        foreign_status
+            .message()
+            .replace(&foreign.service_user_id, "ID"),
+        unknown_status.message().replace(&unknown_id, "ID")
     );
     let status = admin
         .delete_service_user(DeleteServiceUserRequest {
-            id: "su_01jaaaaaaaaaaaaaaaaaaaaaaa".into(),
+            id: foreign.service_user_id.clone(),
             force: true,
         })
         .await
@@ -237,14 +213,14 @@ async fn unknown_and_foreign_users_are_indistinguishable_not_found(backend: Back
     assert_eq!(status.code(), Code::NotFound);
     let status = admin
         .list_service_users(ListServiceUsersRequest {
-            organization_id: "org_01jaaaaaaaaaaaaaaaaaaaaaaa".into(),
+            organization_id: foreign.organization_id.clone(),
             ..Default::default()
         })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     let mut create_there = create("intruder");
-    create_there.organization_id = "org_01jaaaaaaaaaaaaaaaaaaaaaaa".into();
+    create_there.organization_id = foreign.organization_id.clone();
     assert_eq!(
         admin
             .create_service_user(create_there)

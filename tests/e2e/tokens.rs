@@ -311,7 +311,48 @@ async fn introspection_needs_an_active_bearer(backend: Backend) {
     assert_eq!(status.code(), Code::Unauthenticated);
 }
 
+async fn introspection_hides_other_organizations_tokens(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let foreign = server.foreign_principal().await;
+    let foreign_token = server
+        .token_for(&foreign.key_id, &foreign.secret)
+        .await
+        .unwrap();
+    let admin_token = server
+        .token_for(&server.admin.key_id, &server.admin.secret)
+        .await
+        .unwrap();
+    // The foreign principal asks about the admin's token: another organization, so inactive.
+    let answer = server
+        .auth_as(&foreign_token)
+        .await
+        .introspect_token(IntrospectTokenRequest {
+            token: admin_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer, Default::default());
+    // It may ask about its own token.
+    let own = server
+        .auth_as(&foreign_token)
+        .await
+        .introspect_token(IntrospectTokenRequest {
+            token: foreign_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(own.active);
+    assert_eq!(own.organization_id, foreign.organization_id);
+    // The bootstrap admin is a superuser and sees every organization's tokens.
+    assert!(server.introspect(&foreign_token).await.active);
+}
+
 on_both_backends!(
+    introspection_hides_other_organizations_tokens,
     forged_tokens_are_rejected_by_the_admin_api,
     missing_bearer_token_is_unauthenticated,
     revoked_key_stops_exchanging_and_its_tokens_go_inactive,
