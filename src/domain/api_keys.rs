@@ -81,9 +81,9 @@ pub fn key_state(key: &api_key::Model, now: chrono::DateTime<chrono::Utc>) -> Ke
     }
 }
 
-/// Decodes the stored JSON list columns.
-pub fn stored_list(json: &str) -> Vec<String> {
-    serde_json::from_str(json).unwrap_or_default()
+/// Decodes a stored JSON list column; `None` if it is unreadable.
+pub fn stored_list(json: &str) -> Option<Vec<String>> {
+    serde_json::from_str(json).ok()
 }
 
 fn duration_in(
@@ -102,8 +102,18 @@ fn duration_in(
     }
 }
 
-/// Parses and normalises CIDR blocks (`10.1.2.3/8` becomes `10.0.0.0/8`); a bare address is a /32 or /128.
-pub fn parse_cidrs(v: &mut Violations, cidrs: &[String]) -> Vec<IpNet> {
+/// Parses and normalises one CIDR block (`10.1.2.3/8` becomes `10.0.0.0/8`); a bare address is
+/// a /32 or /128.
+pub fn parse_cidr(cidr: &str) -> Option<IpNet> {
+    let net = cidr
+        .parse::<IpNet>()
+        .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from))
+        .ok()?;
+    Some(net.trunc())
+}
+
+/// Parses a request's CIDR allowlist, recording each bad entry.
+fn parse_cidrs(v: &mut Violations, cidrs: &[String]) -> Vec<IpNet> {
     if cidrs.len() > MAX_ALLOWED_CIDRS {
         v.add(
             "allowed_cidrs",
@@ -112,12 +122,9 @@ pub fn parse_cidrs(v: &mut Violations, cidrs: &[String]) -> Vec<IpNet> {
     }
     let mut parsed = Vec::new();
     for (i, cidr) in cidrs.iter().enumerate() {
-        let net = cidr
-            .parse::<IpNet>()
-            .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from));
-        match net {
-            Ok(net) => parsed.push(net.trunc()),
-            Err(_) => v.add(
+        match parse_cidr(cidr) {
+            Some(net) => parsed.push(net),
+            None => v.add(
                 &format!("allowed_cidrs[{i}]"),
                 format!("{cidr:?} is not a CIDR block like 10.0.0.0/8"),
             ),

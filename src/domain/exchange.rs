@@ -1,8 +1,8 @@
 //! The exchange of an API key for an access token, and introspection of tokens. This is the hot
 //! path: a cached key costs one HMAC and one signature, no database round trip.
 
-use crate::domain::api_keys::{parse_cidrs, stored_list};
-use crate::domain::key_cache::{CachedKey, Lookup};
+use crate::domain::api_keys::{parse_cidr, stored_list};
+use crate::domain::key_cache::CachedKey;
 use crate::domain::principal::Principal;
 use crate::domain::principal::UNAUTHENTICATED;
 use crate::domain::roles::{Role, narrow, parse_scope, scope_string};
@@ -165,10 +165,12 @@ impl Tokenmint {
 
     /// The verification data of an active key, from the cache or the database.
     async fn active_key(&self, key_id: &str) -> Result<Option<Arc<CachedKey>>> {
-        match self.key_cache.get(key_id) {
-            Some(Lookup::Active(key)) => return Ok(Some(key)),
-            Some(Lookup::Inactive) => return Ok(None),
-            None => {}
+        if let Some(known) = self.key_cache.get(key_id) {
+            return Ok(known.into_active());
+        }
+        let _loading = self.key_cache.lock_for_load(key_id).await;
+        if let Some(known) = self.key_cache.get(key_id) {
+            return Ok(known.into_active());
         }
         let generation = self.key_cache.generation();
         let Some(found) = self.store.find_key_principal(key_id).await? else {
@@ -189,14 +191,29 @@ impl Tokenmint {
             .iter()
             .filter_map(|b| Role::parse(&b.role))
             .collect();
-        let key_scopes =
-            parse_scope(&stored_list(&found.api_key.scopes).join(" ")).unwrap_or_default();
+        // Stored lists were validated on creation; if one is unreadable, refuse (fail closed)
+        // rather than treat it as empty, which would widen the key.
+        let corrupt = || {
+            Error::Internal(format!(
+                "API key {key_id} has an unreadable scope or CIDR list"
+            ))
+        };
+        let key_scopes = stored_list(&found.api_key.scopes)
+            .and_then(|scopes| parse_scope(&scopes.join(" ")).ok())
+            .ok_or_else(corrupt)?;
+        let allowed_cidrs = stored_list(&found.api_key.allowed_cidrs)
+            .and_then(|cidrs| {
+                cidrs
+                    .iter()
+                    .map(|c| parse_cidr(c))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(corrupt)?;
         let roles = if key_scopes.is_empty() {
             user_roles
         } else {
             narrow(&user_roles, &key_scopes)
         };
-        let mut ignored = Violations::new();
         let entry = Arc::new(CachedKey::new(
             found.api_key.id,
             found.user.id,
@@ -204,7 +221,7 @@ impl Tokenmint {
             found.api_key.secret_hash,
             found.api_key.expire_time.timestamp(),
             found.api_key.token_lifetime_seconds,
-            parse_cidrs(&mut ignored, &stored_list(&found.api_key.allowed_cidrs)),
+            allowed_cidrs,
             roles,
         ));
         self.key_cache.insert(generation, entry.clone());

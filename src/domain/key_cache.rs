@@ -8,7 +8,7 @@ use crate::domain::roles::Role;
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// What an exchange needs to know about an active key.
@@ -67,6 +67,16 @@ pub enum Lookup {
     Inactive,
 }
 
+impl Lookup {
+    /// The key, if it is active.
+    pub fn into_active(self) -> Option<Arc<CachedKey>> {
+        match self {
+            Lookup::Active(key) => Some(key),
+            Lookup::Inactive => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     lookup: Lookup,
@@ -83,6 +93,24 @@ pub struct KeyCache {
     entries: RwLock<HashMap<String, Entry>>,
     /// Bumped on every invalidation, so a load that raced with one is not cached.
     generation: AtomicU64,
+    /// One lock per key being loaded, so a burst of calls for an expired key reads the
+    /// database once instead of once per call.
+    loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Held while one caller loads a key; dropping it lets the callers queued behind it re-check
+/// the cache.
+pub struct LoadGuard<'a> {
+    cache: &'a KeyCache,
+    key_id: String,
+    _lock: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for LoadGuard<'_> {
+    fn drop(&mut self) {
+        let mut loading = self.cache.loading.lock().unwrap_or_else(|p| p.into_inner());
+        loading.remove(&self.key_id);
+    }
 }
 
 impl KeyCache {
@@ -93,6 +121,21 @@ impl KeyCache {
             max_entries,
             entries: RwLock::default(),
             generation: AtomicU64::new(0),
+            loading: Mutex::default(),
+        }
+    }
+
+    /// Waits until no other caller is loading `key_id`, then returns a guard under which the
+    /// caller should re-check the cache and, on a miss, load the key.
+    pub async fn lock_for_load(&self, key_id: &str) -> LoadGuard<'_> {
+        let lock = {
+            let mut loading = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+            loading.entry(key_id.to_owned()).or_default().clone()
+        };
+        LoadGuard {
+            cache: self,
+            key_id: key_id.to_owned(),
+            _lock: lock.lock_owned().await,
         }
     }
 
@@ -234,6 +277,27 @@ mod tests {
         cache.insert(cache.generation(), entry("ak_1", "su_1"));
         std::thread::sleep(Duration::from_millis(5));
         assert!(cache.get("ak_1").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_second_loader_waits_for_the_first() {
+        let cache = Arc::new(KeyCache::new(Duration::from_secs(60), 10));
+        let first = cache.lock_for_load("ak_1").await;
+        let waiter = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let _second = cache.lock_for_load("ak_1").await;
+                cache.get("ak_1").is_some()
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "the second loader must wait");
+        cache.insert(cache.generation(), entry("ak_1", "su_1"));
+        drop(first);
+        assert!(
+            waiter.await.unwrap(),
+            "after the first load the waiter finds the entry"
+        );
     }
 
     #[test]

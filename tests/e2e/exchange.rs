@@ -266,7 +266,39 @@ async fn key_is_refused_outside_its_allowed_networks(backend: Backend) {
     );
 }
 
+async fn a_key_whose_stored_scopes_are_unreadable_is_refused_not_widened(backend: Backend) {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use tokenmint_store::entity::api_key;
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let mut request = key_request(&server.admin.service_user_id, "narrow");
+    request.scopes = vec!["viewer".into()];
+    let created = admin.create_api_key(request).await.unwrap().into_inner();
+    let key_id = created.api_key.unwrap().id;
+    api_key::Entity::update_many()
+        .col_expr(api_key::Column::Scopes, Expr::value("not json"))
+        .filter(api_key::Column::Id.eq(key_id.as_str()))
+        .exec(&server.database().await)
+        .await
+        .unwrap();
+    let status = server
+        .auth()
+        .await
+        .exchange_api_key(exchange(&key_id, &created.secret))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::Internal,
+        "fails closed instead of minting an unscoped token"
+    );
+}
+
 on_both_backends!(
+    a_key_whose_stored_scopes_are_unreadable_is_refused_not_widened,
     new_key_verifies_with_jsonwebtoken_against_the_http_jwks,
     each_token_has_a_unique_jti,
     wrong_secret_and_unknown_key_get_the_same_answer,
