@@ -38,8 +38,7 @@ pub struct ExchangeRequest {
     pub peer: Option<IpAddr>,
 }
 
-/// A minted token.
-#[derive(Debug)]
+/// A minted token. No `Debug`: a token must not end up in a log line by accident.
 pub struct IssuedToken {
     /// The JWT.
     pub access_token: String,
@@ -107,6 +106,7 @@ impl Tokenmint {
         if !key.allowed_cidrs.is_empty()
             && !request
                 .peer
+                .map(|ip| ip.to_canonical())
                 .is_some_and(|ip| key.allowed_cidrs.iter().any(|n| n.contains(&ip)))
         {
             return Err(Error::PermissionDenied(
@@ -135,7 +135,9 @@ impl Tokenmint {
         let lifetime = request
             .requested_ttl
             .map(|ttl| (ttl.as_secs().max(1) as i64).min(key.token_lifetime_seconds))
-            .unwrap_or(key.token_lifetime_seconds);
+            .unwrap_or(key.token_lifetime_seconds)
+            // A token never outlives its key, so offline verifiers stop accepting it in time too.
+            .min(key.expire_time - now);
         let audience = if request.audience.is_empty() {
             self.settings.issuer.clone()
         } else {

@@ -297,7 +297,80 @@ async fn a_key_whose_stored_scopes_are_unreadable_is_refused_not_widened(backend
     );
 }
 
+/// Moves a key's expiry, as time passing would.
+async fn set_key_expiry(server: &Server, key_id: &str, expire_time: chrono::DateTime<chrono::Utc>) {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use tokenmint_store::entity::api_key;
+    api_key::Entity::update_many()
+        .col_expr(api_key::Column::ExpireTime, Expr::value(expire_time))
+        .filter(api_key::Column::Id.eq(key_id))
+        .exec(&server.database().await)
+        .await
+        .unwrap();
+}
+
+async fn a_token_never_outlives_its_key(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "short-lived").await;
+    let (key, secret) = create_key(&mut admin, &user.id, "k").await;
+    set_key_expiry(
+        &server,
+        &key.id,
+        chrono::Utc::now() + chrono::Duration::seconds(600),
+    )
+    .await;
+    let response = server
+        .auth()
+        .await
+        .exchange_api_key(exchange(&key.id, &secret))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        (590..=600).contains(&response.expires_in),
+        "expires_in {} should stop at the key's expiry",
+        response.expires_in
+    );
+}
+
+async fn an_expired_key_stops_exchanging_and_its_tokens_go_inactive(backend: Backend) {
+    // With the key cache off, the exchange path reads the expiry as stored.
+    let Some(server) = Server::start_with(backend, &["--key-cache-ttl", "0s"]).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "expiring").await;
+    let (key, secret) = create_key(&mut admin, &user.id, "k").await;
+    let token = server.token_for(&key.id, &secret).await.unwrap();
+    set_key_expiry(
+        &server,
+        &key.id,
+        chrono::Utc::now() - chrono::Duration::seconds(1),
+    )
+    .await;
+    assert!(!server.introspect(&token).await.active);
+    assert_eq!(
+        server.token_for(&key.id, &secret).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    let read = admin
+        .get_api_key(tokenmint::proto::admin::v1::GetApiKeyRequest { id: key.id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        read.state,
+        tokenmint::proto::admin::v1::api_key::State::Expired as i32
+    );
+}
+
 on_both_backends!(
+    a_token_never_outlives_its_key,
+    an_expired_key_stops_exchanging_and_its_tokens_go_inactive,
     a_key_whose_stored_scopes_are_unreadable_is_refused_not_widened,
     new_key_verifies_with_jsonwebtoken_against_the_http_jwks,
     each_token_has_a_unique_jti,
