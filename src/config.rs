@@ -1,7 +1,8 @@
-//! Command line and environment configuration (clap): flags win over `TOKENMINT_*` variables,
-//! which win over defaults.
+//! Configuration: flags win over `TOKENMINT_*` variables, which win over an optional TOML file
+//! (`--config`), which wins over defaults.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +11,10 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "tokenmint", version, about)]
 pub struct Cli {
+    /// TOML file of settings named like the flags (`database_url = "postgres://…"`); flags and
+    /// environment variables override it.
+    #[arg(long, env = "TOKENMINT_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, env = "TOKENMINT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -107,6 +112,93 @@ pub struct BootstrapArgs {
     pub json: bool,
 }
 
+/// Returns `args` with the settings of the config file (from `--config` or `TOKENMINT_CONFIG`,
+/// read through `env`) added as flags after the subcommand, except those also given as a flag or
+/// through their environment variable. Unknown settings are an error.
+pub fn apply_config_file(
+    args: Vec<OsString>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<OsString>, String> {
+    let text: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let path = text
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| text.get(i + 1).cloned())
+        .or_else(|| {
+            text.iter()
+                .find_map(|a| a.strip_prefix("--config=").map(str::to_owned))
+        })
+        .or_else(|| env("TOKENMINT_CONFIG"));
+    let Some(path) = path else { return Ok(args) };
+    let content = std::fs::read_to_string(&path).map_err(|e| format!("config file {path}: {e}"))?;
+    let table: toml::Table = content
+        .parse()
+        .map_err(|e| format!("config file {path}: {e}"))?;
+
+    let root = Cli::command();
+    let global_flags: Vec<String> = root
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect();
+    let mut i = 1;
+    let subcommand_at = loop {
+        let Some(arg) = text.get(i) else {
+            return Ok(args);
+        };
+        if global_flags.contains(arg) {
+            i += 2;
+        } else if arg.starts_with('-') {
+            i += 1;
+        } else {
+            break i;
+        }
+    };
+    let Some(subcommand) = root.find_subcommand(&text[subcommand_at]) else {
+        return Ok(args);
+    };
+
+    let mut injected = Vec::new();
+    for (key, value) in &table {
+        let long = key.replace('_', "-");
+        let arg = subcommand
+            .get_arguments()
+            .chain(root.get_arguments())
+            .find(|a| a.get_long() == Some(long.as_str()) && long != "config")
+            .ok_or_else(|| format!("config file {path}: unknown setting {key:?}"))?;
+        let flag = format!("--{long}");
+        let given_as_flag = text
+            .iter()
+            .any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
+        let given_in_env = arg
+            .get_env()
+            .and_then(|e| env(&e.to_string_lossy()))
+            .is_some();
+        if given_as_flag || given_in_env {
+            continue;
+        }
+        let value = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(format!(
+                    "config file {path}: {key} must be a string, number or boolean, not {}",
+                    other.type_str()
+                ));
+            }
+        };
+        injected.push(OsString::from(format!("{flag}={value}")));
+    }
+    let mut result = args;
+    let tail = result.split_off(subcommand_at + 1);
+    result.extend(injected);
+    result.extend(tail);
+    Ok(result)
+}
+
 /// Parses `500ms`, `30s`, `15m`, `1h`, `2d` or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -143,6 +235,84 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("1y").is_err());
         assert!(parse_duration("h").is_err());
+    }
+
+    fn config_file(content: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenmint.toml");
+        std::fs::write(&path, content).unwrap();
+        (dir, path.display().to_string())
+    }
+
+    fn serve_args(args: &[&str], env: &[(&str, &str)]) -> Result<ServeArgs, String> {
+        let args = args.iter().map(OsString::from).collect();
+        let env = |name: &str| {
+            env.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        let cli = Cli::try_parse_from(apply_config_file(args, env)?).map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Serve(args) => Ok(args),
+            _ => Err("not serve".into()),
+        }
+    }
+
+    #[test]
+    fn config_file_settings_apply_below_flags_and_environment() {
+        let (_dir, path) = config_file(
+            "grpc_addr = \"127.0.0.1:7000\"\nissuer = \"https://file\"\nmax_request_bytes = 1000\n",
+        );
+        let args = serve_args(
+            &[
+                "tokenmint",
+                "--config",
+                &path,
+                "serve",
+                "--issuer",
+                "https://flag",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(args.grpc_addr.port(), 7000, "from the file");
+        assert_eq!(args.max_request_bytes, 1000, "numbers work");
+        assert_eq!(
+            args.core.issuer.as_deref(),
+            Some("https://flag"),
+            "a flag beats the file"
+        );
+
+        let env = [("TOKENMINT_CONFIG", path.as_str())];
+        let args = serve_args(&["tokenmint", "serve"], &env).unwrap();
+        assert_eq!(
+            args.core.issuer.as_deref(),
+            Some("https://file"),
+            "TOKENMINT_CONFIG names the file"
+        );
+    }
+
+    #[test]
+    fn environment_variable_beats_the_file() {
+        let (_dir, path) = config_file("issuer = \"https://file\"\n");
+        let args = ["tokenmint", "serve", "--config", &path]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let env = |name: &str| (name == "TOKENMINT_ISSUER").then(|| "https://env".to_owned());
+        let patched = apply_config_file(args, env).unwrap();
+        assert!(
+            !patched
+                .iter()
+                .any(|a| a.to_string_lossy().contains("https://file"))
+        );
+    }
+
+    #[test]
+    fn unknown_config_setting_is_an_error() {
+        let (_dir, path) = config_file("databse_url = \"typo\"\n");
+        let err = serve_args(&["tokenmint", "serve", "--config", &path], &[]).unwrap_err();
+        assert!(err.contains("databse_url"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,16 @@ use tokenmint::server::{self, StartError};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match tokenmint::config::apply_config_file(std::env::args_os().collect(), |name| {
+        std::env::var(name).ok()
+    }) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("tokenmint: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     tokenmint::telemetry::init(cli.log_format, &cli.log_level);
     match cli.command {
         Command::Serve(args) => match server::serve(args).await {

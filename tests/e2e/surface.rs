@@ -155,7 +155,30 @@ async fn oversized_requests_are_refused(backend: Backend) {
     assert_eq!(violated_fields(&status), ["service_user.description"]);
 }
 
+async fn settings_from_a_config_file_take_effect(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenmint.toml");
+    std::fs::write(&path, "max_request_bytes = 1000\n").unwrap();
+    let Some(server) = Server::start_with(backend, &["--config", path.to_str().unwrap()]).await
+    else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let request = CreateServiceUserRequest {
+        organization_id: String::new(),
+        service_user: Some(ServiceUser {
+            name: "wordy".into(),
+            description: "x".repeat(1000),
+            ..Default::default()
+        }),
+    };
+    // 1000 characters is a valid description, but the file lowered the size limit below it.
+    let status = admin.create_service_user(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+}
+
 on_both_backends!(
+    settings_from_a_config_file_take_effect,
     health_reports_serving_for_the_server_and_each_service,
     reflection_lists_every_service_in_v1_and_v1alpha,
     http_serves_the_same_jwks_as_grpc_and_discovery,
