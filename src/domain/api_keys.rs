@@ -265,14 +265,7 @@ impl Tokenmint {
             )
             .await
             .map_err(|e| Error::from_store(e, "service user", user_id.as_str()))?;
-        let next_page_token = if keys.len() as u64 > limit {
-            keys.truncate(limit as usize);
-            keys.last()
-                .map(|k| page_token::encode(&query, &k.id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = page_token::next_page(&mut keys, limit, &query, |k| &k.id);
         Ok(ApiKeyPage {
             api_keys: keys,
             next_page_token,

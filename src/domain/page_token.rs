@@ -10,6 +10,18 @@ pub fn encode(query: &str, last_id: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("v1\n{query}\n{last_id}"))
 }
 
+/// Lists fetch `limit + 1` rows to learn whether another page follows: this drops the extra row
+/// and returns the token for the next page, or an empty string on the last page.
+pub fn next_page<T>(rows: &mut Vec<T>, limit: u64, query: &str, id: impl Fn(&T) -> &str) -> String {
+    if rows.len() as u64 <= limit {
+        return String::new();
+    }
+    rows.truncate(limit as usize);
+    rows.last()
+        .map(|row| encode(query, id(row)))
+        .unwrap_or_default()
+}
+
 /// Decodes a token from the request; `None` for the first page.
 pub fn decode(query: &str, token: &str) -> Result<Option<String>> {
     if token.is_empty() {
@@ -50,6 +62,16 @@ mod tests {
         let token = encode("org_1|", "su_9");
         assert!(decode("org_2|", &token).is_err());
         assert!(decode("org_1|", "garbage!").is_err());
+    }
+
+    #[test]
+    fn next_page_drops_the_probe_row_and_points_after_the_last_kept_one() {
+        let mut rows = vec!["a", "b", "c"];
+        let token = next_page(&mut rows, 2, "q", |r| r);
+        assert_eq!(rows, ["a", "b"]);
+        assert_eq!(decode("q", &token).unwrap(), Some("b".to_owned()));
+        let mut last = vec!["a", "b"];
+        assert_eq!(next_page(&mut last, 2, "q", |r| r), "");
     }
 
     #[test]

@@ -152,15 +152,7 @@ impl Tokenmint {
             .store
             .list_service_users(organization.as_str(), state, after.as_deref(), limit + 1)
             .await?;
-        let next_page_token = if users.len() as u64 > limit {
-            users.truncate(limit as usize);
-            users
-                .last()
-                .map(|u| page_token::encode(&query, &u.user.id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = page_token::next_page(&mut users, limit, &query, |u| &u.user.id);
         Ok(ServiceUserPage {
             service_users: users,
             next_page_token,
