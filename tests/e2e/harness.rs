@@ -339,7 +339,16 @@ impl Server {
             .token_for(&self.admin.key_id, &self.admin.secret)
             .await
             .expect("bootstrap key exchanges");
-        self.auth_as(&admin_token)
+        self.introspect_as(&admin_token, token).await
+    }
+
+    /// Introspects `token` with the holder of `caller_token` as the caller.
+    pub async fn introspect_as(
+        &self,
+        caller_token: &str,
+        token: &str,
+    ) -> tokenmint::proto::auth::v1::IntrospectTokenResponse {
+        self.auth_as(caller_token)
             .await
             .introspect_token(tokenmint::proto::auth::v1::IntrospectTokenRequest {
                 token: token.to_owned(),

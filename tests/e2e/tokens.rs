@@ -325,26 +325,10 @@ async fn introspection_hides_other_organizations_tokens(backend: Backend) {
         .await
         .unwrap();
     // The foreign principal asks about the admin's token: another organization, so inactive.
-    let answer = server
-        .auth_as(&foreign_token)
-        .await
-        .introspect_token(IntrospectTokenRequest {
-            token: admin_token.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let answer = server.introspect_as(&foreign_token, &admin_token).await;
     assert_eq!(answer, Default::default());
     // It may ask about its own token.
-    let own = server
-        .auth_as(&foreign_token)
-        .await
-        .introspect_token(IntrospectTokenRequest {
-            token: foreign_token.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let own = server.introspect_as(&foreign_token, &foreign_token).await;
     assert!(own.active);
     assert_eq!(own.organization_id, foreign.organization_id);
     // The bootstrap admin is a superuser and sees every organization's tokens.
