@@ -29,15 +29,25 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("database: {0}")]
     Store(#[from] tokenmint_store::StoreError),
-    /// A domain step failed.
+    /// A start-up step failed (loading keys, bootstrapping).
     #[error("{0}")]
-    Domain(#[from] crate::error::Error),
+    Startup(String),
     /// A socket could not be bound or served.
     #[error("network: {0}")]
     Io(#[from] std::io::Error),
     /// The gRPC server failed.
     #[error("grpc: {0}")]
     Grpc(String),
+}
+
+impl From<crate::error::Error> for StartError {
+    /// An operator reading a start-up failure needs the detail a client must not see.
+    fn from(err: crate::error::Error) -> Self {
+        match err {
+            crate::error::Error::Internal(detail) => StartError::Startup(detail),
+            other => StartError::Startup(other.to_string()),
+        }
+    }
 }
 
 /// The database URL to use: the configured one, or SQLite in the data directory.

@@ -229,6 +229,12 @@ impl Tokenmint {
         let id = parse_id("id", id)?;
         let current = self.find_service_user(caller, &id).await?;
         authz::manage_service_user(caller, &current.administrators)?;
+        if !enabled && id == caller.service_user_id {
+            // It would lock the caller out with no way back but another administrator.
+            return Err(Error::FailedPrecondition(
+                "a service user cannot disable itself".into(),
+            ));
+        }
         let state = if enabled {
             STATE_ACTIVE
         } else {

@@ -92,7 +92,25 @@ async fn sigterm_stops_the_server_cleanly(backend: Backend) {
     );
 }
 
+async fn a_wrong_key_encryption_key_refuses_to_start_with_a_clear_error(backend: Backend) {
+    use base64::Engine;
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let wrong = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tokenmint"))
+        .arg("bootstrap")
+        .args(server.core_args())
+        .args(["--key-encryption-key", &wrong])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("key-encryption key differs"), "{stderr}");
+}
+
 on_both_backends!(
+    a_wrong_key_encryption_key_refuses_to_start_with_a_clear_error,
     bootstrap_refuses_a_database_that_has_users,
     restart_keeps_users_keys_and_the_signing_key,
     sigterm_stops_the_server_cleanly,

@@ -491,7 +491,39 @@ async fn user_without_active_keys_deletes_without_force(backend: Backend) {
     );
 }
 
+async fn a_caller_cannot_disable_or_delete_itself(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let own_id = server.admin.service_user_id.clone();
+    let disable = tokenmint::proto::admin::v1::DisableServiceUserRequest { id: own_id.clone() };
+    assert_eq!(
+        admin
+            .disable_service_user(disable)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::FailedPrecondition
+    );
+    let delete = DeleteServiceUserRequest {
+        id: own_id.clone(),
+        force: true,
+    };
+    assert_eq!(
+        admin.delete_service_user(delete).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+    let me = admin
+        .get_service_user(GetServiceUserRequest { id: own_id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(me.state, State::Active as i32);
+}
+
 on_both_backends!(
+    a_caller_cannot_disable_or_delete_itself,
     created_user_reads_back_with_its_creator_as_administrator,
     duplicate_name_is_already_exists,
     concurrent_creates_of_one_name_yield_one_user,
