@@ -121,7 +121,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         announce(&credential);
     }
 
-    let (router, health) = crate::grpc::router(app.clone(), args.max_request_bytes)
+    let (routes, health) = crate::grpc::routes(app.clone(), args.max_request_bytes)
         .map_err(|e| StartError::Grpc(e.to_string()))?;
     health
         .set_serving::<AuthServiceServer<crate::grpc::auth::AuthApi>>()
@@ -135,7 +135,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let grpc = tokio::spawn(router.serve_with_incoming_shutdown(
+    // One span per call (method, gRPC status, latency) at debug level; never headers or bodies.
+    let grpc_server = tonic::transport::Server::builder()
+        .layer(tower_http::trace::TraceLayer::new_for_grpc())
+        .add_routes(routes);
+    let grpc = tokio::spawn(grpc_server.serve_with_incoming_shutdown(
         // Without TCP_NODELAY, Nagle's algorithm holds multi-frame responses for ~40 ms.
         tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
         stopped(stop_rx.clone()),

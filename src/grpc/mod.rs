@@ -11,14 +11,14 @@ use crate::proto::{
     auth::v1::auth_service_server::AuthServiceServer,
 };
 use std::sync::Arc;
-use tonic::transport::server::Router;
+use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 
-/// Builds the router with every service; `max_request_bytes` bounds decoded request messages.
-pub fn router(
+/// Every service behind one set of routes; `max_request_bytes` bounds decoded request messages.
+pub fn routes(
     app: Arc<Tokenmint>,
     max_request_bytes: usize,
-) -> Result<(Router, HealthReporter), tonic_reflection::server::Error> {
+) -> Result<(Routes, HealthReporter), tonic_reflection::server::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -32,11 +32,10 @@ pub fn router(
         .max_decoding_message_size(max_request_bytes);
     let admin = AdminServiceServer::new(admin::AdminApi { app })
         .max_decoding_message_size(max_request_bytes);
-    let router = tonic::transport::Server::builder()
-        .add_service(health_service)
+    let routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(auth)
         .add_service(admin);
-    Ok((router, health))
+    Ok((routes, health))
 }
