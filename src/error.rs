@@ -99,7 +99,7 @@ impl From<StoreError> for Error {
                 tracing::warn!(%detail, "database unavailable");
                 Error::Unavailable
             }
-            StoreError::Database(detail) | StoreError::Corrupt(detail) => Error::Internal(detail),
+            StoreError::Database(detail) => Error::Internal(detail),
         }
     }
 }

@@ -84,7 +84,6 @@ pub async fn open(core: &CoreArgs, issuer: String) -> Result<Arc<Tokenmint>, Sta
         settings: Settings {
             issuer,
             default_token_lifetime: core.default_token_lifetime,
-            key_cache_ttl: core.key_cache_ttl,
         },
         rng,
     }))

@@ -26,8 +26,6 @@ pub struct Settings {
     pub issuer: String,
     /// Token lifetime of keys created without one.
     pub default_token_lifetime: Duration,
-    /// How long a replica trusts its in-memory copy of an active key before re-reading it.
-    pub key_cache_ttl: Duration,
 }
 
 /// The running service's state: the store, the keys and the caches. One per process.

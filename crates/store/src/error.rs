@@ -26,9 +26,6 @@ pub enum StoreError {
     /// Anything else the database reported.
     #[error("database error: {0}")]
     Database(String),
-    /// A stored value could not be decoded.
-    #[error("corrupt stored value: {0}")]
-    Corrupt(String),
 }
 
 impl From<DbErr> for StoreError {

@@ -62,11 +62,6 @@ impl TokenVerifier {
         &self.jwks
     }
 
-    /// The issuer tokens must name.
-    pub fn issuer(&self) -> &str {
-        &self.issuer
-    }
-
     /// Verifies `token` and returns its claims. With `audience`, `aud` must equal it; without,
     /// any audience is accepted (introspection of tokens meant for other services).
     pub fn verify(
