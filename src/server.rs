@@ -134,8 +134,6 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    // One span per call (method, gRPC status, latency), never headers or bodies. Only when its
-    // debug events would be logged: the layer costs throughput even when they are filtered out.
     // Without TCP_NODELAY, Nagle's algorithm holds multi-frame responses for ~40 ms.
     let incoming =
         tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));

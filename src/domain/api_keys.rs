@@ -181,12 +181,7 @@ impl Tokenmint {
         else {
             return Err(Error::Internal("validated fields missing".into()));
         };
-        let user = self
-            .store
-            .get_service_user(caller.organization_id.as_str(), user_id.as_str())
-            .await
-            .map_err(|e| Error::from_store(e, "service user", user_id.as_str()))?;
-        authz::manage_service_user(caller, &user.administrators)?;
+        self.managed_service_user(caller, &user_id).await?;
         authz::grant_scopes(caller, &scopes)?;
 
         let secret = ApiSecret::generate(&self.rng)?;
@@ -286,12 +281,8 @@ impl Tokenmint {
             .get_api_key(caller.organization_id.as_str(), id.as_str())
             .await
             .map_err(|e| Error::from_store(e, "API key", id.as_str()))?;
-        let user = self
-            .store
-            .get_service_user(caller.organization_id.as_str(), &key.service_user_id)
-            .await
-            .map_err(|e| Error::from_store(e, "API key", id.as_str()))?;
-        authz::manage_service_user(caller, &user.administrators)?;
+        self.managed_service_user(caller, &ServiceUserId::from_stored(key.service_user_id))
+            .await?;
         let revoked = self
             .store
             .revoke_api_key(

@@ -133,6 +133,17 @@ impl Tokenmint {
             .map_err(|e| Error::from_store(e, "service user", id.as_str()))
     }
 
+    /// A user of the caller's organization that the caller may manage (change it or its keys).
+    pub(crate) async fn managed_service_user(
+        &self,
+        caller: &Principal,
+        id: &ServiceUserId,
+    ) -> Result<ServiceUserRecord> {
+        let user = self.find_service_user(caller, id).await?;
+        authz::manage_service_user(caller, &user.administrators)?;
+        Ok(user)
+    }
+
     /// Lists service users of the caller's organization, optionally filtered by state.
     pub async fn list_service_users(
         &self,
@@ -194,8 +205,7 @@ impl Tokenmint {
         }
         validate_details(&mut v, &fields);
         v.finish()?;
-        let current = self.find_service_user(caller, &id).await?;
-        authz::manage_service_user(caller, &current.administrators)?;
+        self.managed_service_user(caller, &id).await?;
         let wants = |field: &str| mask.iter().any(|p| p == field);
         let changes = ServiceUserChanges {
             display_name: wants("display_name").then_some(fields.display_name),
@@ -227,8 +237,7 @@ impl Tokenmint {
         enabled: bool,
     ) -> Result<ServiceUserRecord> {
         let id = parse_id("id", id)?;
-        let current = self.find_service_user(caller, &id).await?;
-        authz::manage_service_user(caller, &current.administrators)?;
+        self.managed_service_user(caller, &id).await?;
         if !enabled && id == caller.service_user_id {
             // It would lock the caller out with no way back but another administrator.
             return Err(Error::FailedPrecondition(
@@ -262,8 +271,7 @@ impl Tokenmint {
         force: bool,
     ) -> Result<()> {
         let id = parse_id("id", id)?;
-        let current = self.find_service_user(caller, &id).await?;
-        authz::manage_service_user(caller, &current.administrators)?;
+        self.managed_service_user(caller, &id).await?;
         if id == caller.service_user_id {
             return Err(Error::FailedPrecondition(
                 "a service user cannot delete itself".into(),

@@ -78,10 +78,7 @@ async fn each_token_has_a_unique_jti(backend: Backend) {
     };
     let mut jtis = std::collections::HashSet::new();
     for _ in 0..5 {
-        let token = server
-            .token_for(&server.admin.key_id, &server.admin.secret)
-            .await
-            .unwrap();
+        let token = server.admin_token().await;
         let claims: serde_json::Value = jsonwebtoken::dangerous::insecure_decode(&token)
             .unwrap()
             .claims;

@@ -330,15 +330,19 @@ impl Server {
             .json
     }
 
+    /// A fresh token of the bootstrap admin.
+    pub async fn admin_token(&self) -> String {
+        self.token_for(&self.admin.key_id, &self.admin.secret)
+            .await
+            .expect("bootstrap key exchanges")
+    }
+
     /// Introspects `token` with the bootstrap admin as the caller.
     pub async fn introspect(
         &self,
         token: &str,
     ) -> tokenmint::proto::auth::v1::IntrospectTokenResponse {
-        let admin_token = self
-            .token_for(&self.admin.key_id, &self.admin.secret)
-            .await
-            .expect("bootstrap key exchanges");
+        let admin_token = self.admin_token().await;
         self.introspect_as(&admin_token, token).await
     }
 
@@ -360,10 +364,7 @@ impl Server {
 
     /// An AdminService client acting as the bootstrap admin.
     pub async fn admin(&self) -> AdminServiceClient<InterceptedService<Channel, Bearer>> {
-        let token = self
-            .token_for(&self.admin.key_id, &self.admin.secret)
-            .await
-            .expect("bootstrap key exchanges");
+        let token = self.admin_token().await;
         self.admin_as(&token).await
     }
 

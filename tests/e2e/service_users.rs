@@ -20,6 +20,13 @@ fn create(name: &str) -> CreateServiceUserRequest {
     }
 }
 
+async fn read_user(admin: &mut Admin, id: &str) -> Result<ServiceUser, tonic::Status> {
+    admin
+        .get_service_user(GetServiceUserRequest { id: id.to_owned() })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
 async fn count_users(admin: &mut Admin) -> usize {
     admin
         .list_service_users(ListServiceUsersRequest {
@@ -62,13 +69,7 @@ async fn created_user_reads_back_with_its_creator_as_administrator(backend: Back
     );
     assert_eq!(created.creator, server.admin.service_user_id);
     assert!(!created.etag.is_empty() && created.create_time.is_some());
-    let read = admin
-        .get_service_user(GetServiceUserRequest {
-            id: created.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let read = read_user(&mut admin, &created.id).await.unwrap();
     assert_eq!(read, created);
 }
 
@@ -159,10 +160,7 @@ async fn malformed_ids_are_invalid_argument(backend: Backend) {
         "su_01JZZZZZZZZZZZZZZZZZZZZZZZ",
         "'; DROP TABLE service_users; --",
     ] {
-        let status = admin
-            .get_service_user(GetServiceUserRequest { id: id.into() })
-            .await
-            .unwrap_err();
+        let status = read_user(&mut admin, id).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{id:?}");
         assert_eq!(violated_fields(&status), ["id"]);
     }
@@ -183,18 +181,10 @@ async fn unknown_and_foreign_users_are_indistinguishable_not_found(backend: Back
     let foreign = server.foreign_principal().await;
     let unknown_id = tokenmint::ids::ServiceUserId::generate().to_string();
 
-    let foreign_status = admin
-        .get_service_user(GetServiceUserRequest {
-            id: foreign.service_user_id.clone(),
-        })
+    let foreign_status = read_user(&mut admin, &foreign.service_user_id)
         .await
         .unwrap_err();
-    let unknown_status = admin
-        .get_service_user(GetServiceUserRequest {
-            id: unknown_id.clone(),
-        })
-        .await
-        .unwrap_err();
+    let unknown_status = read_user(&mut admin, &unknown_id).await.unwrap_err();
     assert_eq!(foreign_status.code(), Code::NotFound);
     assert_eq!(unknown_status.code(), Code::NotFound);
     assert_eq!(
@@ -373,13 +363,7 @@ async fn update_changes_only_masked_fields_and_honours_etags(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Aborted);
-    let read = admin
-        .get_service_user(GetServiceUserRequest {
-            id: user.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let read = read_user(&mut admin, &user.id).await.unwrap();
     assert_eq!(read, updated, "a refused update changes nothing");
 }
 
@@ -409,13 +393,7 @@ async fn update_rejects_unknown_or_immutable_mask_fields(backend: Backend) {
             "{paths:?}"
         );
     }
-    let read = admin
-        .get_service_user(GetServiceUserRequest {
-            id: user.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let read = read_user(&mut admin, &user.id).await.unwrap();
     assert_eq!(read, user);
 }
 
@@ -451,12 +429,7 @@ async fn delete_is_refused_while_active_keys_exist_unless_forced(backend: Backen
         })
         .await
         .unwrap();
-    let status = admin
-        .get_service_user(GetServiceUserRequest {
-            id: user.id.clone(),
-        })
-        .await
-        .unwrap_err();
+    let status = read_user(&mut admin, &user.id).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(
         admin
@@ -482,11 +455,7 @@ async fn user_without_active_keys_deletes_without_force(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(
-        admin
-            .get_service_user(GetServiceUserRequest { id: user.id })
-            .await
-            .unwrap_err()
-            .code(),
+        read_user(&mut admin, &user.id).await.unwrap_err().code(),
         Code::NotFound
     );
 }
@@ -514,11 +483,7 @@ async fn a_caller_cannot_disable_or_delete_itself(backend: Backend) {
         admin.delete_service_user(delete).await.unwrap_err().code(),
         Code::FailedPrecondition
     );
-    let me = admin
-        .get_service_user(GetServiceUserRequest { id: own_id })
-        .await
-        .unwrap()
-        .into_inner();
+    let me = read_user(&mut admin, &own_id).await.unwrap();
     assert_eq!(me.state, State::Active as i32);
 }
 

@@ -76,10 +76,7 @@ async fn forged_tokens_are_rejected_by_the_admin_api(backend: Backend) {
     let Some(server) = Server::start(backend).await else {
         return;
     };
-    let genuine = server
-        .token_for(&server.admin.key_id, &server.admin.secret)
-        .await
-        .unwrap();
+    let genuine = server.admin_token().await;
     assert_eq!(
         admin_code(&server, &genuine).await,
         Code::Ok,
@@ -218,10 +215,7 @@ async fn revoking_the_callers_own_key_ends_its_admin_access_at_once(backend: Bac
     let Some(server) = Server::start(backend).await else {
         return;
     };
-    let token = server
-        .token_for(&server.admin.key_id, &server.admin.secret)
-        .await
-        .unwrap();
+    let token = server.admin_token().await;
     let mut admin = server.admin_as(&token).await;
     admin
         .revoke_api_key(RevokeApiKeyRequest {
@@ -298,10 +292,7 @@ async fn introspection_needs_an_active_bearer(backend: Backend) {
     let Some(server) = Server::start(backend).await else {
         return;
     };
-    let token = server
-        .token_for(&server.admin.key_id, &server.admin.secret)
-        .await
-        .unwrap();
+    let token = server.admin_token().await;
     let status = server
         .auth()
         .await
@@ -320,10 +311,7 @@ async fn introspection_hides_other_organizations_tokens(backend: Backend) {
         .token_for(&foreign.key_id, &foreign.secret)
         .await
         .unwrap();
-    let admin_token = server
-        .token_for(&server.admin.key_id, &server.admin.secret)
-        .await
-        .unwrap();
+    let admin_token = server.admin_token().await;
     // The foreign principal asks about the admin's token: another organization, so inactive.
     let answer = server.introspect_as(&foreign_token, &admin_token).await;
     assert_eq!(answer, Default::default());

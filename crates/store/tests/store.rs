@@ -72,6 +72,19 @@ async fn with_org(f: &Fixture, id: &str) {
     f.store.create_organization(org).await.unwrap();
 }
 
+/// Organization `org_a`, its user `su_1` and that user's key `ak_1`.
+async fn with_user_and_key(f: &Fixture) {
+    with_org(f, "org_a").await;
+    f.store
+        .create_service_user(user("su_1", "org_a", "bot"))
+        .await
+        .unwrap();
+    f.store
+        .create_api_key(key("ak_1", "su_1", "org_a"))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn migrations_are_idempotent() {
     let f = store().await;
@@ -129,15 +142,7 @@ async fn reads_are_scoped_to_the_organization() {
 #[tokio::test]
 async fn delete_with_active_keys_needs_force_and_force_revokes_then_deletes() {
     let f = store().await;
-    with_org(&f, "org_a").await;
-    f.store
-        .create_service_user(user("su_1", "org_a", "bot"))
-        .await
-        .unwrap();
-    f.store
-        .create_api_key(key("ak_1", "su_1", "org_a"))
-        .await
-        .unwrap();
+    with_user_and_key(&f).await;
     let refused = f
         .store
         .delete_service_user("org_a", "su_1", false, now())
@@ -224,15 +229,7 @@ async fn listing_after_an_id_continues_where_the_last_page_ended() {
 #[tokio::test]
 async fn revoking_twice_keeps_the_first_revocation() {
     let f = store().await;
-    with_org(&f, "org_a").await;
-    f.store
-        .create_service_user(user("su_1", "org_a", "bot"))
-        .await
-        .unwrap();
-    f.store
-        .create_api_key(key("ak_1", "su_1", "org_a"))
-        .await
-        .unwrap();
+    with_user_and_key(&f).await;
     let first = f
         .store
         .revoke_api_key("org_a", "ak_1", "first", now())
