@@ -21,7 +21,11 @@ macro_rules! resource_id {
             /// Parses an ID, refusing the wrong prefix or a malformed body.
             pub fn parse(text: &str) -> Option<Self> {
                 let body = text.strip_prefix(Self::PREFIX)?;
-                let canonical = body.len() == 26 && body.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
+                // 26 Crockford base-32 characters encode 130 bits; a ULID has 128, so the first
+                // character is at most `7`. Larger bodies are not IDs this server made.
+                let canonical = body.len() == 26
+                    && body.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+                    && body.as_bytes()[0] <= b'7';
                 (canonical && ulid::Ulid::from_string(body).is_ok()).then(|| Self(text.to_owned()))
             }
 
@@ -87,6 +91,12 @@ mod tests {
             None
         );
         assert_eq!(ServiceUserId::parse(&format!("{id}x")), None);
+    }
+
+    #[test]
+    fn a_body_beyond_the_ulid_range_is_refused() {
+        assert_eq!(ServiceUserId::parse("su_8zzzzzzzzzzzzzzzzzzzzzzzzz"), None);
+        assert!(ServiceUserId::parse("su_7zzzzzzzzzzzzzzzzzzzzzzzzz").is_some());
     }
 
     #[test]

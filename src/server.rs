@@ -4,6 +4,7 @@
 use crate::config::{CoreArgs, ServeArgs};
 use crate::domain::bootstrap::BootstrapCredential;
 use crate::domain::key_cache::KeyCache;
+use crate::domain::page_token::PageTokens;
 use crate::domain::keyring::Keyring;
 use crate::domain::{Settings, Tokenmint};
 use crate::local_secrets::LocalSecrets;
@@ -80,6 +81,7 @@ pub async fn open(core: &CoreArgs, issuer: String) -> Result<Arc<Tokenmint>, Sta
         store,
         keyring,
         hasher: SecretHasher::new(&secrets.secret_pepper),
+        page_tokens: PageTokens::new(&secrets.secret_pepper),
         key_cache: KeyCache::new(core.key_cache_ttl, 100_000),
         settings: Settings {
             issuer,
@@ -142,7 +144,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     // debug events would be logged, since the layer costs throughput even when they are not.
     let grpc = if tracing::enabled!(target: "tower_http::trace", tracing::Level::DEBUG) {
         let server = tonic::transport::Server::builder()
-            .layer(tower_http::trace::TraceLayer::new_for_grpc())
+            .layer(
+                tower_http::trace::TraceLayer::new_for_grpc()
+                    // A caller's bad request is not the server's error: at ERROR level, any
+                    // caller could fill the error log.
+                    .on_failure(
+                        tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+                    ),
+            )
             .add_routes(routes);
         tokio::spawn(server.serve_with_incoming_shutdown(incoming, grpc_stopped))
     } else {

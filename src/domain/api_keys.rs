@@ -1,13 +1,13 @@
 //! API keys: creation (the one time a secret is shown), reads and revocation.
 
-use crate::domain::roles::{Role, parse_scope};
+use crate::domain::roles::{Role, narrow};
 use crate::domain::validation::{self as check, Violations};
-use crate::domain::{Tokenmint, authz, page_token, principal::Principal};
+use crate::domain::{Tokenmint, authz, principal::Principal};
 use crate::error::{Error, Result};
 use crate::ids::{ApiKeyId, ServiceUserId};
 use ipnet::IpNet;
 use std::time::Duration;
-use tokenmint_store::StoreError;
+use tokenmint_store::{STATE_ACTIVE, StoreError};
 use tokenmint_store::entity::api_key;
 use tokenmint_token::ApiSecret;
 
@@ -93,6 +93,8 @@ fn duration_in(
 ) -> std::result::Result<Duration, String> {
     match value {
         None => Err("is required".into()),
+        // Truncating would silently give the caller something it did not ask for.
+        Some(d) if d.subsec_nanos() != 0 => Err("must be a whole number of seconds".into()),
         Some(d) if d < min || d > max => Err(format!(
             "must be between {} and {} seconds",
             min.as_secs(),
@@ -103,13 +105,43 @@ fn duration_in(
 }
 
 /// Parses and normalises one CIDR block (`10.1.2.3/8` becomes `10.0.0.0/8`); a bare address is
-/// a /32 or /128.
+/// a /32 or /128. An IPv4-mapped IPv6 block (`::ffff:10.0.0.0/104`) becomes the IPv4 block it
+/// means, because peers are compared in their canonical form, where such addresses are IPv4.
 pub fn parse_cidr(cidr: &str) -> Option<IpNet> {
     let net = cidr
         .parse::<IpNet>()
         .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from))
         .ok()?;
+    if let IpNet::V6(v6) = net
+        && v6.prefix_len() >= 96
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+    {
+        return ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+            .ok()
+            .map(|n| IpNet::V4(n.trunc()));
+    }
     Some(net.trunc())
+}
+
+/// Parses a request's scopes, one role name per entry, recording each bad entry. An empty
+/// entry is an error, not "no restriction".
+fn parse_scopes(v: &mut Violations, scopes: &[String]) -> Vec<Role> {
+    let mut roles = Vec::new();
+    for (i, scope) in scopes.iter().enumerate() {
+        match Role::parse(scope) {
+            Some(role) => roles.push(role),
+            None => v.add(
+                &format!("scopes[{i}]"),
+                format!(
+                    "{} is not a role; roles: viewer, admin, owner, superuser",
+                    check::echo(scope)
+                ),
+            ),
+        }
+    }
+    roles.sort();
+    roles.dedup();
+    roles
 }
 
 /// Parses a request's CIDR allowlist, recording each bad entry.
@@ -126,7 +158,10 @@ fn parse_cidrs(v: &mut Violations, cidrs: &[String]) -> Vec<IpNet> {
             Some(net) => parsed.push(net),
             None => v.add(
                 &format!("allowed_cidrs[{i}]"),
-                format!("{cidr:?} is not a CIDR block like 10.0.0.0/8"),
+                format!(
+                    "{} is not a CIDR block like 10.0.0.0/8",
+                    check::echo(cidr)
+                ),
             ),
         }
     }
@@ -165,24 +200,27 @@ impl Tokenmint {
         .map_err(|d| v.add("token_lifetime", d))
         .ok();
         let cidrs = parse_cidrs(&mut v, &request.allowed_cidrs);
-        let scopes = match parse_scope(&request.scopes.join(" ")) {
-            Ok(roles) => roles,
-            Err(unknown) => {
-                v.add(
-                    "scopes",
-                    format!("{unknown:?} is not a role; roles: viewer, admin, owner, superuser"),
-                );
-                Vec::new()
-            }
-        };
+        let requested_scopes = parse_scopes(&mut v, &request.scopes);
         v.finish()?;
         let (Some(user_id), Some(expires_in), Some(token_lifetime)) =
             (user_id, expires_in, token_lifetime)
         else {
             return Err(Error::Internal("validated fields missing".into()));
         };
-        self.managed_service_user(caller, &user_id).await?;
-        authz::grant_scopes(caller, &scopes)?;
+        let (user, user_roles) = self.managed_service_user(caller, &user_id).await?;
+        if user.user.state != STATE_ACTIVE {
+            return Err(Error::FailedPrecondition(
+                "the service user is disabled; enable it before giving it a key".into(),
+            ));
+        }
+        // The key's roles are fixed now, never resolved later: a grant to the user after this
+        // call must not widen a key whose creator could not have granted it.
+        let scopes = if requested_scopes.is_empty() {
+            narrow(&caller.effective_roles(), &user_roles)
+        } else {
+            authz::grant_scopes(caller, &requested_scopes)?;
+            requested_scopes
+        };
 
         let secret = ApiSecret::generate(&self.rng)?;
         let now = super::now();
@@ -249,7 +287,9 @@ impl Tokenmint {
         let limit = check::page_size(page_size).map_err(|d| Error::invalid("page_size", d))?;
         authz::read(caller)?;
         let query = format!("api_keys|{user_id}");
-        let after = page_token::decode(&query, page_token)?;
+        let after = self
+            .page_tokens
+            .decode(&query, page_token, |id| ApiKeyId::parse(id).is_some())?;
         let mut keys = self
             .store
             .list_api_keys(
@@ -260,7 +300,9 @@ impl Tokenmint {
             )
             .await
             .map_err(|e| Error::from_store(e, "service user", user_id.as_str()))?;
-        let next_page_token = page_token::next_page(&mut keys, limit, &query, |k| &k.id);
+        let next_page_token = self
+            .page_tokens
+            .next_page(&mut keys, limit, &query, |k| &k.id);
         Ok(ApiKeyPage {
             api_keys: keys,
             next_page_token,
@@ -276,6 +318,7 @@ impl Tokenmint {
     ) -> Result<api_key::Model> {
         let id = check::id("id", id, ApiKeyId::parse, ApiKeyId::PREFIX)?;
         check::text(reason, check::MAX_DESCRIPTION_LEN).map_err(|d| Error::invalid("reason", d))?;
+        authz::manage(caller)?;
         let key = self
             .store
             .get_api_key(caller.organization_id.as_str(), id.as_str())
@@ -295,6 +338,44 @@ impl Tokenmint {
             .map_err(|e| Error::from_store(e, "API key", id.as_str()))?;
         self.key_cache.forget_key(id.as_str());
         Ok(revoked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_mapped_blocks_become_ipv4() {
+        assert_eq!(
+            parse_cidr("::ffff:127.0.0.0/104").map(|n| n.to_string()),
+            Some("127.0.0.0/8".to_owned())
+        );
+        assert_eq!(
+            parse_cidr("::ffff:10.1.2.3").map(|n| n.to_string()),
+            Some("10.1.2.3/32".to_owned())
+        );
+        assert_eq!(
+            parse_cidr("2001:db8::1/64").map(|n| n.to_string()),
+            Some("2001:db8::/64".to_owned())
+        );
+    }
+
+    #[test]
+    fn fractional_durations_are_refused() {
+        let (min, max) = (Duration::from_secs(1), Duration::from_secs(100));
+        assert!(duration_in(Some(Duration::from_millis(10_500)), min, max).is_err());
+        assert!(duration_in(Some(Duration::from_secs(10)), min, max).is_ok());
+    }
+
+    #[test]
+    fn an_empty_scope_entry_is_invalid() {
+        let mut v = Violations::new();
+        assert!(parse_scopes(&mut v, &["".to_owned()]).is_empty());
+        let Err(Error::InvalidArgument(violations)) = v.finish() else {
+            panic!("an empty scope must be refused");
+        };
+        assert_eq!(violations[0].field, "scopes[0]");
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! A caller acts only inside its own organization; anything outside it is reported as not
 //! found, so its existence does not leak. Reading needs `viewer`; managing a service user and its
-//! keys needs `owner`, or `admin` plus being one of that user's administrators.
+//! keys needs `owner`, or `admin` plus being one of that user's administrators, and nobody
+//! manages a principal that holds a role above the caller's own.
 
 use crate::domain::{principal::Principal, roles::Role};
 use crate::error::{Error, Result};
@@ -36,23 +37,43 @@ pub fn create_service_user(caller: &Principal) -> Result<()> {
     require(caller, Role::Admin, "create service users")
 }
 
-/// The caller may change the service user with these administrators, and its keys.
-pub fn manage_service_user(caller: &Principal, administrators: &[String]) -> Result<()> {
+/// The caller holds a role that can manage some service users. Checked before any lookup, so
+/// a caller without it gets the same answer whether or not the ID it names exists.
+pub fn manage(caller: &Principal) -> Result<()> {
+    require(caller, Role::Admin, "manage service users and their keys")
+}
+
+/// The caller may change the service user with these administrators and roles, and its keys:
+/// `owner`, or `admin` and one of its administrators, and in both cases covering every role the
+/// user holds (an owner does not manage a superuser, an admin does not manage an owner).
+pub fn manage_service_user(
+    caller: &Principal,
+    administrators: &[String],
+    target_roles: &[Role],
+) -> Result<()> {
     match caller.highest_role() {
-        Some(role) if role >= Role::Owner => Ok(()),
+        Some(role) if role >= Role::Owner => {}
         Some(Role::Admin)
             if administrators
                 .iter()
-                .any(|a| a == caller.service_user_id.as_str()) =>
-        {
-            Ok(())
+                .any(|a| a == caller.service_user_id.as_str()) => {}
+        Some(Role::Admin) => {
+            return Err(Error::PermissionDenied(
+                "only an owner or one of this service user's administrators may manage it".into(),
+            ));
         }
-        Some(Role::Admin) => Err(Error::PermissionDenied(
-            "only an owner or one of this service user's administrators may manage it".into(),
-        )),
-        _ => Err(Error::PermissionDenied(
-            "managing service users needs the admin or owner role".into(),
-        )),
+        _ => {
+            return Err(Error::PermissionDenied(
+                "managing service users needs the admin or owner role".into(),
+            ));
+        }
+    }
+    let covered = super::roles::narrow(&caller.effective_roles(), target_roles);
+    match target_roles.iter().find(|r| !covered.contains(r)) {
+        Some(role) => Err(Error::PermissionDenied(format!(
+            "this service user holds the {role} role, above your own"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -116,9 +137,40 @@ mod tests {
     fn owner_manages_any_user_admin_only_its_own() {
         let owner = caller(&[Role::Owner]);
         let admin = caller(&[Role::Admin]);
-        assert!(manage_service_user(&owner, &[]).is_ok());
-        assert!(manage_service_user(&admin, &[]).is_err());
-        assert!(manage_service_user(&admin, &[admin.service_user_id.to_string()]).is_ok());
+        assert!(manage_service_user(&owner, &[], &[]).is_ok());
+        assert!(manage_service_user(&admin, &[], &[]).is_err());
+        assert!(manage_service_user(&admin, &[admin.service_user_id.to_string()], &[]).is_ok());
+    }
+
+    #[test]
+    fn nobody_manages_a_user_holding_a_role_above_their_own() {
+        let owner = caller(&[Role::Owner]);
+        assert!(manage_service_user(&owner, &[], &[Role::Owner]).is_ok());
+        assert!(manage_service_user(&owner, &[], &[Role::Owner, Role::Superuser]).is_err());
+        let admin = caller(&[Role::Admin]);
+        let administers = [admin.service_user_id.to_string()];
+        assert!(manage_service_user(&admin, &administers, &[Role::Viewer, Role::Admin]).is_ok());
+        assert!(manage_service_user(&admin, &administers, &[Role::Owner]).is_err());
+        let superuser = caller(&[Role::Owner, Role::Superuser]);
+        assert!(manage_service_user(&superuser, &[], &[Role::Owner, Role::Superuser]).is_ok());
+    }
+
+    #[test]
+    fn a_narrowed_token_manages_only_what_its_scope_covers() {
+        let mut superuser = caller(&[Role::Owner, Role::Superuser]);
+        superuser.token_scope = vec![Role::Admin];
+        let administers = [superuser.service_user_id.to_string()];
+        assert!(
+            manage_service_user(&superuser, &administers, &[Role::Owner, Role::Superuser])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn managing_needs_admin_before_anything_is_looked_up() {
+        assert!(manage(&caller(&[Role::Viewer])).is_err());
+        assert!(manage(&caller(&[])).is_err());
+        assert!(manage(&caller(&[Role::Admin])).is_ok());
     }
 
     #[test]

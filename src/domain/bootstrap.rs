@@ -80,7 +80,8 @@ impl Tokenmint {
                 secret_hash: self.hasher.hash(&secret),
                 token_lifetime_seconds: self.settings.default_token_lifetime.as_secs() as i64,
                 allowed_cidrs: "[]".into(),
-                scopes: "[]".into(),
+                // Keys store their roles explicitly; see `api_keys::create_api_key`.
+                scopes: r#"["owner","superuser"]"#.into(),
                 creator: service_user_id.to_string(),
                 create_time: now,
                 expire_time: now + chrono::Duration::days(BOOTSTRAP_KEY_DAYS),

@@ -80,7 +80,10 @@ impl Tokenmint {
             .map_err(|unknown| {
                 v.add(
                     "scope",
-                    format!("{unknown:?} is not a role; roles: viewer, admin, owner, superuser"),
+                    format!(
+                        "{} is not a role; roles: viewer, admin, owner, superuser",
+                        crate::domain::validation::echo(&unknown)
+                    ),
                 )
             })
             .ok();
@@ -211,11 +214,8 @@ impl Tokenmint {
                     .collect::<Option<Vec<_>>>()
             })
             .ok_or_else(corrupt)?;
-        let roles = if key_scopes.is_empty() {
-            user_roles
-        } else {
-            narrow(&user_roles, &key_scopes)
-        };
+        // A key carries the roles fixed at its creation that its user still holds.
+        let roles = narrow(&user_roles, &key_scopes);
         let entry = Arc::new(CachedKey::new(
             found.api_key.id,
             found.user.id,

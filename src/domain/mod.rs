@@ -36,6 +36,8 @@ pub struct Tokenmint {
     pub keyring: Keyring,
     /// Hashes API-key secrets under the pepper.
     pub hasher: SecretHasher,
+    /// Signs and checks list page tokens.
+    pub page_tokens: page_token::PageTokens,
     /// Active keys' verification data, for exchanges without a database round trip.
     pub key_cache: KeyCache,
     /// Settings.

@@ -1,7 +1,8 @@
 //! Service users: creation, reads, updates with etags, state changes and deletion.
 
+use crate::domain::roles::Role;
 use crate::domain::validation::{self as check, Violations};
-use crate::domain::{Tokenmint, authz, page_token, principal::Principal};
+use crate::domain::{Tokenmint, authz, principal::Principal};
 use crate::error::{Error, Result};
 use crate::ids::{OrganizationId, ServiceUserId};
 use tokenmint_store::entity::service_user;
@@ -133,15 +134,37 @@ impl Tokenmint {
             .map_err(|e| Error::from_store(e, "service user", id.as_str()))
     }
 
-    /// A user of the caller's organization that the caller may manage (change it or its keys).
+    /// A user of the caller's organization that the caller may manage (change it or its keys),
+    /// with the roles it holds.
     pub(crate) async fn managed_service_user(
         &self,
         caller: &Principal,
         id: &ServiceUserId,
-    ) -> Result<ServiceUserRecord> {
+    ) -> Result<(ServiceUserRecord, Vec<Role>)> {
+        authz::manage(caller)?;
         let user = self.find_service_user(caller, id).await?;
-        authz::manage_service_user(caller, &user.administrators)?;
-        Ok(user)
+        let roles = self.roles_of(id).await?;
+        authz::manage_service_user(caller, &user.administrators, &roles)?;
+        Ok((user, roles))
+    }
+
+    /// The roles a service user holds. A stored role this server does not know fails closed:
+    /// its holder might outrank the caller.
+    async fn roles_of(&self, id: &ServiceUserId) -> Result<Vec<Role>> {
+        let mut roles = self
+            .store
+            .role_names_of(id.as_str())
+            .await?
+            .iter()
+            .map(|name| {
+                Role::parse(name).ok_or_else(|| {
+                    Error::Internal(format!("service user {id} holds an unknown role {name:?}"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        roles.sort();
+        roles.dedup();
+        Ok(roles)
     }
 
     /// Lists service users of the caller's organization, optionally filtered by state.
@@ -158,12 +181,16 @@ impl Tokenmint {
         let organization: OrganizationId = authz::organization(caller, organization_id)?;
         authz::read(caller)?;
         let query = format!("service_users|{organization}|{}", state.unwrap_or(""));
-        let after = page_token::decode(&query, page_token)?;
+        let after = self
+            .page_tokens
+            .decode(&query, page_token, |id| ServiceUserId::parse(id).is_some())?;
         let mut users = self
             .store
             .list_service_users(organization.as_str(), state, after.as_deref(), limit + 1)
             .await?;
-        let next_page_token = page_token::next_page(&mut users, limit, &query, |u| &u.user.id);
+        let next_page_token = self
+            .page_tokens
+            .next_page(&mut users, limit, &query, |u| &u.user.id);
         Ok(ServiceUserPage {
             service_users: users,
             next_page_token,

@@ -1,6 +1,7 @@
 //! Input rules shared by every operation: names, free text, IDs, page sizes.
 
 use crate::error::{Error, FieldViolation, Result};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// Longest name (a DNS label).
 pub const MAX_NAME_LEN: usize = 63;
@@ -10,6 +11,8 @@ pub const MAX_DESCRIPTION_LEN: usize = 1024;
 pub const MAX_DISPLAY_NAME_LEN: usize = 200;
 /// Longest email (RFC 5321 path limit).
 pub const MAX_EMAIL_LEN: usize = 254;
+/// Most characters of a caller's input an error message repeats back.
+pub const MAX_ECHO_CHARS: usize = 64;
 /// Page size when the request leaves it at 0.
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
 /// Largest page size a request may ask for.
@@ -72,7 +75,21 @@ pub fn name(value: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Free text up to `max` characters, without control characters other than newlines and tabs.
+/// A caller's input quoted for an error message, cut to [`MAX_ECHO_CHARS`] so a huge value
+/// cannot swell the error (and its trailers) past what clients accept.
+pub fn echo(value: &str) -> String {
+    let mut chars = value.chars();
+    let head: String = chars.by_ref().take(MAX_ECHO_CHARS).collect();
+    if chars.next().is_some() {
+        format!("{:?}…", head)
+    } else {
+        format!("{head:?}")
+    }
+}
+
+/// Free text up to `max` characters, without control characters other than newlines and tabs,
+/// and without invisible format characters (bidi overrides, zero-width spaces), which make text
+/// read differently from what it is.
 pub fn text(value: &str, max: usize) -> std::result::Result<(), String> {
     if value.chars().count() > max {
         return Err(format!("must be at most {max} characters"));
@@ -82,6 +99,15 @@ pub fn text(value: &str, max: usize) -> std::result::Result<(), String> {
         .any(|c| c.is_control() && c != '\n' && c != '\t')
     {
         return Err("must not contain control characters".into());
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| c.general_category() == GeneralCategory::Format)
+    {
+        return Err(format!(
+            "must not contain invisible format characters such as U+{:04X}",
+            c as u32
+        ));
     }
     Ok(())
 }
@@ -167,6 +193,21 @@ mod tests {
         assert!(email("team").is_err());
         assert!(email("@example.com").is_err());
         assert!(email("a b@example.com").is_err());
+    }
+
+    #[test]
+    fn invisible_format_characters_are_refused() {
+        for bad in ["evil\u{202E}gnp.exe", "zero\u{200B}width", "\u{FEFF}bom"] {
+            assert!(text(bad, 100).is_err(), "{bad:?}");
+        }
+        assert!(text("Überwachung, 監視, emoji 🚀", 100).is_ok());
+    }
+
+    #[test]
+    fn echoed_input_is_cut() {
+        let long = "x".repeat(60_000);
+        assert!(echo(&long).chars().count() <= MAX_ECHO_CHARS + 3);
+        assert_eq!(echo("viewer"), "\"viewer\"");
     }
 
     #[test]

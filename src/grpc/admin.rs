@@ -18,7 +18,7 @@ pub struct AdminApi {
 impl AdminApi {
     /// Authenticates the caller and hands back the request body.
     async fn caller<T>(&self, request: Request<T>) -> Result<(Principal, T), Status> {
-        let caller = self.app.authenticate(bearer(request.metadata())).await?;
+        let caller = self.app.authenticate(bearer(request.metadata())?).await?;
         Ok((caller, request.into_inner()))
     }
 }

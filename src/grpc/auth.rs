@@ -44,7 +44,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::IntrospectTokenRequest>,
     ) -> Result<Response<pb::IntrospectTokenResponse>, Status> {
-        let caller = self.app.authenticate(bearer(request.metadata())).await?;
+        let caller = self.app.authenticate(bearer(request.metadata())?).await?;
         let Some(claims) = self
             .app
             .introspect_token(&caller, &request.into_inner().token)
@@ -92,7 +92,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::WhoAmIRequest>,
     ) -> Result<Response<pb::WhoAmIResponse>, Status> {
-        let caller = self.app.authenticate(bearer(request.metadata())).await?;
+        let caller = self.app.authenticate(bearer(request.metadata())?).await?;
         Ok(Response::new(pb::WhoAmIResponse {
             service_user_id: caller.service_user_id.to_string(),
             service_user_name: caller.service_user_name.clone(),

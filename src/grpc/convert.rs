@@ -38,14 +38,26 @@ pub fn duration(
     }
 }
 
-/// The token in `authorization: Bearer <token>`, if any.
-pub fn bearer(metadata: &MetadataMap) -> Option<&str> {
-    let value = metadata.get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
+/// The token in `authorization: Bearer <token>`, if any. More than one `authorization` header
+/// is refused: proxies and servers disagree on which one counts.
+pub fn bearer(metadata: &MetadataMap) -> Result<Option<&str>> {
+    let mut values = metadata.get_all("authorization").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Error::invalid(
+            "authorization",
+            "send exactly one authorization header",
+        ));
+    }
+    let Some((scheme, token)) = value.to_str().ok().and_then(|v| v.split_once(' ')) else {
+        return Ok(None);
+    };
+    Ok(scheme
         .eq_ignore_ascii_case("bearer")
         .then_some(token.trim())
-        .filter(|t| !t.is_empty())
+        .filter(|t| !t.is_empty()))
 }
 
 /// A stored service user as the API shows it.

@@ -106,7 +106,7 @@ async fn bad_key_fields_are_each_named(backend: Backend) {
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(
         violated_fields(&status),
-        ["name", "token_lifetime", "allowed_cidrs[1]", "scopes"]
+        ["name", "token_lifetime", "allowed_cidrs[1]", "scopes[0]"]
     );
     let keys = admin
         .list_api_keys(ListApiKeysRequest {

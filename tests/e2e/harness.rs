@@ -651,3 +651,64 @@ impl Server {
         }
     }
 }
+
+impl Server {
+    /// Grants `role` to a principal in the bootstrap organization, written straight into the
+    /// database: no RPC grants roles yet.
+    pub async fn grant_role(&self, principal_id: &str, role: &str) {
+        use sea_orm::{ActiveModelTrait, IntoActiveModel};
+        tokenmint_store::entity::role_binding::Model {
+            id: tokenmint::ids::RoleBindingId::generate().to_string(),
+            organization_id: self.admin.organization_id.clone(),
+            principal_id: principal_id.into(),
+            scope: self.admin.organization_id.clone(),
+            role: role.into(),
+            create_time: chrono::Utc::now(),
+        }
+        .into_active_model()
+        .insert(&self.database().await)
+        .await
+        .expect("insert role binding");
+    }
+
+    /// Makes `principal_id` an administrator of `service_user_id`, straight in the database: no
+    /// RPC adds administrators yet.
+    pub async fn add_administrator(&self, service_user_id: &str, principal_id: &str) {
+        use sea_orm::{ActiveModelTrait, IntoActiveModel};
+        tokenmint_store::entity::service_user_administrator::Model {
+            service_user_id: service_user_id.into(),
+            principal_id: principal_id.into(),
+            create_time: chrono::Utc::now(),
+        }
+        .into_active_model()
+        .insert(&self.database().await)
+        .await
+        .expect("insert administrator");
+    }
+
+    /// A new service user of the bootstrap organization holding `roles`, with a key the
+    /// bootstrap admin created after the grants (so the key carries them).
+    pub async fn principal_with_roles(&self, name: &str, roles: &[&str]) -> Credential {
+        let mut admin = self.admin().await;
+        let user = create_user(&mut admin, name).await;
+        for role in roles {
+            self.grant_role(&user.id, role).await;
+        }
+        let (key, secret) = create_key(&mut admin, &user.id, "main").await;
+        Credential {
+            organization_id: user.organization_id,
+            service_user_id: user.id,
+            key_id: key.id,
+            secret,
+        }
+    }
+
+    /// An AdminService client acting as `credential`.
+    pub async fn admin_for(&self, credential: &Credential) -> Admin {
+        let token = self
+            .token_for(&credential.key_id, &credential.secret)
+            .await
+            .expect("credential exchanges");
+        self.admin_as(&token).await
+    }
+}

@@ -5,7 +5,9 @@
 mod harness;
 
 mod api_keys;
+mod escalation;
 mod exchange;
+mod hostile_input;
 mod lifecycle;
 mod secrecy;
 mod service_users;

@@ -12,6 +12,7 @@ pub use queries::*;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 use sea_orm_migration::MigratorTrait;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Lifecycle state of a service user, as stored.
@@ -26,6 +27,9 @@ pub struct Store {
     /// SQLite allows one writer; queueing writers here avoids `database is locked` failures
     /// when two transactions that read first both try to write.
     sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Statements sent to the database since connecting, for metrics and for tests that prove
+    /// two paths do the same database work.
+    statements: Arc<AtomicU64>,
 }
 
 /// How to reach the database.
@@ -61,15 +65,24 @@ impl Store {
             .acquire_timeout(options.acquire_timeout)
             .connect_timeout(options.acquire_timeout)
             .sqlx_logging(false);
-        let db = Database::connect(connect)
+        let mut db = Database::connect(connect)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let statements = Arc::new(AtomicU64::new(0));
+        let counter = statements.clone();
+        db.set_metric_callback(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
         let mut sqlite_writer = None;
         if db.get_database_backend() == DbBackend::Sqlite {
             db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
             sqlite_writer = Some(Arc::new(tokio::sync::Mutex::new(())));
         }
-        Ok(Self { db, sqlite_writer })
+        Ok(Self {
+            db,
+            sqlite_writer,
+            statements,
+        })
     }
 
     /// Applies every pending migration.
@@ -96,6 +109,11 @@ impl Store {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         }
+    }
+
+    /// How many statements this handle has sent to the database.
+    pub fn statements_executed(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
     }
 
     /// `sqlite` or `postgres`, for logs.

@@ -6,10 +6,11 @@ use crate::entity::{
 };
 use crate::{STATE_ACTIVE, Store, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, IdenStatic,
+    IntoActiveModel, Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 
 /// A service user together with its administrators.
@@ -351,22 +352,78 @@ impl Store {
     }
 
     /// The key, its user and the user's role bindings, or `None` when the key does not exist.
+    /// One joined statement whether or not the key exists, so a probe for an unknown key ID
+    /// costs the database what a probe for a known one does.
     pub async fn find_key_principal(&self, key_id: &str) -> StoreResult<Option<KeyPrincipal>> {
-        let Some(api_key) = api_key::Entity::find_by_id(key_id).one(&self.db).await? else {
+        let mut select = Query::select();
+        for column in api_key::Column::iter() {
+            select.expr_as(
+                Expr::col((api_key::Entity, column)),
+                Alias::new(format!("k_{}", column.as_str())),
+            );
+        }
+        for column in service_user::Column::iter() {
+            select.expr_as(
+                Expr::col((service_user::Entity, column)),
+                Alias::new(format!("u_{}", column.as_str())),
+            );
+        }
+        for column in role_binding::Column::iter() {
+            select.expr_as(
+                Expr::col((role_binding::Entity, column)),
+                Alias::new(format!("r_{}", column.as_str())),
+            );
+        }
+        select
+            .from(api_key::Entity)
+            .inner_join(
+                service_user::Entity,
+                Expr::col((service_user::Entity, service_user::Column::Id))
+                    .equals((api_key::Entity, api_key::Column::ServiceUserId)),
+            )
+            .left_join(
+                role_binding::Entity,
+                Expr::col((role_binding::Entity, role_binding::Column::PrincipalId))
+                    .equals((service_user::Entity, service_user::Column::Id)),
+            )
+            .and_where(Expr::col((api_key::Entity, api_key::Column::Id)).eq(key_id))
+            .order_by((role_binding::Entity, role_binding::Column::Role), Order::Asc);
+        let statement = self.db.get_database_backend().build(&select);
+        let rows = self.db.query_all_raw(statement).await?;
+        let Some(first) = rows.first() else {
             return Ok(None);
         };
-        let Some(user) = service_user::Entity::find_by_id(api_key.service_user_id.clone())
-            .one(&self.db)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let role_bindings = role_bindings_of(&self.db, &user.id).await?;
+        let api_key = api_key::Model::from_query_result(first, "k_")?;
+        let user = service_user::Model::from_query_result(first, "u_")?;
+        let mut role_bindings = Vec::new();
+        for row in &rows {
+            if let Some(binding) = role_binding::Model::from_query_result_optional(row, "r_")? {
+                role_bindings.push(binding);
+            }
+        }
         Ok(Some(KeyPrincipal {
             api_key,
             user,
             role_bindings,
         }))
+    }
+
+    /// Grants a role binding.
+    pub async fn add_role_binding(&self, binding: role_binding::Model) -> StoreResult<()> {
+        let _writer = self.write_guard().await;
+        role_binding::Entity::insert(binding.into_active_model())
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// The names of the roles bound to a principal, in any scope.
+    pub async fn role_names_of(&self, principal_id: &str) -> StoreResult<Vec<String>> {
+        Ok(role_bindings_of(&self.db, principal_id)
+            .await?
+            .into_iter()
+            .map(|b| b.role)
+            .collect())
     }
 
     /// Every signing key, oldest first.

@@ -243,3 +243,87 @@ async fn revoking_twice_keeps_the_first_revocation() {
     assert_eq!(second.revoke_time, first.revoke_time);
     assert_eq!(second.revoke_reason.as_deref(), Some("first"));
 }
+
+/// A fresh store on every backend available: SQLite always, PostgreSQL when
+/// `TOKENMINT_TEST_DATABASE_URL` names a server (a database of its own, dropped by the caller).
+async fn every_backend() -> Vec<(Fixture, Option<String>)> {
+    let mut stores = vec![(store().await, None)];
+    if let Ok(base) = std::env::var("TOKENMINT_TEST_DATABASE_URL")
+        && !base.is_empty()
+    {
+        use sea_orm::{ConnectionTrait, Database};
+        let name = format!("tm_store_{}", ulid_like());
+        let admin = Database::connect(&base).await.unwrap();
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        let prefix = base.rsplit_once('/').map_or(base.as_str(), |(p, _)| p);
+        let store = Store::connect(&StoreOptions::new(format!("{prefix}/{name}")))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        stores.push((Fixture { store, _dir: dir }, Some(name)));
+    }
+    stores
+}
+
+fn ulid_like() -> String {
+    format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+async fn drop_database(name: Option<String>) {
+    use sea_orm::{ConnectionTrait, Database};
+    if let (Some(name), Ok(base)) = (name, std::env::var("TOKENMINT_TEST_DATABASE_URL")) {
+        let admin = Database::connect(&base).await.unwrap();
+        let _ = admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn finding_a_key_costs_one_statement_whether_or_not_it_exists() {
+    for (f, database) in every_backend().await {
+        with_org(&f, "org_a").await;
+        let owner = |id: &str, role: &str| tokenmint_store::entity::role_binding::Model {
+            id: id.into(),
+            organization_id: "org_a".into(),
+            principal_id: "su_1".into(),
+            scope: "org_a".into(),
+            role: role.into(),
+            create_time: now(),
+        };
+        f.store
+            .create_service_user(user("su_1", "org_a", "bot"))
+            .await
+            .unwrap();
+        f.store.create_api_key(key("ak_1", "su_1", "org_a")).await.unwrap();
+        for binding in [owner("rb_1", "owner"), owner("rb_2", "viewer")] {
+            f.store.add_role_binding(binding).await.unwrap();
+        }
+
+        let before = f.store.statements_executed();
+        let found = f.store.find_key_principal("ak_1").await.unwrap().unwrap();
+        let after_known = f.store.statements_executed();
+        assert!(f.store.find_key_principal("ak_none").await.unwrap().is_none());
+        let after_unknown = f.store.statements_executed();
+
+        assert_eq!(found.api_key.id, "ak_1");
+        assert_eq!(found.user.id, "su_1");
+        let mut roles: Vec<_> = found.role_bindings.iter().map(|b| b.role.as_str()).collect();
+        roles.sort();
+        assert_eq!(roles, ["owner", "viewer"]);
+        assert_eq!(after_known - before, 1, "a known key is one statement");
+        assert_eq!(after_unknown - after_known, 1, "an unknown key is one statement too");
+        drop_database(database).await;
+    }
+}
