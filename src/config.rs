@@ -59,13 +59,21 @@ pub struct CoreArgs {
     #[arg(long, env = "TOKENMINT_ISSUER")]
     pub issuer: Option<String>,
     /// Base64 of 32 bytes that encrypt signing keys at rest. Every replica must share it.
-    /// Default: generated into `<data-dir>/secrets.json` (mode 0600).
+    /// Default: generated into `<data-dir>/secrets.json` (mode 0600). As a flag it is visible
+    /// to every local user in the process list: prefer the environment or the `-file` flag.
     #[arg(long, env = "TOKENMINT_KEY_ENCRYPTION_KEY", hide_env_values = true)]
     pub key_encryption_key: Option<String>,
+    /// File holding the key-encryption key (base64), instead of `--key-encryption-key`.
+    #[arg(long, env = "TOKENMINT_KEY_ENCRYPTION_KEY_FILE", conflicts_with = "key_encryption_key")]
+    pub key_encryption_key_file: Option<PathBuf>,
     /// Base64 of at least 32 bytes used as the HMAC key for API-key secrets. Every replica must
-    /// share it. Default: generated into `<data-dir>/secrets.json` (mode 0600).
+    /// share it. Default: generated into `<data-dir>/secrets.json` (mode 0600). As a flag it is
+    /// visible to every local user in the process list: prefer the environment or the `-file` flag.
     #[arg(long, env = "TOKENMINT_SECRET_PEPPER", hide_env_values = true)]
     pub secret_pepper: Option<String>,
+    /// File holding the secret pepper (base64), instead of `--secret-pepper`.
+    #[arg(long, env = "TOKENMINT_SECRET_PEPPER_FILE", conflicts_with = "secret_pepper")]
+    pub secret_pepper_file: Option<PathBuf>,
     /// Lifetime of tokens minted by keys created without one (e.g. `1h`, `15m`).
     #[arg(long, env = "TOKENMINT_DEFAULT_TOKEN_LIFETIME", default_value = "1h", value_parser = parse_duration)]
     pub default_token_lifetime: Duration,
@@ -99,6 +107,21 @@ pub struct ServeArgs {
     /// How long shutdown waits for in-flight calls.
     #[arg(long, env = "TOKENMINT_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// Most connections open at once on each of the gRPC and HTTP ports; further clients wait
+    /// in the kernel's backlog until one closes.
+    #[arg(long, env = "TOKENMINT_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// How long a new connection has to send its opening bytes (the HTTP/2 preface, or a
+    /// complete HTTP/1 request head) before it is closed.
+    #[arg(long, env = "TOKENMINT_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+    /// Most concurrent calls (HTTP/2 streams) on one gRPC connection; more are refused.
+    #[arg(long, env = "TOKENMINT_MAX_CONCURRENT_STREAMS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_streams: u32,
+    /// Longest a unary gRPC call may run before it is answered CANCELLED (server-streaming
+    /// calls are bounded by their own lifetime, not by this).
+    #[arg(long, env = "TOKENMINT_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
 }
 
 /// `tokenmint bootstrap`.
@@ -197,6 +220,20 @@ pub fn apply_config_file(
     result.extend(injected);
     result.extend(tail);
     Ok(result)
+}
+
+/// The secret-bearing flags given on the command line itself, where every local user can read
+/// them in the process list (environment variables and files are private to the process).
+pub fn secrets_on_command_line(args: &[OsString]) -> Vec<&'static str> {
+    ["--key-encryption-key", "--secret-pepper"]
+        .into_iter()
+        .filter(|flag| {
+            args.iter().any(|a| {
+                let a = a.to_string_lossy();
+                a == *flag || a.starts_with(&format!("{flag}="))
+            })
+        })
+        .collect()
 }
 
 /// Parses `500ms`, `30s`, `15m`, `1h`, `2d` or plain seconds.
@@ -313,6 +350,28 @@ mod tests {
         let (_dir, path) = config_file("databse_url = \"typo\"\n");
         let err = serve_args(&["tokenmint", "serve", "--config", &path], &[]).unwrap_err();
         assert!(err.contains("databse_url"), "{err}");
+    }
+
+    #[test]
+    fn secret_flags_on_the_command_line_are_noticed() {
+        let args: Vec<OsString> = ["tokenmint", "serve", "--secret-pepper=abc", "--key-encryption-key-file", "/k"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(secrets_on_command_line(&args), ["--secret-pepper"]);
+    }
+
+    #[test]
+    fn a_secret_and_its_file_conflict() {
+        let parsed = Cli::try_parse_from([
+            "tokenmint",
+            "serve",
+            "--secret-pepper",
+            "a",
+            "--secret-pepper-file",
+            "/p",
+        ]);
+        assert!(parsed.is_err());
     }
 
     #[test]

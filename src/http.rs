@@ -6,7 +6,14 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use crate::listener::LimitedStream;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What the HTTP handlers share.
@@ -16,6 +23,42 @@ pub struct HttpState {
     pub app: Arc<Tokenmint>,
     /// Set when shutdown starts, so `/healthz` stops attracting traffic.
     pub draining: Arc<AtomicBool>,
+}
+
+/// Serves `router` on the connections `incoming` yields until `shutdown` completes, then lets
+/// requests in flight finish. A connection gets `header_timeout` to send each request head, so a
+/// client that trickles header lines (slowloris) is closed instead of holding its slot.
+pub async fn serve(
+    mut incoming: ReceiverStream<std::io::Result<LimitedStream>>,
+    router: Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            next = incoming.next() => match next {
+                Some(Ok(stream)) => stream,
+                Some(Err(_)) => continue,
+                None => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let connection = graceful.watch(http1.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "HTTP connection ended");
+            }
+        });
+    }
+    drop(incoming);
+    graceful.shutdown().await;
 }
 
 /// The HTTP routes.

@@ -3,11 +3,13 @@
 
 pub mod bench;
 pub mod config;
+pub mod data_files;
 pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod ids;
+pub mod listener;
 pub mod local_secrets;
 pub mod proto;
 pub mod server;

@@ -69,16 +69,18 @@ fn decode(
 impl LocalSecrets {
     /// Configured values where given, the data directory's file for the rest (created if needed).
     pub fn load(core: &CoreArgs) -> Result<Self, SecretsError> {
-        let configured_kek = core
-            .key_encryption_key
-            .as_deref()
-            .map(|v| decode("key encryption key", v, 32, 32))
-            .transpose()?;
-        let configured_pepper = core
-            .secret_pepper
-            .as_deref()
-            .map(|v| decode("secret pepper", v, 32, 1024))
-            .transpose()?;
+        let configured_kek = configured(
+            core.key_encryption_key.as_deref(),
+            core.key_encryption_key_file.as_deref(),
+        )?
+        .map(|v| decode("key encryption key", &v, 32, 32))
+        .transpose()?;
+        let configured_pepper = configured(
+            core.secret_pepper.as_deref(),
+            core.secret_pepper_file.as_deref(),
+        )?
+        .map(|v| decode("secret pepper", &v, 32, 1024))
+        .transpose()?;
         if let (Some(key_encryption_key), Some(secret_pepper)) =
             (&configured_kek, &configured_pepper)
         {
@@ -103,6 +105,20 @@ impl LocalSecrets {
                 None => decode("secrets.json secret_pepper", &file.secret_pepper, 32, 1024)?,
             },
         })
+    }
+}
+
+/// A secret given directly, or read from the file that holds it.
+fn configured(value: Option<&str>, file: Option<&Path>) -> Result<Option<String>, SecretsError> {
+    match (value, file) {
+        (Some(value), _) => Ok(Some(value.to_owned())),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(Some)
+            .map_err(|source| SecretsError::Io {
+                path: path.display().to_string(),
+                source,
+            }),
+        (None, None) => Ok(None),
     }
 }
 
@@ -198,5 +214,20 @@ mod tests {
         assert!(!dir.path().join(FILE_NAME).exists());
         args.key_encryption_key = Some(STANDARD.encode([1u8; 16]));
         assert!(LocalSecrets::load(&args).is_err());
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kek, pepper) = (dir.path().join("kek"), dir.path().join("pepper"));
+        std::fs::write(&kek, format!("{}\n", STANDARD.encode([3u8; 32]))).unwrap();
+        std::fs::write(&pepper, STANDARD.encode([4u8; 40])).unwrap();
+        let mut args = core(dir.path());
+        args.key_encryption_key_file = Some(kek);
+        args.secret_pepper_file = Some(pepper);
+        let secrets = LocalSecrets::load(&args).unwrap();
+        assert_eq!(secrets.key_encryption_key, vec![3u8; 32]);
+        assert_eq!(secrets.secret_pepper, vec![4u8; 40]);
+        assert!(!dir.path().join(FILE_NAME).exists());
     }
 }

@@ -16,8 +16,16 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let on_command_line = tokenmint::config::secrets_on_command_line(&args);
     let cli = Cli::parse_from(args);
     tokenmint::telemetry::init(cli.log_format, &cli.log_level);
+    for flag in on_command_line {
+        tracing::warn!(
+            flag,
+            "a secret passed as a flag is visible to every local user in the process list; \
+             use its environment variable or its -file flag instead"
+        );
+    }
     match cli.command {
         Command::Serve(args) => match server::serve(args).await {
             Ok(()) => ExitCode::SUCCESS,

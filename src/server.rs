@@ -13,13 +13,21 @@ use crate::proto::{
     auth::v1::auth_service_server::AuthServiceServer,
 };
 use ring::rand::SystemRandom;
+use crate::{data_files, listener};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::time::Duration;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokenmint_store::{Store, StoreOptions};
 use tokenmint_token::{KeyEncryptionKey, SecretHasher};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+/// How often an idle gRPC connection is pinged, and how long the answer may take before the
+/// connection counts as dead.
+const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -56,12 +64,10 @@ pub fn database_url(core: &CoreArgs) -> Result<String, StartError> {
     if let Some(url) = &core.database_url {
         return Ok(url.clone());
     }
-    std::fs::create_dir_all(&core.data_dir)
-        .map_err(|e| StartError::Config(format!("data dir {}: {e}", core.data_dir.display())))?;
-    Ok(format!(
-        "sqlite://{}?mode=rwc",
-        core.data_dir.join("tokenmint.db").display()
-    ))
+    data_files::prepare_data_dir(&core.data_dir)?;
+    let path = core.data_dir.join("tokenmint.db");
+    data_files::private_sqlite_files(&path)?;
+    Ok(format!("sqlite://{}?mode=rwc", path.display()))
 }
 
 /// Connects, migrates and loads keys.
@@ -98,28 +104,53 @@ pub fn issuer(core: &CoreArgs, http_addr: SocketAddr) -> String {
         .unwrap_or_else(|| format!("http://{http_addr}"))
 }
 
-/// Prints the bootstrap credential once, to stderr, outside the log stream.
-fn announce(credential: &BootstrapCredential) {
-    eprintln!(
-        "\n=== Tokenmint bootstrap credential: shown ONCE, store it now (e.g. in your secret manager) ===\n\
-         organization_id: {}\nservice_user_id: {}\nkey_id:          {}\nsecret:          {}\n\
-         Exchange it with tokenmint.auth.v1.AuthService/ExchangeApiKey; see the README.\n\
-         ================================================================================\n",
-        credential.organization_id,
-        credential.service_user_id,
-        credential.key_id,
-        credential.secret.expose()
+/// Hands the bootstrap credential over once: into a mode-0600 file in the data directory, and
+/// onto stderr only when a person is watching it (a terminal), so it never lands in journald,
+/// Kubernetes or Docker logs.
+fn announce(core: &CoreArgs, credential: &BootstrapCredential) -> Result<(), StartError> {
+    let path = data_files::write_bootstrap_credential(&core.data_dir, credential)?;
+    tracing::warn!(
+        path = %path.display(),
+        "bootstrap credential written (mode 0600): store it in your secret manager, then delete the file"
     );
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "\n=== Tokenmint bootstrap credential: store it now (e.g. in your secret manager) ===\n\
+             organization_id: {}\nservice_user_id: {}\nkey_id:          {}\nsecret:          {}\n\
+             Also in {} (mode 0600): delete that file once stored.\n\
+             Exchange it with tokenmint.auth.v1.AuthService/ExchangeApiKey; see the README.\n\
+             ================================================================================\n",
+            credential.organization_id,
+            credential.service_user_id,
+            credential.key_id,
+            credential.secret.expose(),
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Runs `tokenmint serve` until SIGTERM or SIGINT.
 pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
+    let open_files = listener::raise_open_files_limit();
+    let needed = 2 * u64::from(args.max_connections) + 64;
+    if let Some(limit) = open_files {
+        tracing::debug!(open_files = limit, "open-files limit");
+        if limit < needed {
+            tracing::warn!(
+                open_files = limit,
+                max_connections = args.max_connections,
+                "the open-files limit is below what --max-connections on both ports needs; \
+                 lower --max-connections or raise the hard limit (ulimit -Hn)"
+            );
+        }
+    }
     let grpc_listener = TcpListener::bind(args.grpc_addr).await?;
     let http_listener = TcpListener::bind(args.http_addr).await?;
     let (grpc_addr, http_addr) = (grpc_listener.local_addr()?, http_listener.local_addr()?);
     let app = open(&args.core, issuer(&args.core, args.http_addr)).await?;
     if let Some(credential) = app.bootstrap().await? {
-        announce(&credential);
+        announce(&args.core, &credential)?;
     }
 
     let (routes, health) = crate::grpc::routes(app.clone(), args.max_request_bytes)
@@ -136,14 +167,22 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    // Without TCP_NODELAY, Nagle's algorithm holds multi-frame responses for ~40 ms.
-    let incoming =
-        tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+    let limits = |handshake_bytes| listener::ConnectionLimits {
+        max_connections: args.max_connections as usize,
+        handshake_timeout: args.handshake_timeout,
+        handshake_bytes,
+    };
+    let incoming = listener::accept(grpc_listener, limits(listener::HTTP2_PREFACE_LEN));
     let grpc_stopped = stopped(stop_rx.clone());
+    let builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(args.max_concurrent_streams)
+        .timeout(args.request_timeout)
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT));
     // One span per call (method, gRPC status, latency), never headers or bodies; only when its
     // debug events would be logged, since the layer costs throughput even when they are not.
     let grpc = if tracing::enabled!(target: "tower_http::trace", tracing::Level::DEBUG) {
-        let server = tonic::transport::Server::builder()
+        let server = builder
             .layer(
                 tower_http::trace::TraceLayer::new_for_grpc()
                     // A caller's bad request is not the server's error: at ERROR level, any
@@ -155,18 +194,20 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
             .add_routes(routes);
         tokio::spawn(server.serve_with_incoming_shutdown(incoming, grpc_stopped))
     } else {
-        let server = tonic::transport::Server::builder().add_routes(routes);
+        let mut builder = builder;
+        let server = builder.add_routes(routes);
         tokio::spawn(server.serve_with_incoming_shutdown(incoming, grpc_stopped))
     };
     let http_app = crate::http::router(crate::http::HttpState {
         app: app.clone(),
         draining: draining.clone(),
     });
-    let http = tokio::spawn(async move {
-        axum::serve(http_listener, http_app)
-            .with_graceful_shutdown(stopped(stop_rx))
-            .await
-    });
+    let http = tokio::spawn(crate::http::serve(
+        listener::accept(http_listener, limits(1)),
+        http_app,
+        args.handshake_timeout,
+        stopped(stop_rx),
+    ));
     tracing::info!(grpc_addr = %grpc_addr, http_addr = %http_addr, "serving");
 
     shutdown_signal().await;
@@ -189,7 +230,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     })
     .await;
     match drained {
-        Ok((Ok(Ok(())), Ok(Ok(())))) => tracing::info!("stopped"),
+        Ok((Ok(Ok(())), Ok(()))) => tracing::info!("stopped"),
         Ok(results) => tracing::warn!(?results, "stopped with errors"),
         Err(_) => {
             tracing::warn!(grace = ?args.shutdown_grace, "in-flight calls did not finish in time")
