@@ -64,7 +64,11 @@ pub struct CoreArgs {
     #[arg(long, env = "TOKENMINT_KEY_ENCRYPTION_KEY", hide_env_values = true)]
     pub key_encryption_key: Option<String>,
     /// File holding the key-encryption key (base64), instead of `--key-encryption-key`.
-    #[arg(long, env = "TOKENMINT_KEY_ENCRYPTION_KEY_FILE", conflicts_with = "key_encryption_key")]
+    #[arg(
+        long,
+        env = "TOKENMINT_KEY_ENCRYPTION_KEY_FILE",
+        conflicts_with = "key_encryption_key"
+    )]
     pub key_encryption_key_file: Option<PathBuf>,
     /// Base64 of at least 32 bytes used as the HMAC key for API-key secrets. Every replica must
     /// share it. Default: generated into `<data-dir>/secrets.json` (mode 0600). As a flag it is
@@ -72,7 +76,11 @@ pub struct CoreArgs {
     #[arg(long, env = "TOKENMINT_SECRET_PEPPER", hide_env_values = true)]
     pub secret_pepper: Option<String>,
     /// File holding the secret pepper (base64), instead of `--secret-pepper`.
-    #[arg(long, env = "TOKENMINT_SECRET_PEPPER_FILE", conflicts_with = "secret_pepper")]
+    #[arg(
+        long,
+        env = "TOKENMINT_SECRET_PEPPER_FILE",
+        conflicts_with = "secret_pepper"
+    )]
     pub secret_pepper_file: Option<PathBuf>,
     /// Lifetime of tokens minted by keys created without one (e.g. `1h`, `15m`).
     #[arg(long, env = "TOKENMINT_DEFAULT_TOKEN_LIFETIME", default_value = "1h", value_parser = parse_duration)]
@@ -354,10 +362,16 @@ mod tests {
 
     #[test]
     fn secret_flags_on_the_command_line_are_noticed() {
-        let args: Vec<OsString> = ["tokenmint", "serve", "--secret-pepper=abc", "--key-encryption-key-file", "/k"]
-            .iter()
-            .map(OsString::from)
-            .collect();
+        let args: Vec<OsString> = [
+            "tokenmint",
+            "serve",
+            "--secret-pepper=abc",
+            "--key-encryption-key-file",
+            "/k",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
         assert_eq!(secrets_on_command_line(&args), ["--secret-pepper"]);
     }
 

@@ -1,20 +1,20 @@
 //! The HTTP face: JWKS and OpenID discovery for verifiers, and a health check for load balancers.
 
 use crate::domain::Tokenmint;
+use crate::listener::LimitedStream;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use crate::listener::LimitedStream;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What the HTTP handlers share.
 #[derive(Clone)]

@@ -196,7 +196,12 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_stream::StreamExt;
 
-    async fn listen(limits: ConnectionLimits) -> (std::net::SocketAddr, ReceiverStream<io::Result<LimitedStream>>) {
+    async fn listen(
+        limits: ConnectionLimits,
+    ) -> (
+        std::net::SocketAddr,
+        ReceiverStream<io::Result<LimitedStream>>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         (addr, accept(listener, limits))
@@ -241,9 +246,11 @@ mod tests {
         let _first_client = TcpStream::connect(addr).await.unwrap();
         let first = incoming.next().await.unwrap().unwrap();
         let _second_client = TcpStream::connect(addr).await.unwrap();
-        let waited =
-            tokio::time::timeout(Duration::from_millis(200), incoming.next()).await;
-        assert!(waited.is_err(), "the second connection must wait for a slot");
+        let waited = tokio::time::timeout(Duration::from_millis(200), incoming.next()).await;
+        assert!(
+            waited.is_err(),
+            "the second connection must wait for a slot"
+        );
         drop(first);
         let second = tokio::time::timeout(Duration::from_secs(5), incoming.next()).await;
         assert!(matches!(second, Ok(Some(Ok(_)))));

@@ -4,21 +4,21 @@
 use crate::config::{CoreArgs, ServeArgs};
 use crate::domain::bootstrap::BootstrapCredential;
 use crate::domain::key_cache::KeyCache;
-use crate::domain::page_token::PageTokens;
 use crate::domain::keyring::Keyring;
+use crate::domain::page_token::PageTokens;
 use crate::domain::{Settings, Tokenmint};
 use crate::local_secrets::LocalSecrets;
 use crate::proto::{
     admin::v1::admin_service_server::AdminServiceServer,
     auth::v1::auth_service_server::AuthServiceServer,
 };
-use ring::rand::SystemRandom;
 use crate::{data_files, listener};
+use ring::rand::SystemRandom;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::time::Duration;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokenmint_store::{Store, StoreOptions};
 use tokenmint_token::{KeyEncryptionKey, SecretHasher};
 use tokio::net::TcpListener;

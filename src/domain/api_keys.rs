@@ -7,8 +7,8 @@ use crate::error::{Error, Result};
 use crate::ids::{ApiKeyId, ServiceUserId};
 use ipnet::IpNet;
 use std::time::Duration;
-use tokenmint_store::{STATE_ACTIVE, StoreError};
 use tokenmint_store::entity::api_key;
+use tokenmint_store::{STATE_ACTIVE, StoreError};
 use tokenmint_token::ApiSecret;
 
 /// Shortest key validity.
@@ -158,10 +158,7 @@ fn parse_cidrs(v: &mut Violations, cidrs: &[String]) -> Vec<IpNet> {
             Some(net) => parsed.push(net),
             None => v.add(
                 &format!("allowed_cidrs[{i}]"),
-                format!(
-                    "{} is not a CIDR block like 10.0.0.0/8",
-                    check::echo(cidr)
-                ),
+                format!("{} is not a CIDR block like 10.0.0.0/8", check::echo(cidr)),
             ),
         }
     }
@@ -341,6 +338,10 @@ impl Tokenmint {
     }
 }
 
+fn json_list(items: impl Iterator<Item = String>) -> String {
+    serde_json::to_string(&items.collect::<Vec<_>>()).unwrap_or_else(|_| "[]".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,8 +378,4 @@ mod tests {
         };
         assert_eq!(violations[0].field, "scopes[0]");
     }
-}
-
-fn json_list(items: impl Iterator<Item = String>) -> String {
-    serde_json::to_string(&items.collect::<Vec<_>>()).unwrap_or_else(|_| "[]".to_owned())
 }

@@ -161,8 +161,7 @@ mod tests {
         superuser.token_scope = vec![Role::Admin];
         let administers = [superuser.service_user_id.to_string()];
         assert!(
-            manage_service_user(&superuser, &administers, &[Role::Owner, Role::Superuser])
-                .is_err()
+            manage_service_user(&superuser, &administers, &[Role::Owner, Role::Superuser]).is_err()
         );
     }
 

@@ -139,7 +139,11 @@ mod tests {
     #[test]
     fn a_signed_cursor_that_is_not_an_id_is_refused() {
         let token = tokens().encode("q", "not an id");
-        assert!(tokens().decode("q", &token, |id| id.starts_with("su_")).is_err());
+        assert!(
+            tokens()
+                .decode("q", &token, |id| id.starts_with("su_"))
+                .is_err()
+        );
     }
 
     #[test]

@@ -63,7 +63,11 @@ async fn a_narrowed_token_cannot_make_a_wider_key_for_itself(backend: Backend) {
             .create_api_key(key_request(&server.admin.service_user_id, "widen"))
             .await
             .unwrap_err();
-        assert_eq!(status.code(), Code::PermissionDenied, "{narrowed}: {status:?}");
+        assert_eq!(
+            status.code(),
+            Code::PermissionDenied,
+            "{narrowed}: {status:?}"
+        );
     }
     let mut admin = server.admin().await;
     assert_eq!(
@@ -122,7 +126,11 @@ async fn an_owner_cannot_act_on_a_superuser(backend: Backend) {
     ];
     for (i, result) in refused.into_iter().enumerate() {
         let status = result.expect_err("an owner must not act on a superuser");
-        assert_eq!(status.code(), Code::PermissionDenied, "call {i}: {status:?}");
+        assert_eq!(
+            status.code(),
+            Code::PermissionDenied,
+            "call {i}: {status:?}"
+        );
     }
 
     let mut admin = server.admin().await;
@@ -143,7 +151,10 @@ async fn an_owner_cannot_act_on_a_superuser(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    assert!(bootstrap_key.revoke_time.is_none(), "the superuser's key still works");
+    assert!(
+        bootstrap_key.revoke_time.is_none(),
+        "the superuser's key still works"
+    );
 }
 
 async fn an_admin_cannot_make_keys_for_an_owner_it_administers(backend: Backend) {
@@ -174,9 +185,7 @@ async fn an_admin_cannot_make_keys_for_an_owner_it_administers(backend: Backend)
     assert_eq!(exchange_scope(&server, &key.id, &secret).await, "viewer");
 }
 
-async fn an_unscoped_key_stores_its_users_roles_and_later_grants_do_not_widen_it(
-    backend: Backend,
-) {
+async fn an_unscoped_key_stores_its_users_roles_and_later_grants_do_not_widen_it(backend: Backend) {
     let Some(server) = Server::start(backend).await else {
         return;
     };

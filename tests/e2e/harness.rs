@@ -54,8 +54,12 @@ pub struct Server {
 
 static SKIP_NOTICE: Once = Once::new();
 
+/// The binary under test: this build's, or `TOKENMINT_TEST_BINARY` (to run the suite against
+/// another build, e.g. to show a new test fails on the previous release).
 fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tokenmint"))
+    std::env::var_os("TOKENMINT_TEST_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tokenmint")))
 }
 
 /// Creates a database of its own for one test and returns its URL.
@@ -92,6 +96,22 @@ impl Server {
 
     /// Starts a server with extra `serve` flags.
     pub async fn start_with(backend: Backend, extra_args: &[&str]) -> Option<Server> {
+        let mut server = Self::prepare(backend, extra_args).await?;
+        server.admin = server
+            .bootstrap_json()
+            .expect("bootstrap on an empty database");
+        server.spawn();
+        Some(server)
+    }
+
+    /// Starts `serve` on an empty database, so it bootstraps itself; `admin` stays empty.
+    pub async fn start_unbootstrapped(backend: Backend, extra_args: &[&str]) -> Option<Server> {
+        let mut server = Self::prepare(backend, extra_args).await?;
+        server.spawn();
+        Some(server)
+    }
+
+    async fn prepare(backend: Backend, extra_args: &[&str]) -> Option<Server> {
         let database_url = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => match std::env::var(POSTGRES_URL_VAR) {
@@ -109,7 +129,7 @@ impl Server {
             },
         };
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let mut server = Server {
+        let server = Server {
             child: None,
             backend,
             grpc_url: String::new(),
@@ -127,10 +147,6 @@ impl Server {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             owns_database: true,
         };
-        server.admin = server
-            .bootstrap_json()
-            .expect("bootstrap on an empty database");
-        server.spawn();
         Some(server)
     }
 
@@ -247,6 +263,24 @@ impl Server {
         self.child = Some(child);
     }
 
+    /// The server process's ID.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .expect("server is running")
+    }
+
+    /// The gRPC port's `host:port`.
+    pub fn grpc_authority(&self) -> &str {
+        self.grpc_url.trim_start_matches("http://")
+    }
+
+    /// The HTTP port's `host:port`.
+    pub fn http_authority(&self) -> &str {
+        self.http_url.trim_start_matches("http://")
+    }
+
     /// Everything the server wrote to stderr so far.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -268,6 +302,12 @@ impl Server {
         }
         let _ = child.kill();
         false
+    }
+
+    /// Starts a server stopped with [`terminate`](Self::terminate) again on the same data.
+    pub fn restart_stopped(&mut self) {
+        assert!(self.child.is_none(), "the server is still running");
+        self.spawn();
     }
 
     /// Stops the server and starts it again on the same data.

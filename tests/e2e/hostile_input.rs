@@ -4,9 +4,7 @@
 use crate::harness::{Backend, Server, create_user, key_request, violated_fields};
 use crate::on_both_backends;
 use base64::Engine;
-use tokenmint::proto::admin::v1::{
-    CreateServiceUserRequest, ListServiceUsersRequest, ServiceUser,
-};
+use tokenmint::proto::admin::v1::{CreateServiceUserRequest, ListServiceUsersRequest, ServiceUser};
 use tokenmint::proto::auth::v1::{ExchangeApiKeyRequest, WhoAmIRequest};
 use tonic::Code;
 
@@ -28,7 +26,11 @@ async fn a_huge_unknown_scope_is_not_echoed_back(backend: Backend) {
     let status = admin.create_api_key(request).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&status), ["allowed_cidrs[0]", "scopes[0]"]);
-    assert!(status_size(&status) < 1_000, "{} bytes", status_size(&status));
+    assert!(
+        status_size(&status) < 1_000,
+        "{} bytes",
+        status_size(&status)
+    );
 
     let status = server
         .auth()
@@ -42,7 +44,11 @@ async fn a_huge_unknown_scope_is_not_echoed_back(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status_size(&status) < 1_000, "{} bytes", status_size(&status));
+    assert!(
+        status_size(&status) < 1_000,
+        "{} bytes",
+        status_size(&status)
+    );
 }
 
 async fn invisible_format_characters_are_refused_in_free_text(backend: Backend) {
@@ -134,7 +140,11 @@ async fn a_forged_page_token_is_refused_without_an_error_log(backend: Backend) {
         // The unsigned format of earlier releases, with a NUL byte in the cursor.
         b64.encode(format!("v1\n{query}\nsu_\0")),
         // A real token whose cursor was swapped for a NUL byte.
-        format!("{}.{}", b64.encode("su_\0"), real.split_once('.').unwrap().1),
+        format!(
+            "{}.{}",
+            b64.encode("su_\0"),
+            real.split_once('.').unwrap().1
+        ),
         // A real token with its signature cut short.
         real[..real.len() - 2].to_owned(),
     ];

@@ -5,11 +5,13 @@
 mod harness;
 
 mod api_keys;
+mod connections;
 mod escalation;
 mod exchange;
 mod hostile_input;
 mod lifecycle;
 mod secrecy;
 mod service_users;
+mod startup;
 mod surface;
 mod tokens;

@@ -387,7 +387,10 @@ impl Store {
                     .equals((service_user::Entity, service_user::Column::Id)),
             )
             .and_where(Expr::col((api_key::Entity, api_key::Column::Id)).eq(key_id))
-            .order_by((role_binding::Entity, role_binding::Column::Role), Order::Asc);
+            .order_by(
+                (role_binding::Entity, role_binding::Column::Role),
+                Order::Asc,
+            );
         let statement = self.db.get_database_backend().build(&select);
         let rows = self.db.query_all_raw(statement).await?;
         let Some(first) = rows.first() else {

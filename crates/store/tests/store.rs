@@ -306,7 +306,10 @@ async fn finding_a_key_costs_one_statement_whether_or_not_it_exists() {
             .create_service_user(user("su_1", "org_a", "bot"))
             .await
             .unwrap();
-        f.store.create_api_key(key("ak_1", "su_1", "org_a")).await.unwrap();
+        f.store
+            .create_api_key(key("ak_1", "su_1", "org_a"))
+            .await
+            .unwrap();
         for binding in [owner("rb_1", "owner"), owner("rb_2", "viewer")] {
             f.store.add_role_binding(binding).await.unwrap();
         }
@@ -314,16 +317,30 @@ async fn finding_a_key_costs_one_statement_whether_or_not_it_exists() {
         let before = f.store.statements_executed();
         let found = f.store.find_key_principal("ak_1").await.unwrap().unwrap();
         let after_known = f.store.statements_executed();
-        assert!(f.store.find_key_principal("ak_none").await.unwrap().is_none());
+        assert!(
+            f.store
+                .find_key_principal("ak_none")
+                .await
+                .unwrap()
+                .is_none()
+        );
         let after_unknown = f.store.statements_executed();
 
         assert_eq!(found.api_key.id, "ak_1");
         assert_eq!(found.user.id, "su_1");
-        let mut roles: Vec<_> = found.role_bindings.iter().map(|b| b.role.as_str()).collect();
+        let mut roles: Vec<_> = found
+            .role_bindings
+            .iter()
+            .map(|b| b.role.as_str())
+            .collect();
         roles.sort();
         assert_eq!(roles, ["owner", "viewer"]);
         assert_eq!(after_known - before, 1, "a known key is one statement");
-        assert_eq!(after_unknown - after_known, 1, "an unknown key is one statement too");
+        assert_eq!(
+            after_unknown - after_known,
+            1,
+            "an unknown key is one statement too"
+        );
         drop_database(database).await;
     }
 }
