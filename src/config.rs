@@ -33,8 +33,6 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create the first organization, admin user and key on an empty database and print them.
     Bootstrap(BootstrapArgs),
-    /// Drive load against a running server and print throughput and latency.
-    Bench(crate::bench::BenchArgs),
 }
 
 /// Log output format.

@@ -89,7 +89,8 @@ fn restrict(_path: &Path, _mode: u32) -> Result<(), StartError> {
     Ok(())
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;

@@ -1,4 +1,4 @@
-//! The `tokenmint` command: `serve`, `bootstrap`, `bench`.
+//! The `tokenmint` command: `serve` and `bootstrap`.
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -34,13 +34,6 @@ async fn main() -> ExitCode {
         Command::Bootstrap(args) => match bootstrap(args).await {
             Ok(code) => code,
             Err(e) => fail(e),
-        },
-        Command::Bench(args) => match tokenmint::bench::run(args).await {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("tokenmint bench: {e}");
-                ExitCode::FAILURE
-            }
         },
     }
 }

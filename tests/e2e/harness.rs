@@ -541,6 +541,7 @@ macro_rules! on_both_backends {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(tokenmint_postgres_tests), ignore = "needs TOKENMINT_TEST_DATABASE_URL")]
                 async fn $name() {
                     super::$name($crate::harness::Backend::Postgres).await
                 }

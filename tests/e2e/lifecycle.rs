@@ -118,6 +118,10 @@ on_both_backends!(
 
 /// PostgreSQL only: replicas share one database, its signing keys, and revocations.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(tokenmint_postgres_tests),
+    ignore = "needs TOKENMINT_TEST_DATABASE_URL"
+)]
 async fn replicas_share_signing_keys_and_see_each_others_revocations() {
     let Some(first) = Server::start(Backend::Postgres).await else {
         return;

@@ -2,6 +2,8 @@
 //! gRPC and HTTP clients. Every test runs on SQLite, and on PostgreSQL when
 //! `TOKENMINT_TEST_DATABASE_URL` is set (each test in a database of its own).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod harness;
 
 mod api_keys;

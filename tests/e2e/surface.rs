@@ -187,6 +187,10 @@ on_both_backends!(
 
 /// PostgreSQL only: an embedded SQLite file cannot go away under a running server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(tokenmint_postgres_tests),
+    ignore = "needs TOKENMINT_TEST_DATABASE_URL"
+)]
 async fn postgres_outage_gives_unavailable_and_writes_nothing() {
     let Some(server) = Server::start_with(Backend::Postgres, &["--database-timeout", "2s"]).await
     else {

@@ -1,6 +1,8 @@
 //! The store on a real SQLite file: constraints the database enforces, units of work that are
 //! all-or-nothing, and keyset pagination.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use chrono::{Duration, SubsecRound, Utc};
 use tokenmint_store::entity::{api_key, organization, service_user};
 use tokenmint_store::{ServiceUserChanges, Store, StoreError, StoreOptions};

@@ -138,6 +138,10 @@ mod tests {
     }
 
     #[tokio::test]
+    #[cfg_attr(
+        not(tokenmint_postgres_tests),
+        ignore = "needs TOKENMINT_TEST_DATABASE_URL"
+    )]
     async fn unscoped_keys_become_their_users_current_roles_on_postgres() {
         let Ok(base) = std::env::var("TOKENMINT_TEST_DATABASE_URL") else {
             eprintln!("NOTE: PostgreSQL migration test SKIPPED: TOKENMINT_TEST_DATABASE_URL unset");

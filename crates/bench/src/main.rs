@@ -1,11 +1,13 @@
-//! `tokenmint bench`: a closed-loop load generator for ExchangeApiKey (or the health check, an
-//! "empty" RPC that measures the gRPC floor) against a running server.
+//! `tokenmint-bench`: a closed-loop load generator for ExchangeApiKey (or the health check, an
+//! "empty" RPC that measures the gRPC floor) against a running server. A binary of its own so
+//! the server does not link what only load generation needs.
 
-use crate::config::parse_duration;
-use crate::proto::auth::v1::{ExchangeApiKeyRequest, auth_service_client::AuthServiceClient};
-use clap::{Args, ValueEnum};
+use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use tokenmint::config::parse_duration;
+use tokenmint::proto::auth::v1::{ExchangeApiKeyRequest, auth_service_client::AuthServiceClient};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -18,8 +20,9 @@ pub enum BenchRpc {
     Health,
 }
 
-/// `tokenmint bench` options.
-#[derive(Clone, Debug, Args)]
+/// Drives load against a running Tokenmint server and prints throughput and latency.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "tokenmint-bench", version, about)]
 pub struct BenchArgs {
     /// gRPC endpoint of the server.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
@@ -77,6 +80,17 @@ pub enum BenchError {
     /// A worker failed.
     #[error("worker failed: {0}")]
     Worker(String),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(BenchArgs::parse()).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tokenmint-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Runs the benchmark and prints its report.
