@@ -92,14 +92,14 @@ impl From<StoreError> for Error {
             StoreError::Stale => Error::Aborted(
                 "the resource changed since it was read; get it again and retry".into(),
             ),
-            StoreError::HasActiveKeys(n) => Error::FailedPrecondition(format!(
-                "the service user has {n} active API key(s); revoke them first or set force"
-            )),
-            StoreError::Unavailable(detail) => {
-                tracing::warn!(%detail, "database unavailable");
+            StoreError::Unavailable(source) => {
+                tracing::warn!(error = %source, "database unavailable");
                 Error::Unavailable
             }
-            StoreError::Database(detail) => Error::Internal(detail),
+            StoreError::Corrupt(detail) => {
+                Error::Internal(format!("corrupt stored data: {detail}"))
+            }
+            StoreError::Database(source) => Error::Internal(source.to_string()),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::config::{CoreArgs, ServeArgs};
 use crate::domain::bootstrap::BootstrapCredential;
+use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::key_cache::KeyCache;
 use crate::domain::keyring::Keyring;
 use crate::domain::page_token::PageTokens;
@@ -81,7 +82,8 @@ pub async fn open(core: &CoreArgs, issuer: String) -> Result<Arc<Tokenmint>, Sta
     let kek = KeyEncryptionKey::new(&secrets.key_encryption_key)
         .map_err(|e| StartError::Config(e.to_string()))?;
     let rng = SystemRandom::new();
-    let keyring = Keyring::load_or_create(&store, &kek, &issuer, &rng).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let keyring = Keyring::load_or_create(&store, &kek, &issuer, &rng, clock.now()).await?;
     tracing::info!(backend = store.backend_name(), kid = keyring.signer.kid(), issuer = %issuer, "database ready");
     Ok(Arc::new(Tokenmint {
         store,
@@ -94,6 +96,7 @@ pub async fn open(core: &CoreArgs, issuer: String) -> Result<Arc<Tokenmint>, Sta
             default_token_lifetime: core.default_token_lifetime,
         },
         rng,
+        clock,
     }))
 }
 

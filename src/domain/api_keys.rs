@@ -5,10 +5,10 @@ use crate::domain::validation::{self as check, Violations};
 use crate::domain::{Tokenmint, authz, principal::Principal};
 use crate::error::{Error, Result};
 use crate::ids::{ApiKeyId, ServiceUserId};
+use chrono::TimeDelta;
 use ipnet::IpNet;
 use std::time::Duration;
-use tokenmint_store::entity::api_key;
-use tokenmint_store::{STATE_ACTIVE, StoreError};
+use tokenmint_store::{ApiKey, ServiceUserState, StoreError};
 use tokenmint_token::ApiSecret;
 
 /// Shortest key validity.
@@ -45,7 +45,7 @@ pub struct NewApiKey {
 #[derive(Debug)]
 pub struct CreatedApiKey {
     /// The stored key.
-    pub api_key: api_key::Model,
+    pub api_key: ApiKey,
     /// The secret.
     pub secret: ApiSecret,
 }
@@ -54,7 +54,7 @@ pub struct CreatedApiKey {
 #[derive(Debug)]
 pub struct ApiKeyPage {
     /// The keys.
-    pub api_keys: Vec<api_key::Model>,
+    pub api_keys: Vec<ApiKey>,
     /// Token for the next page, empty on the last.
     pub next_page_token: String,
 }
@@ -71,7 +71,7 @@ pub enum KeyState {
 }
 
 /// The state of a stored key at `now`.
-pub fn key_state(key: &api_key::Model, now: chrono::DateTime<chrono::Utc>) -> KeyState {
+pub fn key_state(key: &ApiKey, now: chrono::DateTime<chrono::Utc>) -> KeyState {
     if key.revoke_time.is_some() {
         KeyState::Revoked
     } else if key.expire_time <= now {
@@ -79,11 +79,6 @@ pub fn key_state(key: &api_key::Model, now: chrono::DateTime<chrono::Utc>) -> Ke
     } else {
         KeyState::Active
     }
-}
-
-/// Decodes a stored JSON list column; `None` if it is unreadable.
-pub fn stored_list(json: &str) -> Option<Vec<String>> {
-    serde_json::from_str(json).ok()
 }
 
 fn duration_in(
@@ -204,51 +199,52 @@ impl Tokenmint {
         else {
             return Err(Error::Internal("validated fields missing".into()));
         };
-        let (user, user_roles) = self.managed_service_user(caller, &user_id).await?;
-        if user.user.state != STATE_ACTIVE {
+        let tx = self.store.begin().await?;
+        let (caller, user, user_roles) = self.managed_service_user(&tx, caller, &user_id).await?;
+        if user.user.state != ServiceUserState::Active {
             return Err(Error::FailedPrecondition(
                 "the service user is disabled; enable it before giving it a key".into(),
             ));
         }
+        let scope = caller.organization_scope();
         // The key's roles are fixed now, never resolved later: a grant to the user after this
         // call must not widen a key whose creator could not have granted it.
         let scopes = if requested_scopes.is_empty() {
-            narrow(&caller.effective_roles(), &user_roles)
+            narrow(&caller.effective_roles_in(&scope), &user_roles)
         } else {
-            authz::grant_scopes(caller, &requested_scopes)?;
+            authz::grant_scopes(&caller, &scope, &requested_scopes)?;
             requested_scopes
         };
 
         let secret = ApiSecret::generate(&self.rng)?;
-        let now = super::now();
-        let key = api_key::Model {
+        let now = self.now();
+        let key = ApiKey {
             id: ApiKeyId::generate().to_string(),
             service_user_id: user_id.to_string(),
             organization_id: caller.organization_id.to_string(),
             name: request.name,
             description: request.description,
             secret_hash: self.hasher.hash(&secret),
-            token_lifetime_seconds: token_lifetime.as_secs() as i64,
-            allowed_cidrs: json_list(cidrs.iter().map(ToString::to_string)),
-            scopes: json_list(scopes.iter().map(|r: &Role| r.as_str().to_owned())),
+            token_lifetime: seconds(token_lifetime),
+            allowed_cidrs: cidrs,
+            scopes,
             creator: caller.service_user_id.to_string(),
             create_time: now,
-            expire_time: now + chrono::Duration::seconds(expires_in.as_secs() as i64),
+            expire_time: now + seconds(expires_in),
             last_used_time: None,
             last_used_address: None,
             revoke_time: None,
             revoke_reason: None,
         };
         let name = key.name.clone();
-        self.store
-            .create_api_key(key.clone())
-            .await
-            .map_err(|e| match e {
-                StoreError::AlreadyExists => Error::AlreadyExists(format!(
-                    "the service user already has a key named {name:?}"
-                )),
-                other => Error::from_store(other, "service user", user_id.as_str()),
-            })?;
+        tx.insert_api_key(key.clone()).await.map_err(|e| match e {
+            StoreError::AlreadyExists => Error::AlreadyExists(format!(
+                "the service user already has a key named {}",
+                check::echo(&name)
+            )),
+            other => other.into(),
+        })?;
+        tx.commit().await?;
         // A probe may have cached this ID as unknown before it existed.
         self.key_cache.forget_key(&key.id);
         Ok(CreatedApiKey {
@@ -258,11 +254,11 @@ impl Tokenmint {
     }
 
     /// Gets a key of the caller's organization.
-    pub async fn get_api_key(&self, caller: &Principal, id: &str) -> Result<api_key::Model> {
+    pub async fn get_api_key(&self, caller: &Principal, id: &str) -> Result<ApiKey> {
         let id = check::id("id", id, ApiKeyId::parse, ApiKeyId::PREFIX)?;
-        authz::read(caller)?;
+        authz::read(caller, &caller.organization_scope())?;
         self.store
-            .get_api_key(caller.organization_id.as_str(), id.as_str())
+            .api_key(caller.organization_id.as_str(), id.as_str())
             .await
             .map_err(|e| Error::from_store(e, "API key", id.as_str()))
     }
@@ -282,7 +278,7 @@ impl Tokenmint {
             ServiceUserId::PREFIX,
         )?;
         let limit = check::page_size(page_size).map_err(|d| Error::invalid("page_size", d))?;
-        authz::read(caller)?;
+        authz::read(caller, &caller.organization_scope())?;
         let query = format!("api_keys|{user_id}");
         let after = self
             .page_tokens
@@ -306,40 +302,38 @@ impl Tokenmint {
         })
     }
 
-    /// Revokes a key at once, on this replica's cache too.
+    /// Revokes a key at once, on this replica's cache too; revoking a revoked key keeps its
+    /// first revocation.
     pub async fn revoke_api_key(
         &self,
         caller: &Principal,
         id: &str,
         reason: &str,
-    ) -> Result<api_key::Model> {
+    ) -> Result<ApiKey> {
         let id = check::id("id", id, ApiKeyId::parse, ApiKeyId::PREFIX)?;
         check::text(reason, check::MAX_DESCRIPTION_LEN).map_err(|d| Error::invalid("reason", d))?;
-        authz::manage(caller)?;
-        let key = self
-            .store
-            .get_api_key(caller.organization_id.as_str(), id.as_str())
+        authz::manage(caller, &caller.organization_scope())?;
+        let tx = self.store.begin().await?;
+        let mut key = tx
+            .api_key(caller.organization_id.as_str(), id.as_str())
             .await
             .map_err(|e| Error::from_store(e, "API key", id.as_str()))?;
-        self.managed_service_user(caller, &ServiceUserId::from_stored(key.service_user_id))
-            .await?;
-        let revoked = self
-            .store
-            .revoke_api_key(
-                caller.organization_id.as_str(),
-                id.as_str(),
-                reason,
-                super::now(),
-            )
-            .await
-            .map_err(|e| Error::from_store(e, "API key", id.as_str()))?;
+        let owner = ServiceUserId::from_stored(key.service_user_id.clone());
+        self.managed_service_user(&tx, caller, &owner).await?;
+        if key.revoke_time.is_none() {
+            let now = self.now();
+            tx.revoke_api_key(id.as_str(), reason, now).await?;
+            tx.commit().await?;
+            key.revoke_time = Some(now);
+            key.revoke_reason = Some(reason.to_owned());
+        }
         self.key_cache.forget_key(id.as_str());
-        Ok(revoked)
+        Ok(key)
     }
 }
 
-fn json_list(items: impl Iterator<Item = String>) -> String {
-    serde_json::to_string(&items.collect::<Vec<_>>()).unwrap_or_else(|_| "[]".to_owned())
+fn seconds(duration: Duration) -> TimeDelta {
+    TimeDelta::seconds(i64::try_from(duration.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

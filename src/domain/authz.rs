@@ -5,7 +5,8 @@
 //! keys needs `owner`, or `admin` plus being one of that user's administrators, and nobody
 //! manages a principal that holds a role above the caller's own.
 
-use crate::domain::{principal::Principal, roles::Role};
+use crate::domain::principal::Principal;
+use crate::domain::roles::{ResourceScope, Role};
 use crate::error::{Error, Result};
 use crate::ids::OrganizationId;
 
@@ -27,20 +28,25 @@ pub fn organization(caller: &Principal, requested: &str) -> Result<OrganizationI
     })
 }
 
-/// The caller may read inside its organization.
-pub fn read(caller: &Principal) -> Result<()> {
-    require(caller, Role::Viewer, "read")
+/// The caller may read at `scope`.
+pub fn read(caller: &Principal, scope: &ResourceScope) -> Result<()> {
+    require(caller, scope, Role::Viewer, "read")
 }
 
-/// The caller may create service users in its organization.
-pub fn create_service_user(caller: &Principal) -> Result<()> {
-    require(caller, Role::Admin, "create service users")
+/// The caller may create service users at `scope`.
+pub fn create_service_user(caller: &Principal, scope: &ResourceScope) -> Result<()> {
+    require(caller, scope, Role::Admin, "create service users")
 }
 
 /// The caller holds a role that can manage some service users. Checked before any lookup, so
 /// a caller without it gets the same answer whether or not the ID it names exists.
-pub fn manage(caller: &Principal) -> Result<()> {
-    require(caller, Role::Admin, "manage service users and their keys")
+pub fn manage(caller: &Principal, scope: &ResourceScope) -> Result<()> {
+    require(
+        caller,
+        scope,
+        Role::Admin,
+        "manage service users and their keys",
+    )
 }
 
 /// The caller may change the service user with these administrators and roles, and its keys:
@@ -48,10 +54,11 @@ pub fn manage(caller: &Principal) -> Result<()> {
 /// user holds (an owner does not manage a superuser, an admin does not manage an owner).
 pub fn manage_service_user(
     caller: &Principal,
+    scope: &ResourceScope,
     administrators: &[String],
     target_roles: &[Role],
 ) -> Result<()> {
-    match caller.highest_role() {
+    match caller.highest_role_in(scope) {
         Some(role) if role >= Role::Owner => {}
         Some(Role::Admin)
             if administrators
@@ -68,7 +75,7 @@ pub fn manage_service_user(
             ));
         }
     }
-    let covered = super::roles::narrow(&caller.effective_roles(), target_roles);
+    let covered = super::roles::narrow(&caller.effective_roles_in(scope), target_roles);
     match target_roles.iter().find(|r| !covered.contains(r)) {
         Some(role) => Err(Error::PermissionDenied(format!(
             "this service user holds the {role} role, above your own"
@@ -77,9 +84,9 @@ pub fn manage_service_user(
     }
 }
 
-/// The caller may put `roles` into a key's scope: nobody grants above their own role.
-pub fn grant_scopes(caller: &Principal, roles: &[Role]) -> Result<()> {
-    let grantable = super::roles::narrow(&caller.effective_roles(), roles);
+/// The caller may put `roles` into a key's scope at `scope`: nobody grants above their own role.
+pub fn grant_scopes(caller: &Principal, scope: &ResourceScope, roles: &[Role]) -> Result<()> {
+    let grantable = super::roles::narrow(&caller.effective_roles_in(scope), roles);
     match roles.iter().find(|r| !grantable.contains(r)) {
         Some(role) => Err(Error::PermissionDenied(format!(
             "cannot grant {role}, above your own role"
@@ -95,8 +102,8 @@ pub fn introspect(caller: &Principal, organization_id: &str) -> bool {
         || caller.effective_roles().contains(&Role::Superuser)
 }
 
-fn require(caller: &Principal, minimum: Role, action: &str) -> Result<()> {
-    if caller.highest_role().is_some_and(|r| r >= minimum) {
+fn require(caller: &Principal, scope: &ResourceScope, minimum: Role, action: &str) -> Result<()> {
+    if caller.highest_role_in(scope).is_some_and(|r| r >= minimum) {
         Ok(())
     } else {
         Err(Error::PermissionDenied(format!(
@@ -109,17 +116,39 @@ fn require(caller: &Principal, minimum: Role, action: &str) -> Result<()> {
 mod tests {
     use super::*;
     use crate::ids::{ApiKeyId, ServiceUserId};
+    use tokenmint_store::{RoleBinding, RoleScope};
 
     fn caller(roles: &[Role]) -> Principal {
+        let organization_id = OrganizationId::generate();
+        let bindings = roles
+            .iter()
+            .map(|role| RoleBinding {
+                id: "rb_test".into(),
+                organization_id: organization_id.to_string(),
+                principal_id: "su_test".into(),
+                scope: if *role == Role::Superuser {
+                    RoleScope::Platform
+                } else {
+                    RoleScope::Organization(organization_id.to_string())
+                },
+                role: *role,
+                create_time: chrono::Utc::now(),
+            })
+            .collect();
         Principal {
             service_user_id: ServiceUserId::generate(),
             service_user_name: "caller".into(),
-            organization_id: OrganizationId::generate(),
+            organization_id,
             api_key_id: ApiKeyId::generate(),
             roles: roles.to_vec(),
+            bindings,
             token_scope: Role::ALL.to_vec(),
             token_expiry: 0,
         }
+    }
+
+    fn org(caller: &Principal) -> ResourceScope {
+        caller.organization_scope()
     }
 
     #[test]
@@ -137,22 +166,49 @@ mod tests {
     fn owner_manages_any_user_admin_only_its_own() {
         let owner = caller(&[Role::Owner]);
         let admin = caller(&[Role::Admin]);
-        assert!(manage_service_user(&owner, &[], &[]).is_ok());
-        assert!(manage_service_user(&admin, &[], &[]).is_err());
-        assert!(manage_service_user(&admin, &[admin.service_user_id.to_string()], &[]).is_ok());
+        assert!(manage_service_user(&owner, &org(&owner), &[], &[]).is_ok());
+        assert!(manage_service_user(&admin, &org(&admin), &[], &[]).is_err());
+        assert!(
+            manage_service_user(
+                &admin,
+                &org(&admin),
+                &[admin.service_user_id.to_string()],
+                &[]
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn nobody_manages_a_user_holding_a_role_above_their_own() {
         let owner = caller(&[Role::Owner]);
-        assert!(manage_service_user(&owner, &[], &[Role::Owner]).is_ok());
-        assert!(manage_service_user(&owner, &[], &[Role::Owner, Role::Superuser]).is_err());
+        assert!(manage_service_user(&owner, &org(&owner), &[], &[Role::Owner]).is_ok());
+        assert!(
+            manage_service_user(&owner, &org(&owner), &[], &[Role::Owner, Role::Superuser])
+                .is_err()
+        );
         let admin = caller(&[Role::Admin]);
         let administers = [admin.service_user_id.to_string()];
-        assert!(manage_service_user(&admin, &administers, &[Role::Viewer, Role::Admin]).is_ok());
-        assert!(manage_service_user(&admin, &administers, &[Role::Owner]).is_err());
+        assert!(
+            manage_service_user(
+                &admin,
+                &org(&admin),
+                &administers,
+                &[Role::Viewer, Role::Admin]
+            )
+            .is_ok()
+        );
+        assert!(manage_service_user(&admin, &org(&admin), &administers, &[Role::Owner]).is_err());
         let superuser = caller(&[Role::Owner, Role::Superuser]);
-        assert!(manage_service_user(&superuser, &[], &[Role::Owner, Role::Superuser]).is_ok());
+        assert!(
+            manage_service_user(
+                &superuser,
+                &org(&superuser),
+                &[],
+                &[Role::Owner, Role::Superuser]
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -161,32 +217,44 @@ mod tests {
         superuser.token_scope = vec![Role::Admin];
         let administers = [superuser.service_user_id.to_string()];
         assert!(
-            manage_service_user(&superuser, &administers, &[Role::Owner, Role::Superuser]).is_err()
+            manage_service_user(
+                &superuser,
+                &org(&superuser),
+                &administers,
+                &[Role::Owner, Role::Superuser]
+            )
+            .is_err()
         );
     }
 
     #[test]
     fn managing_needs_admin_before_anything_is_looked_up() {
-        assert!(manage(&caller(&[Role::Viewer])).is_err());
-        assert!(manage(&caller(&[])).is_err());
-        assert!(manage(&caller(&[Role::Admin])).is_ok());
+        for (roles, allowed) in [
+            (vec![Role::Viewer], false),
+            (vec![], false),
+            (vec![Role::Admin], true),
+        ] {
+            let c = caller(&roles);
+            assert_eq!(manage(&c, &org(&c)).is_ok(), allowed, "{roles:?}");
+        }
     }
 
     #[test]
     fn viewer_reads_but_does_not_create() {
         let viewer = caller(&[Role::Viewer]);
-        assert!(read(&viewer).is_ok());
-        assert!(create_service_user(&viewer).is_err());
-        assert!(read(&caller(&[])).is_err());
+        assert!(read(&viewer, &org(&viewer)).is_ok());
+        assert!(create_service_user(&viewer, &org(&viewer)).is_err());
+        let nobody = caller(&[]);
+        assert!(read(&nobody, &org(&nobody)).is_err());
     }
 
     #[test]
     fn token_scope_narrows_current_roles() {
         let mut owner = caller(&[Role::Owner]);
         owner.token_scope = vec![Role::Viewer];
-        assert!(create_service_user(&owner).is_err());
+        assert!(create_service_user(&owner, &org(&owner)).is_err());
         owner.token_scope = vec![Role::Owner];
-        assert!(create_service_user(&owner).is_ok());
+        assert!(create_service_user(&owner, &org(&owner)).is_ok());
     }
 
     #[test]
@@ -203,7 +271,15 @@ mod tests {
     #[test]
     fn nobody_grants_above_their_own_role() {
         let admin = caller(&[Role::Admin]);
-        assert!(grant_scopes(&admin, &[Role::Viewer, Role::Admin]).is_ok());
-        assert!(grant_scopes(&admin, &[Role::Owner]).is_err());
+        assert!(grant_scopes(&admin, &org(&admin), &[Role::Viewer, Role::Admin]).is_ok());
+        assert!(grant_scopes(&admin, &org(&admin), &[Role::Owner]).is_err());
+    }
+
+    #[test]
+    fn roles_in_another_organization_count_for_nothing() {
+        let owner = caller(&[Role::Owner]);
+        let elsewhere = ResourceScope::Organization(OrganizationId::generate().to_string());
+        assert!(read(&owner, &elsewhere).is_err());
+        assert!(manage(&owner, &elsewhere).is_err());
     }
 }

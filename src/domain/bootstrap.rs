@@ -4,8 +4,10 @@
 use crate::domain::{Tokenmint, roles::Role};
 use crate::error::{Error, Result};
 use crate::ids::{ApiKeyId, OrganizationId, RoleBindingId, ServiceUserId};
-use tokenmint_store::entity::{api_key, organization, role_binding, service_user};
-use tokenmint_store::{Bootstrap, STATE_ACTIVE, StoreError};
+use tokenmint_store::{
+    ApiKey, Bootstrap, Organization, RoleBinding, RoleScope, ServiceUser, ServiceUserState,
+    StoreError,
+};
 use tokenmint_token::ApiSecret;
 
 /// Default quota of service users in an organization.
@@ -34,57 +36,62 @@ impl Tokenmint {
         if self.store.has_service_users().await? {
             return Ok(None);
         }
-        let now = super::now();
+        let now = self.now();
         let organization_id = OrganizationId::generate();
         let service_user_id = ServiceUserId::generate();
         let key_id = ApiKeyId::generate();
         let secret = ApiSecret::generate(&self.rng)?;
-        let binding = |scope: &str, role: Role| role_binding::Model {
+        let binding = |scope: RoleScope, role: Role| RoleBinding {
             id: RoleBindingId::generate().to_string(),
             organization_id: organization_id.to_string(),
             principal_id: service_user_id.to_string(),
-            scope: scope.to_owned(),
-            role: role.as_str().to_owned(),
+            scope,
+            role,
             create_time: now,
         };
         let bootstrap = Bootstrap {
-            organization: organization::Model {
+            organization: Organization {
                 id: organization_id.to_string(),
                 name: "default".into(),
                 display_name: "Default organization".into(),
                 max_service_users: DEFAULT_MAX_SERVICE_USERS,
-                max_keys_per_user: DEFAULT_MAX_KEYS_PER_USER,
+                max_api_keys_per_service_user: DEFAULT_MAX_KEYS_PER_USER,
                 create_time: now,
                 update_time: now,
             },
-            user: service_user::Model {
+            user: ServiceUser {
                 id: service_user_id.to_string(),
                 organization_id: organization_id.to_string(),
                 name: "admin".into(),
                 display_name: "Bootstrap administrator".into(),
                 email: String::new(),
                 description: "Created on first start. Use it to create your own service users, then revoke its key.".into(),
-                state: STATE_ACTIVE.into(),
+                state: ServiceUserState::Active,
                 creator: service_user_id.to_string(),
                 revision: 1,
                 create_time: now,
                 update_time: now,
             },
-            role_bindings: vec![binding(organization_id.as_str(), Role::Owner), binding("platform", Role::Superuser)],
-            api_key: api_key::Model {
+            role_bindings: vec![
+                binding(RoleScope::Organization(organization_id.to_string()), Role::Owner),
+                binding(RoleScope::Platform, Role::Superuser),
+            ],
+            api_key: ApiKey {
                 id: key_id.to_string(),
                 service_user_id: service_user_id.to_string(),
                 organization_id: organization_id.to_string(),
                 name: "bootstrap".into(),
                 description: "Bootstrap key".into(),
                 secret_hash: self.hasher.hash(&secret),
-                token_lifetime_seconds: self.settings.default_token_lifetime.as_secs() as i64,
-                allowed_cidrs: "[]".into(),
+                token_lifetime: chrono::TimeDelta::seconds(
+                    i64::try_from(self.settings.default_token_lifetime.as_secs()).unwrap_or(3600),
+                ),
+                allowed_cidrs: Vec::new(),
                 // Keys store their roles explicitly; see `api_keys::create_api_key`.
-                scopes: r#"["owner","superuser"]"#.into(),
+                scopes: vec![Role::Owner, Role::Superuser],
                 creator: service_user_id.to_string(),
                 create_time: now,
-                expire_time: now + chrono::Duration::days(BOOTSTRAP_KEY_DAYS),
+                expire_time: now + chrono::TimeDelta::days(BOOTSTRAP_KEY_DAYS),
                 last_used_time: None,
                 last_used_address: None,
                 revoke_time: None,

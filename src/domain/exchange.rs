@@ -1,11 +1,9 @@
 //! The exchange of an API key for an access token, and introspection of tokens. This is the hot
 //! path: a cached key costs one HMAC and one signature, no database round trip.
 
-use crate::domain::api_keys::{parse_cidr, stored_list};
 use crate::domain::key_cache::CachedKey;
-use crate::domain::principal::Principal;
-use crate::domain::principal::UNAUTHENTICATED;
-use crate::domain::roles::{Role, narrow, parse_scope, scope_string};
+use crate::domain::principal::{Principal, UNAUTHENTICATED, active_now};
+use crate::domain::roles::{ResourceScope, Role, narrow, parse_scope, roles_in, scope_string};
 use crate::domain::validation::Violations;
 use crate::domain::{Tokenmint, authz};
 use crate::error::{Error, Result};
@@ -15,7 +13,6 @@ use ring::rand::SecureRandom;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokenmint_store::STATE_ACTIVE;
 use tokenmint_token::{AccessTokenClaims, ApiSecret};
 
 /// Longest audience string.
@@ -101,7 +98,7 @@ impl Tokenmint {
         if !self.hasher.verify(&secret, &key.secret_hash) {
             return Err(unauthenticated());
         }
-        let now = chrono::Utc::now().timestamp();
+        let now = self.now().timestamp();
         if key.expire_time <= now {
             self.key_cache.forget_key(&key.key_id);
             return Err(unauthenticated());
@@ -182,48 +179,23 @@ impl Tokenmint {
             self.key_cache.insert_inactive(generation, key_id, None);
             return Ok(None);
         };
-        let now = super::now();
-        if found.api_key.revoke_time.is_some()
-            || found.api_key.expire_time <= now
-            || found.user.state != STATE_ACTIVE
-        {
+        if !active_now(&found, self.now()) {
             self.key_cache
                 .insert_inactive(generation, key_id, Some(found.user.id));
             return Ok(None);
         }
-        let user_roles: Vec<Role> = found
-            .role_bindings
-            .iter()
-            .filter_map(|b| Role::parse(&b.role))
-            .collect();
-        // Stored lists were validated on creation; if one is unreadable, refuse (fail closed)
-        // rather than treat it as empty, which would widen the key.
-        let corrupt = || {
-            Error::Internal(format!(
-                "API key {key_id} has an unreadable scope or CIDR list"
-            ))
-        };
-        let key_scopes = stored_list(&found.api_key.scopes)
-            .and_then(|scopes| parse_scope(&scopes.join(" ")).ok())
-            .ok_or_else(corrupt)?;
-        let allowed_cidrs = stored_list(&found.api_key.allowed_cidrs)
-            .and_then(|cidrs| {
-                cidrs
-                    .iter()
-                    .map(|c| parse_cidr(c))
-                    .collect::<Option<Vec<_>>>()
-            })
-            .ok_or_else(corrupt)?;
+        let organization = ResourceScope::Organization(found.user.organization_id.clone());
+        let user_roles = roles_in(&found.role_bindings, &organization);
         // A key carries the roles fixed at its creation that its user still holds.
-        let roles = narrow(&user_roles, &key_scopes);
+        let roles = narrow(&user_roles, &found.api_key.scopes);
         let entry = Arc::new(CachedKey::new(
             found.api_key.id,
             found.user.id,
             found.user.organization_id,
             found.api_key.secret_hash,
             found.api_key.expire_time.timestamp(),
-            found.api_key.token_lifetime_seconds,
-            allowed_cidrs,
+            found.api_key.token_lifetime.num_seconds(),
+            found.api_key.allowed_cidrs,
             roles,
         ));
         self.key_cache.insert(generation, entry.clone());
@@ -255,9 +227,7 @@ impl Tokenmint {
         let Some(current) = self.store.find_key_principal(&claims.client_id).await? else {
             return Ok(None);
         };
-        let active = current.api_key.revoke_time.is_none()
-            && current.api_key.expire_time > super::now()
-            && current.user.state == STATE_ACTIVE
+        let active = active_now(&current, self.now())
             && current.user.id == claims.sub
             && current.user.organization_id == claims.organization_id;
         Ok(active.then_some(claims))

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use ring::rand::SystemRandom;
-use tokenmint_store::{Store, entity::signing_key};
+use tokenmint_store::{SigningKey, Store};
 use tokenmint_token::{KeyEncryptionKey, TokenSigner, TokenVerifier, generate_ed25519};
 
 /// The key that signs new tokens and every key tokens may verify against.
@@ -22,18 +22,19 @@ impl Keyring {
         kek: &KeyEncryptionKey,
         issuer: &str,
         rng: &SystemRandom,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Self> {
         let mut keys = store.signing_keys().await?;
         if keys.iter().all(|k| k.retire_time.is_some()) {
             let pair = generate_ed25519(rng)?;
             let encrypted_private_key = kek.seal(rng, &pair.kid, &pair.private_pkcs8)?;
             store
-                .insert_signing_key(signing_key::Model {
+                .insert_signing_key(SigningKey {
                     kid: pair.kid.clone(),
                     algorithm: pair.algorithm.to_owned(),
                     public_key: pair.public_key.clone(),
                     encrypted_private_key,
-                    create_time: super::now(),
+                    create_time: now,
                     retire_time: None,
                 })
                 .await?;

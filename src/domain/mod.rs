@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod authz;
 pub mod bootstrap;
+pub mod clock;
 pub mod exchange;
 pub mod key_cache;
 pub mod keyring;
@@ -13,8 +14,9 @@ pub mod roles;
 pub mod service_users;
 pub mod validation;
 
-use crate::domain::{key_cache::KeyCache, keyring::Keyring};
+use crate::domain::{clock::Clock, key_cache::KeyCache, keyring::Keyring};
 use ring::rand::SystemRandom;
+use std::sync::Arc;
 use std::time::Duration;
 use tokenmint_store::Store;
 use tokenmint_token::SecretHasher;
@@ -44,10 +46,13 @@ pub struct Tokenmint {
     pub settings: Settings,
     /// The system's cryptographic RNG.
     pub rng: SystemRandom,
+    /// Every time decision reads this clock.
+    pub clock: Arc<dyn Clock>,
 }
 
-/// The current time, truncated to microseconds so what is stored reads back equal on every database.
-pub fn now() -> chrono::DateTime<chrono::Utc> {
-    use chrono::{SubsecRound, Utc};
-    Utc::now().trunc_subsecs(6)
+impl Tokenmint {
+    /// The current time, from the clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
 }

@@ -1,10 +1,13 @@
 //! Authentication: turning a bearer token into the calling principal, checked against current
-//! state (the key and the user must still be active right now).
+//! state; and the one rule for "active now" that the exchange, authentication and
+//! introspection share.
 
-use crate::domain::{Tokenmint, roles::Role};
+use crate::domain::Tokenmint;
+use crate::domain::roles::{ResourceScope, Role, roles_in};
 use crate::error::{Error, Result};
 use crate::ids::{ApiKeyId, OrganizationId, ServiceUserId};
-use tokenmint_store::STATE_ACTIVE;
+use chrono::{DateTime, Utc};
+use tokenmint_store::{KeyPrincipal, RoleBinding, ServiceUserState, Tx};
 
 /// The one message every authentication failure gets, so a caller learns nothing from it.
 pub const UNAUTHENTICATED: &str = "invalid or expired credentials";
@@ -20,8 +23,10 @@ pub struct Principal {
     pub organization_id: OrganizationId,
     /// The key its token came from.
     pub api_key_id: ApiKeyId,
-    /// Its current role bindings.
+    /// The roles its current bindings give it in its organization (and `superuser`).
     pub roles: Vec<Role>,
+    /// Its current role bindings in every scope, to resolve roles for a project.
+    pub bindings: Vec<RoleBinding>,
     /// The roles its token carries; what it may use is the intersection with `roles`.
     pub token_scope: Vec<Role>,
     /// When its token expires (seconds since the epoch).
@@ -34,13 +39,41 @@ impl Principal {
         super::roles::narrow(&self.roles, &self.token_scope)
     }
 
-    /// The caller's highest effective organization role (`superuser` is platform-level).
-    pub fn highest_role(&self) -> Option<Role> {
-        self.effective_roles()
+    /// The roles the token carries that the caller's current bindings cover at `scope`. A scope
+    /// outside the caller's organization gives none.
+    pub fn effective_roles_in(&self, scope: &ResourceScope) -> Vec<Role> {
+        let organization = match scope {
+            ResourceScope::Organization(org) => org,
+            ResourceScope::Project {
+                organization_id, ..
+            } => organization_id,
+        };
+        if organization != self.organization_id.as_str() {
+            return Vec::new();
+        }
+        super::roles::narrow(&roles_in(&self.bindings, scope), &self.token_scope)
+    }
+
+    /// The caller's highest effective role at `scope` (`superuser` is platform-level).
+    pub fn highest_role_in(&self, scope: &ResourceScope) -> Option<Role> {
+        self.effective_roles_in(scope)
             .into_iter()
             .filter(|r| *r != Role::Superuser)
             .max()
     }
+
+    /// The scope of everything in the caller's own organization.
+    pub fn organization_scope(&self) -> ResourceScope {
+        ResourceScope::Organization(self.organization_id.to_string())
+    }
+}
+
+/// A key can be used right now: not revoked, not expired, and its user active. The exchange,
+/// admin authentication and introspection all decide with this.
+pub fn active_now(found: &KeyPrincipal, now: DateTime<Utc>) -> bool {
+    found.api_key.revoke_time.is_none()
+        && found.api_key.expire_time > now
+        && found.user.state == ServiceUserState::Active
 }
 
 impl Tokenmint {
@@ -53,30 +86,54 @@ impl Tokenmint {
             .verify(token, Some(&self.settings.issuer))
             .map_err(|_| Error::Unauthenticated(UNAUTHENTICATED))?;
         let found = self.store.find_key_principal(&claims.client_id).await?;
-        let now = super::now();
-        let current = found.filter(|p| {
-            p.api_key.revoke_time.is_none()
-                && p.api_key.expire_time > now
-                && p.user.state == STATE_ACTIVE
-                && p.user.id == claims.sub
-                && p.user.organization_id == claims.organization_id
-        });
-        let Some(current) = current else {
-            return Err(Error::Unauthenticated(UNAUTHENTICATED));
-        };
-        let token_scope = super::roles::parse_scope(&claims.scope).unwrap_or_default();
-        Ok(Principal {
-            service_user_id: ServiceUserId::from_stored(current.user.id),
-            service_user_name: current.user.name,
-            organization_id: OrganizationId::from_stored(current.user.organization_id),
-            api_key_id: ApiKeyId::from_stored(current.api_key.id),
-            roles: current
-                .role_bindings
-                .iter()
-                .filter_map(|b| Role::parse(&b.role))
-                .collect(),
-            token_scope,
-            token_expiry: claims.exp,
-        })
+        let principal = found
+            .filter(|p| {
+                active_now(p, self.now())
+                    && p.user.id == claims.sub
+                    && p.user.organization_id == claims.organization_id
+            })
+            .map(|p| principal_from(p, &claims.scope, claims.exp))
+            .ok_or(Error::Unauthenticated(UNAUTHENTICATED))?;
+        Ok(principal)
+    }
+
+    /// Re-reads the caller inside a unit of work, after locking its own row and `also_lock`'s,
+    /// so the authority a change is decided on is the authority at commit: a caller disabled
+    /// or deleted a moment ago, or by a concurrent unit, cannot finish one last change.
+    pub(crate) async fn reauthorize(
+        &self,
+        tx: &Tx,
+        caller: &Principal,
+        also_lock: &[&ServiceUserId],
+    ) -> Result<Principal> {
+        let mut lock: Vec<&str> = also_lock.iter().map(|id| id.as_str()).collect();
+        lock.push(caller.service_user_id.as_str());
+        tx.lock_service_users(&lock).await?;
+        let found = tx.key_principal(caller.api_key_id.as_str()).await?;
+        found
+            .filter(|p| {
+                active_now(p, self.now())
+                    && p.user.id == caller.service_user_id.as_str()
+                    && p.user.organization_id == caller.organization_id.as_str()
+            })
+            .map(|p| {
+                let scope = super::roles::scope_string(&caller.token_scope);
+                principal_from(p, &scope, caller.token_expiry)
+            })
+            .ok_or(Error::Unauthenticated(UNAUTHENTICATED))
+    }
+}
+
+fn principal_from(found: KeyPrincipal, token_scope: &str, token_expiry: i64) -> Principal {
+    let organization = ResourceScope::Organization(found.user.organization_id.clone());
+    Principal {
+        roles: roles_in(&found.role_bindings, &organization),
+        bindings: found.role_bindings,
+        token_scope: super::roles::parse_scope(token_scope).unwrap_or_default(),
+        service_user_id: ServiceUserId::from_stored(found.user.id),
+        service_user_name: found.user.name,
+        organization_id: OrganizationId::from_stored(found.user.organization_id),
+        api_key_id: ApiKeyId::from_stored(found.api_key.id),
+        token_expiry,
     }
 }

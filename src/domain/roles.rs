@@ -1,44 +1,47 @@
 //! Roles, lowest to highest, and the scopes tokens carry.
 
-use std::fmt;
+pub use tokenmint_store::Role;
+use tokenmint_store::{RoleBinding, RoleScope};
 
-/// A role a principal holds. Ordered: a higher role can do everything a lower one can.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    /// Read only.
-    Viewer,
-    /// Manages the service users it administers and their keys.
-    Admin,
-    /// Everything in the organization.
-    Owner,
-    /// Platform level: creates organizations.
-    Superuser,
+/// What a decision is about: the organization, or one project inside it. Roles are resolved
+/// for that scope only, so a project-level binding never acts organization-wide.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResourceScope {
+    /// The whole organization (service users, keys, its settings).
+    Organization(String),
+    /// One project of the organization.
+    Project {
+        /// The project's organization.
+        organization_id: String,
+        /// The project.
+        project_id: String,
+    },
 }
 
-impl Role {
-    /// Every role, lowest first.
-    pub const ALL: [Role; 4] = [Role::Viewer, Role::Admin, Role::Owner, Role::Superuser];
-
-    /// The role's name as stored and as it appears in scopes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Admin => "admin",
-            Role::Owner => "owner",
-            Role::Superuser => "superuser",
-        }
-    }
-
-    /// Parses a role name.
-    pub fn parse(text: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == text)
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// The roles `bindings` give at `scope`: organization bindings of that organization, bindings
+/// of that project (for a project), and the platform `superuser`.
+pub fn roles_in(bindings: &[RoleBinding], scope: &ResourceScope) -> Vec<Role> {
+    let mut roles: Vec<Role> = bindings
+        .iter()
+        .filter(|b| match (&b.scope, scope) {
+            (RoleScope::Platform, _) => b.role == Role::Superuser,
+            (RoleScope::Organization(org), ResourceScope::Organization(wanted)) => org == wanted,
+            (
+                RoleScope::Organization(org),
+                ResourceScope::Project {
+                    organization_id, ..
+                },
+            ) => org == organization_id,
+            (RoleScope::Project(project), ResourceScope::Project { project_id, .. }) => {
+                project == project_id
+            }
+            (RoleScope::Project(_), ResourceScope::Organization(_)) => false,
+        })
+        .map(|b| b.role)
+        .collect();
+    roles.sort();
+    roles.dedup();
+    roles
 }
 
 /// The roles of `wanted` that `held` covers: a role held, or an organization role at or below
@@ -107,6 +110,47 @@ mod tests {
             narrow(&[Role::Superuser], &[Role::Superuser]),
             vec![Role::Superuser]
         );
+    }
+
+    fn binding(scope: RoleScope, role: Role) -> RoleBinding {
+        RoleBinding {
+            id: "rb_1".into(),
+            organization_id: "org_a".into(),
+            principal_id: "su_1".into(),
+            scope,
+            role,
+            create_time: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_project_binding_does_not_act_organization_wide() {
+        let bindings = [
+            binding(RoleScope::Project("prj_x".into()), Role::Owner),
+            binding(RoleScope::Organization("org_a".into()), Role::Viewer),
+        ];
+        let org = ResourceScope::Organization("org_a".into());
+        assert_eq!(roles_in(&bindings, &org), [Role::Viewer]);
+        let project = ResourceScope::Project {
+            organization_id: "org_a".into(),
+            project_id: "prj_x".into(),
+        };
+        assert_eq!(roles_in(&bindings, &project), [Role::Viewer, Role::Owner]);
+        let other_project = ResourceScope::Project {
+            organization_id: "org_a".into(),
+            project_id: "prj_y".into(),
+        };
+        assert_eq!(roles_in(&bindings, &other_project), [Role::Viewer]);
+    }
+
+    #[test]
+    fn bindings_of_another_organization_give_nothing_but_superuser_is_platform_wide() {
+        let bindings = [
+            binding(RoleScope::Organization("org_b".into()), Role::Owner),
+            binding(RoleScope::Platform, Role::Superuser),
+        ];
+        let org = ResourceScope::Organization("org_a".into());
+        assert_eq!(roles_in(&bindings, &org), [Role::Superuser]);
     }
 
     #[test]

@@ -1,14 +1,12 @@
 //! Service users: creation, reads, updates with etags, state changes and deletion.
 
-use crate::domain::roles::Role;
+use crate::domain::api_keys::{KeyState, key_state};
+use crate::domain::roles::{ResourceScope, Role, roles_in};
 use crate::domain::validation::{self as check, Violations};
 use crate::domain::{Tokenmint, authz, principal::Principal};
 use crate::error::{Error, Result};
 use crate::ids::{OrganizationId, ServiceUserId};
-use tokenmint_store::entity::service_user;
-use tokenmint_store::{
-    STATE_ACTIVE, STATE_DISABLED, ServiceUserChanges, ServiceUserRecord, StoreError,
-};
+use tokenmint_store::{ServiceUser, ServiceUserRecord, ServiceUserState, StoreError, Tx};
 
 /// The caller-supplied fields of a service user.
 #[derive(Clone, Debug, Default)]
@@ -36,7 +34,7 @@ pub struct ServiceUserPage {
 pub const UPDATABLE_FIELDS: [&str; 3] = ["display_name", "email", "description"];
 
 /// The etag of a stored user.
-pub fn etag(user: &service_user::Model) -> String {
+pub fn etag(user: &ServiceUser) -> String {
     format!("\"{}\"", user.revision)
 }
 
@@ -85,31 +83,38 @@ impl Tokenmint {
         validate_details(&mut v, &fields);
         v.finish()?;
         let organization = authz::organization(caller, organization_id)?;
-        authz::create_service_user(caller)?;
-        let now = super::now();
-        let user = service_user::Model {
+        let scope = ResourceScope::Organization(organization.to_string());
+        authz::create_service_user(caller, &scope)?;
+        let tx = self.store.begin().await?;
+        let caller = self.reauthorize(&tx, caller, &[]).await?;
+        authz::create_service_user(&caller, &scope)?;
+        tx.organization(organization.as_str())
+            .await
+            .map_err(|e| Error::from_store(e, "organization", organization.as_str()))?;
+        let now = self.now();
+        let user = ServiceUser {
             id: ServiceUserId::generate().to_string(),
             organization_id: organization.to_string(),
             name: fields.name,
             display_name: fields.display_name,
             email: fields.email,
             description: fields.description,
-            state: STATE_ACTIVE.to_owned(),
+            state: ServiceUserState::Active,
             creator: caller.service_user_id.to_string(),
             revision: 1,
             create_time: now,
             update_time: now,
         };
         let name = user.name.clone();
-        self.store
-            .create_service_user(user)
-            .await
-            .map_err(|e| match e {
-                StoreError::AlreadyExists => Error::AlreadyExists(format!(
-                    "a service user named {name:?} already exists in this organization"
-                )),
-                other => Error::from_store(other, "organization", organization.as_str()),
-            })
+        let record = tx.insert_service_user(user).await.map_err(|e| match e {
+            StoreError::AlreadyExists => Error::AlreadyExists(format!(
+                "a service user named {} already exists in this organization",
+                check::echo(&name)
+            )),
+            other => other.into(),
+        })?;
+        tx.commit().await?;
+        Ok(record)
     }
 
     /// Gets a service user of the caller's organization.
@@ -119,52 +124,33 @@ impl Tokenmint {
         id: &str,
     ) -> Result<ServiceUserRecord> {
         let id = parse_id("id", id)?;
-        authz::read(caller)?;
-        self.find_service_user(caller, &id).await
-    }
-
-    async fn find_service_user(
-        &self,
-        caller: &Principal,
-        id: &ServiceUserId,
-    ) -> Result<ServiceUserRecord> {
+        authz::read(caller, &caller.organization_scope())?;
         self.store
-            .get_service_user(caller.organization_id.as_str(), id.as_str())
+            .service_user(caller.organization_id.as_str(), id.as_str())
             .await
             .map_err(|e| Error::from_store(e, "service user", id.as_str()))
     }
 
-    /// A user of the caller's organization that the caller may manage (change it or its keys),
-    /// with the roles it holds.
+    /// Inside a unit of work: re-reads the caller (locking its row and the target's), then
+    /// returns the target, with the roles it holds, if the caller may manage it (change it or
+    /// its keys).
     pub(crate) async fn managed_service_user(
         &self,
+        tx: &Tx,
         caller: &Principal,
         id: &ServiceUserId,
-    ) -> Result<(ServiceUserRecord, Vec<Role>)> {
-        authz::manage(caller)?;
-        let user = self.find_service_user(caller, id).await?;
-        let roles = self.roles_of(id).await?;
-        authz::manage_service_user(caller, &user.administrators, &roles)?;
-        Ok((user, roles))
-    }
-
-    /// The roles a service user holds. A stored role this server does not know fails closed:
-    /// its holder might outrank the caller.
-    async fn roles_of(&self, id: &ServiceUserId) -> Result<Vec<Role>> {
-        let mut roles = self
-            .store
-            .role_names_of(id.as_str())
-            .await?
-            .iter()
-            .map(|name| {
-                Role::parse(name).ok_or_else(|| {
-                    Error::Internal(format!("service user {id} holds an unknown role {name:?}"))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        roles.sort();
-        roles.dedup();
-        Ok(roles)
+    ) -> Result<(Principal, ServiceUserRecord, Vec<Role>)> {
+        let scope = caller.organization_scope();
+        authz::manage(caller, &scope)?;
+        let caller = self.reauthorize(tx, caller, &[id]).await?;
+        authz::manage(&caller, &scope)?;
+        let user = tx
+            .service_user(caller.organization_id.as_str(), id.as_str())
+            .await
+            .map_err(|e| Error::from_store(e, "service user", id.as_str()))?;
+        let roles = roles_in(&tx.role_bindings_of(id.as_str()).await?, &scope);
+        authz::manage_service_user(&caller, &scope, &user.administrators, &roles)?;
+        Ok((caller, user, roles))
     }
 
     /// Lists service users of the caller's organization, optionally filtered by state.
@@ -179,8 +165,14 @@ impl Tokenmint {
         let limit = check::page_size(page_size).map_err(|d| Error::invalid("page_size", d))?;
         let state = parse_state_filter(filter)?;
         let organization: OrganizationId = authz::organization(caller, organization_id)?;
-        authz::read(caller)?;
-        let query = format!("service_users|{organization}|{}", state.unwrap_or(""));
+        authz::read(
+            caller,
+            &ResourceScope::Organization(organization.to_string()),
+        )?;
+        let query = format!(
+            "service_users|{organization}|{}",
+            state.map_or("", state_name)
+        );
         let after = self
             .page_tokens
             .decode(&query, page_token, |id| ServiceUserId::parse(id).is_some())?;
@@ -225,35 +217,41 @@ impl Tokenmint {
             v.add(
                 "update_mask",
                 format!(
-                    "{path:?} cannot be updated; updatable fields: {}",
+                    "{} cannot be updated; updatable fields: {}",
+                    check::echo(path),
                     UPDATABLE_FIELDS.join(", ")
                 ),
             );
         }
         validate_details(&mut v, &fields);
         v.finish()?;
-        self.managed_service_user(caller, &id).await?;
+        let tx = self.store.begin().await?;
+        let (_, mut record, _) = self.managed_service_user(&tx, caller, &id).await?;
+        let read_revision = record.user.revision;
+        if expected_revision.is_some_and(|expected| expected != read_revision) {
+            return Err(stale());
+        }
         let wants = |field: &str| mask.iter().any(|p| p == field);
-        let changes = ServiceUserChanges {
-            display_name: wants("display_name").then_some(fields.display_name),
-            email: wants("email").then_some(fields.email),
-            description: wants("description").then_some(fields.description),
-        };
-        self.store
-            .update_service_user(
-                caller.organization_id.as_str(),
-                id.as_str(),
-                expected_revision,
-                changes,
-                super::now(),
-            )
+        let user = &mut record.user;
+        if wants("display_name") {
+            user.display_name = fields.display_name;
+        }
+        if wants("email") {
+            user.email = fields.email;
+        }
+        if wants("description") {
+            user.description = fields.description;
+        }
+        user.revision = read_revision + 1;
+        user.update_time = self.now();
+        tx.update_service_user(user, read_revision)
             .await
             .map_err(|e| match e {
-                StoreError::Stale => Error::Aborted(
-                    "the etag does not match: the service user changed since it was read".into(),
-                ),
-                other => Error::from_store(other, "service user", id.as_str()),
-            })
+                StoreError::Stale => stale(),
+                other => other.into(),
+            })?;
+        tx.commit().await?;
+        Ok(record)
     }
 
     /// Disables or enables a service user. Disabling stops its keys and tokens at once.
@@ -264,7 +262,8 @@ impl Tokenmint {
         enabled: bool,
     ) -> Result<ServiceUserRecord> {
         let id = parse_id("id", id)?;
-        self.managed_service_user(caller, &id).await?;
+        let tx = self.store.begin().await?;
+        let (caller, mut record, _) = self.managed_service_user(&tx, caller, &id).await?;
         if !enabled && id == caller.service_user_id {
             // It would lock the caller out with no way back but another administrator.
             return Err(Error::FailedPrecondition(
@@ -272,25 +271,24 @@ impl Tokenmint {
             ));
         }
         let state = if enabled {
-            STATE_ACTIVE
+            ServiceUserState::Active
         } else {
-            STATE_DISABLED
+            ServiceUserState::Disabled
         };
-        let record = self
-            .store
-            .set_service_user_state(
-                caller.organization_id.as_str(),
-                id.as_str(),
-                state,
-                super::now(),
-            )
-            .await
-            .map_err(|e| Error::from_store(e, "service user", id.as_str()))?;
+        if record.user.state != state {
+            let read_revision = record.user.revision;
+            record.user.state = state;
+            record.user.revision = read_revision + 1;
+            record.user.update_time = self.now();
+            tx.update_service_user(&record.user, read_revision).await?;
+            tx.commit().await?;
+        }
         self.key_cache.forget_user(id.as_str());
         Ok(record)
     }
 
-    /// Deletes a service user; refused while it has active keys unless `force`.
+    /// Deletes a service user; refused while it has active keys unless `force`, which revokes
+    /// them in the same unit of work.
     pub async fn delete_service_user(
         &self,
         caller: &Principal,
@@ -298,32 +296,54 @@ impl Tokenmint {
         force: bool,
     ) -> Result<()> {
         let id = parse_id("id", id)?;
-        self.managed_service_user(caller, &id).await?;
+        let tx = self.store.begin().await?;
+        let (caller, _, _) = self.managed_service_user(&tx, caller, &id).await?;
         if id == caller.service_user_id {
             return Err(Error::FailedPrecondition(
                 "a service user cannot delete itself".into(),
             ));
         }
-        self.store
-            .delete_service_user(
-                caller.organization_id.as_str(),
-                id.as_str(),
-                force,
-                super::now(),
-            )
-            .await
-            .map_err(|e| Error::from_store(e, "service user", id.as_str()))?;
+        let now = self.now();
+        let active: Vec<_> = tx
+            .api_keys_of(id.as_str())
+            .await?
+            .into_iter()
+            .filter(|k| key_state(k, now) == KeyState::Active)
+            .collect();
+        if !active.is_empty() && !force {
+            return Err(Error::FailedPrecondition(format!(
+                "the service user has {} active API key(s); revoke them first or set force",
+                active.len()
+            )));
+        }
+        for key in &active {
+            tx.revoke_api_key(&key.id, "service user deleted", now)
+                .await?;
+        }
+        tx.delete_service_user(id.as_str()).await?;
+        tx.commit().await?;
         self.key_cache.forget_user(id.as_str());
         Ok(())
     }
 }
 
-fn parse_state_filter(filter: &str) -> Result<Option<&'static str>> {
+fn stale() -> Error {
+    Error::Aborted("the etag does not match: the service user changed since it was read".into())
+}
+
+fn state_name(state: ServiceUserState) -> &'static str {
+    match state {
+        ServiceUserState::Active => "ACTIVE",
+        ServiceUserState::Disabled => "DISABLED",
+    }
+}
+
+fn parse_state_filter(filter: &str) -> Result<Option<ServiceUserState>> {
     let compact: String = filter.chars().filter(|c| !c.is_whitespace()).collect();
     match compact.as_str() {
         "" => Ok(None),
-        "state=ACTIVE" => Ok(Some(STATE_ACTIVE)),
-        "state=DISABLED" => Ok(Some(STATE_DISABLED)),
+        "state=ACTIVE" => Ok(Some(ServiceUserState::Active)),
+        "state=DISABLED" => Ok(Some(ServiceUserState::Disabled)),
         _ => Err(Error::invalid(
             "filter",
             "supported filters: `state = ACTIVE`, `state = DISABLED`",

@@ -44,7 +44,7 @@ impl AdminService for AdminApi {
             .app
             .create_service_user(&caller, &r.organization_id, fields(user))
             .await?;
-        Ok(Response::new(convert::service_user(record)))
+        Ok(Response::new(record.into()))
     }
 
     async fn get_service_user(
@@ -52,9 +52,9 @@ impl AdminService for AdminApi {
         request: Request<pb::GetServiceUserRequest>,
     ) -> Result<Response<pb::ServiceUser>, Status> {
         let (caller, r) = self.caller(request).await?;
-        Ok(Response::new(convert::service_user(
-            self.app.get_service_user(&caller, &r.id).await?,
-        )))
+        Ok(Response::new(
+            self.app.get_service_user(&caller, &r.id).await?.into(),
+        ))
     }
 
     async fn list_service_users(
@@ -73,11 +73,7 @@ impl AdminService for AdminApi {
             )
             .await?;
         Ok(Response::new(pb::ListServiceUsersResponse {
-            service_users: page
-                .service_users
-                .into_iter()
-                .map(convert::service_user)
-                .collect(),
+            service_users: page.service_users.into_iter().map(Into::into).collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -94,7 +90,7 @@ impl AdminService for AdminApi {
             .app
             .update_service_user(&caller, &id, &etag, &mask, fields(user))
             .await?;
-        Ok(Response::new(convert::service_user(record)))
+        Ok(Response::new(record.into()))
     }
 
     async fn delete_service_user(
@@ -113,11 +109,12 @@ impl AdminService for AdminApi {
         request: Request<pb::DisableServiceUserRequest>,
     ) -> Result<Response<pb::ServiceUser>, Status> {
         let (caller, r) = self.caller(request).await?;
-        Ok(Response::new(convert::service_user(
+        Ok(Response::new(
             self.app
                 .set_service_user_enabled(&caller, &r.id, false)
-                .await?,
-        )))
+                .await?
+                .into(),
+        ))
     }
 
     async fn enable_service_user(
@@ -125,11 +122,12 @@ impl AdminService for AdminApi {
         request: Request<pb::EnableServiceUserRequest>,
     ) -> Result<Response<pb::ServiceUser>, Status> {
         let (caller, r) = self.caller(request).await?;
-        Ok(Response::new(convert::service_user(
+        Ok(Response::new(
             self.app
                 .set_service_user_enabled(&caller, &r.id, true)
-                .await?,
-        )))
+                .await?
+                .into(),
+        ))
     }
 
     async fn create_api_key(
@@ -154,7 +152,7 @@ impl AdminService for AdminApi {
             .await?;
         Ok(Response::new(pb::CreateApiKeyResponse {
             secret: created.secret.expose().to_owned(),
-            api_key: Some(convert::api_key(created.api_key)),
+            api_key: Some(convert::api_key(created.api_key, self.app.now())),
         }))
     }
 
@@ -165,6 +163,7 @@ impl AdminService for AdminApi {
         let (caller, r) = self.caller(request).await?;
         Ok(Response::new(convert::api_key(
             self.app.get_api_key(&caller, &r.id).await?,
+            self.app.now(),
         )))
     }
 
@@ -178,7 +177,11 @@ impl AdminService for AdminApi {
             .list_api_keys(&caller, &r.service_user_id, r.page_size, &r.page_token)
             .await?;
         Ok(Response::new(pb::ListApiKeysResponse {
-            api_keys: page.api_keys.into_iter().map(convert::api_key).collect(),
+            api_keys: page
+                .api_keys
+                .into_iter()
+                .map(|k| convert::api_key(k, self.app.now()))
+                .collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -190,6 +193,7 @@ impl AdminService for AdminApi {
         let (caller, r) = self.caller(request).await?;
         Ok(Response::new(convert::api_key(
             self.app.revoke_api_key(&caller, &r.id, &r.reason).await?,
+            self.app.now(),
         )))
     }
 }

@@ -1,11 +1,11 @@
 //! Translation between protobuf messages and domain values.
 
-use crate::domain::api_keys::{KeyState, key_state, stored_list};
+use crate::domain::api_keys::{KeyState, key_state};
 use crate::domain::service_users::etag;
 use crate::error::{Error, Result};
 use crate::proto::admin::v1 as pb;
 use chrono::{DateTime, Utc};
-use tokenmint_store::{STATE_DISABLED, ServiceUserRecord, entity::api_key};
+use tokenmint_store::{ApiKey, ServiceUserRecord, ServiceUserState};
 use tonic::metadata::MetadataMap;
 
 /// A protobuf timestamp.
@@ -60,32 +60,33 @@ pub fn bearer(metadata: &MetadataMap) -> Result<Option<&str>> {
         .filter(|t| !t.is_empty()))
 }
 
-/// A stored service user as the API shows it.
-pub fn service_user(record: ServiceUserRecord) -> pb::ServiceUser {
-    let user = record.user;
-    pb::ServiceUser {
-        etag: etag(&user),
-        state: if user.state == STATE_DISABLED {
-            pb::service_user::State::Disabled
-        } else {
-            pb::service_user::State::Active
-        } as i32,
-        id: user.id,
-        organization_id: user.organization_id,
-        name: user.name,
-        display_name: user.display_name,
-        email: user.email,
-        description: user.description,
-        administrators: record.administrators,
-        create_time: Some(timestamp(user.create_time)),
-        update_time: Some(timestamp(user.update_time)),
-        creator: user.creator,
+/// A service user as the API shows it.
+impl From<ServiceUserRecord> for pb::ServiceUser {
+    fn from(record: ServiceUserRecord) -> Self {
+        let user = record.user;
+        pb::ServiceUser {
+            etag: etag(&user),
+            state: match user.state {
+                ServiceUserState::Active => pb::service_user::State::Active,
+                ServiceUserState::Disabled => pb::service_user::State::Disabled,
+            } as i32,
+            id: user.id,
+            organization_id: user.organization_id,
+            name: user.name,
+            display_name: user.display_name,
+            email: user.email,
+            description: user.description,
+            administrators: record.administrators,
+            create_time: Some(timestamp(user.create_time)),
+            update_time: Some(timestamp(user.update_time)),
+            creator: user.creator,
+        }
     }
 }
 
-/// A stored API key as the API shows it (never with its secret or hash).
-pub fn api_key(key: api_key::Model) -> pb::ApiKey {
-    let state = match key_state(&key, Utc::now()) {
+/// An API key as the API shows it at `now` (never with its secret or hash).
+pub fn api_key(key: ApiKey, now: DateTime<Utc>) -> pb::ApiKey {
+    let state = match key_state(&key, now) {
         KeyState::Active => pb::api_key::State::Active,
         KeyState::Revoked => pb::api_key::State::Revoked,
         KeyState::Expired => pb::api_key::State::Expired,
@@ -100,11 +101,11 @@ pub fn api_key(key: api_key::Model) -> pb::ApiKey {
         create_time: Some(timestamp(key.create_time)),
         expire_time: Some(timestamp(key.expire_time)),
         token_lifetime: Some(prost_types::Duration {
-            seconds: key.token_lifetime_seconds,
+            seconds: key.token_lifetime.num_seconds(),
             nanos: 0,
         }),
-        allowed_cidrs: stored_list(&key.allowed_cidrs).unwrap_or_default(),
-        scopes: stored_list(&key.scopes).unwrap_or_default(),
+        allowed_cidrs: key.allowed_cidrs.iter().map(ToString::to_string).collect(),
+        scopes: key.scopes.iter().map(|r| r.as_str().to_owned()).collect(),
         last_used_time: key.last_used_time.map(timestamp),
         last_used_address: key.last_used_address.unwrap_or_default(),
         revoke_time: key.revoke_time.map(timestamp),

@@ -373,6 +373,55 @@ async fn an_id_beyond_the_ulid_range_is_malformed(backend: Backend) {
     assert_eq!(crate::harness::violated_fields(&status), ["id"]);
 }
 
+/// Authority is re-read inside the change's own transaction, after locking both principals:
+/// of two owners deleting each other at the same moment, at most one succeeds.
+async fn two_owners_deleting_each_other_at_once_do_not_both_succeed(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut pairs = Vec::new();
+    for i in 0..6 {
+        let a = server
+            .principal_with_roles(&format!("owner-a{i}"), &["owner"])
+            .await;
+        let b = server
+            .principal_with_roles(&format!("owner-b{i}"), &["owner"])
+            .await;
+        pairs.push((server.admin_for(&a).await, a, server.admin_for(&b).await, b));
+    }
+    let mut races = Vec::new();
+    for (mut as_a, a, mut as_b, b) in pairs {
+        let a_deletes_b = tokio::spawn(async move {
+            as_a.delete_service_user(DeleteServiceUserRequest {
+                id: b.service_user_id,
+                force: true,
+            })
+            .await
+        });
+        let b_deletes_a = tokio::spawn(async move {
+            as_b.delete_service_user(DeleteServiceUserRequest {
+                id: a.service_user_id,
+                force: true,
+            })
+            .await
+        });
+        races.push((a_deletes_b, b_deletes_a));
+    }
+    for (i, (first, second)) in races.into_iter().enumerate() {
+        let (first, second) = (first.await.unwrap(), second.await.unwrap());
+        assert!(
+            !(first.is_ok() && second.is_ok()),
+            "pair {i}: both owners deleted each other"
+        );
+        assert!(
+            first.is_ok() || second.is_ok(),
+            "pair {i}: one of them wins"
+        );
+        let loser = if first.is_ok() { second } else { first };
+        assert_eq!(loser.unwrap_err().code(), Code::Unauthenticated);
+    }
+}
+
 on_both_backends!(
     a_narrowed_token_cannot_make_a_wider_key_for_itself,
     an_owner_cannot_act_on_a_superuser,
@@ -384,4 +433,5 @@ on_both_backends!(
     a_disabled_user_gets_no_new_key,
     a_fractional_duration_is_refused_not_truncated,
     an_id_beyond_the_ulid_range_is_malformed,
+    two_owners_deleting_each_other_at_once_do_not_both_succeed,
 );

@@ -264,9 +264,6 @@ async fn key_is_refused_outside_its_allowed_networks(backend: Backend) {
 }
 
 async fn a_key_whose_stored_scopes_are_unreadable_is_refused_not_widened(backend: Backend) {
-    use sea_orm::sea_query::Expr;
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-    use tokenmint_store::entity::api_key;
     let Some(server) = Server::start(backend).await else {
         return;
     };
@@ -275,12 +272,7 @@ async fn a_key_whose_stored_scopes_are_unreadable_is_refused_not_widened(backend
     request.scopes = vec!["viewer".into()];
     let created = admin.create_api_key(request).await.unwrap().into_inner();
     let key_id = created.api_key.unwrap().id;
-    api_key::Entity::update_many()
-        .col_expr(api_key::Column::Scopes, Expr::value("not json"))
-        .filter(api_key::Column::Id.eq(key_id.as_str()))
-        .exec(&server.database().await)
-        .await
-        .unwrap();
+    set_key_column(&server, &key_id, "scopes", "not json".into()).await;
     let status = server
         .auth()
         .await
@@ -294,17 +286,21 @@ async fn a_key_whose_stored_scopes_are_unreadable_is_refused_not_widened(backend
     );
 }
 
+/// Overwrites one column of a stored key, behind the server's back.
+async fn set_key_column(server: &Server, key_id: &str, column: &str, value: sea_orm::Value) {
+    use sea_orm::ConnectionTrait;
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+    let update = Query::update()
+        .table(Alias::new("api_keys"))
+        .value(Alias::new(column), value)
+        .and_where(Expr::col(Alias::new("id")).eq(key_id))
+        .to_owned();
+    server.database().await.execute(&update).await.unwrap();
+}
+
 /// Moves a key's expiry, as time passing would.
 async fn set_key_expiry(server: &Server, key_id: &str, expire_time: chrono::DateTime<chrono::Utc>) {
-    use sea_orm::sea_query::Expr;
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-    use tokenmint_store::entity::api_key;
-    api_key::Entity::update_many()
-        .col_expr(api_key::Column::ExpireTime, Expr::value(expire_time))
-        .filter(api_key::Column::Id.eq(key_id))
-        .exec(&server.database().await)
-        .await
-        .unwrap();
+    set_key_column(server, key_id, "expire_time", expire_time.into()).await;
 }
 
 async fn a_token_never_outlives_its_key(backend: Backend) {

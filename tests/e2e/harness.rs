@@ -422,6 +422,22 @@ impl Server {
             .expect("open the server's database")
     }
 
+    /// The server's database through Tokenmint's own store, to read and arrange what is stored.
+    pub async fn store(&self) -> tokenmint_store::Store {
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rw",
+                self.data_dir.path().join("tokenmint.db").display()
+            ),
+        };
+        let mut options = tokenmint_store::StoreOptions::new(url);
+        options.max_connections = 2;
+        tokenmint_store::Store::connect(&options)
+            .await
+            .expect("open the server's database")
+    }
+
     /// Everything stored in the database as text (SQLite: the raw file and its WAL).
     pub async fn stored_bytes(&self) -> Vec<u8> {
         match self.backend {
@@ -611,9 +627,7 @@ impl Server {
     /// database (the API cannot create organizations yet). It holds no roles.
     pub async fn foreign_principal(&self) -> Credential {
         use base64::Engine;
-        use sea_orm::{ActiveModelTrait, IntoActiveModel};
         use tokenmint::ids::{ApiKeyId, OrganizationId, ServiceUserId};
-        use tokenmint_store::entity::{api_key, organization, service_user};
 
         let secrets: Value = serde_json::from_str(
             &std::fs::read_to_string(self.data_dir.path().join("secrets.json"))
@@ -631,47 +645,43 @@ impl Server {
             ApiKeyId::generate(),
         );
         let now = chrono::Utc::now();
-        let db = self.database().await;
-        organization::Model {
+        let tx = self.store().await.begin().await.expect("begin");
+        tx.insert_organization(tokenmint_store::Organization {
             id: org.to_string(),
             name: format!("other-{}", &org.as_str()[20..]),
             display_name: "Another tenant".into(),
             max_service_users: 10,
-            max_keys_per_user: 10,
+            max_api_keys_per_service_user: 10,
             create_time: now,
             update_time: now,
-        }
-        .into_active_model()
-        .insert(&db)
+        })
         .await
         .expect("insert organization");
-        service_user::Model {
+        tx.insert_service_user(tokenmint_store::ServiceUser {
             id: user.to_string(),
             organization_id: org.to_string(),
             name: "theirs".into(),
             display_name: String::new(),
             email: String::new(),
             description: String::new(),
-            state: "ACTIVE".into(),
+            state: tokenmint_store::ServiceUserState::Active,
             creator: user.to_string(),
             revision: 1,
             create_time: now,
             update_time: now,
-        }
-        .into_active_model()
-        .insert(&db)
+        })
         .await
         .expect("insert service user");
-        api_key::Model {
+        tx.insert_api_key(tokenmint_store::ApiKey {
             id: key.to_string(),
             service_user_id: user.to_string(),
             organization_id: org.to_string(),
             name: "k".into(),
             description: String::new(),
             secret_hash: tokenmint_token::SecretHasher::new(&pepper).hash(&secret),
-            token_lifetime_seconds: 3600,
-            allowed_cidrs: "[]".into(),
-            scopes: "[]".into(),
+            token_lifetime: chrono::TimeDelta::seconds(3600),
+            allowed_cidrs: Vec::new(),
+            scopes: Vec::new(),
             creator: user.to_string(),
             create_time: now,
             expire_time: now + chrono::Duration::days(1),
@@ -679,11 +689,10 @@ impl Server {
             last_used_address: None,
             revoke_time: None,
             revoke_reason: None,
-        }
-        .into_active_model()
-        .insert(&db)
+        })
         .await
         .expect("insert API key");
+        tx.commit().await.expect("commit");
         Credential {
             organization_id: org.to_string(),
             service_user_id: user.to_string(),
@@ -697,34 +706,28 @@ impl Server {
     /// Grants `role` to a principal in the bootstrap organization, written straight into the
     /// database: no RPC grants roles yet.
     pub async fn grant_role(&self, principal_id: &str, role: &str) {
-        use sea_orm::{ActiveModelTrait, IntoActiveModel};
-        tokenmint_store::entity::role_binding::Model {
+        let tx = self.store().await.begin().await.expect("begin");
+        tx.add_role_binding(tokenmint_store::RoleBinding {
             id: tokenmint::ids::RoleBindingId::generate().to_string(),
             organization_id: self.admin.organization_id.clone(),
             principal_id: principal_id.into(),
-            scope: self.admin.organization_id.clone(),
-            role: role.into(),
+            scope: tokenmint_store::RoleScope::Organization(self.admin.organization_id.clone()),
+            role: tokenmint_store::Role::parse(role).expect("a role name"),
             create_time: chrono::Utc::now(),
-        }
-        .into_active_model()
-        .insert(&self.database().await)
+        })
         .await
         .expect("insert role binding");
+        tx.commit().await.expect("commit");
     }
 
     /// Makes `principal_id` an administrator of `service_user_id`, straight in the database: no
     /// RPC adds administrators yet.
     pub async fn add_administrator(&self, service_user_id: &str, principal_id: &str) {
-        use sea_orm::{ActiveModelTrait, IntoActiveModel};
-        tokenmint_store::entity::service_user_administrator::Model {
-            service_user_id: service_user_id.into(),
-            principal_id: principal_id.into(),
-            create_time: chrono::Utc::now(),
-        }
-        .into_active_model()
-        .insert(&self.database().await)
-        .await
-        .expect("insert administrator");
+        let tx = self.store().await.begin().await.expect("begin");
+        tx.add_administrator(service_user_id, principal_id, chrono::Utc::now())
+            .await
+            .expect("insert administrator");
+        tx.commit().await.expect("commit");
     }
 
     /// A new service user of the bootstrap organization holding `roles`, with a key the

@@ -6,14 +6,12 @@ use crate::on_both_backends;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use tokenmint::proto::admin::v1::{
     DeleteServiceUserRequest, DisableServiceUserRequest, EnableServiceUserRequest,
     GetServiceUserRequest, RevokeApiKeyRequest,
 };
 use tokenmint::proto::auth::v1::{IntrospectTokenRequest, WhoAmIRequest};
-use tokenmint_store::entity::signing_key;
 use tokenmint_token::KeyEncryptionKey;
 use tonic::Code;
 
@@ -27,11 +25,7 @@ async fn server_signing_key(server: &Server) -> (String, Vec<u8>) {
     let kek = STANDARD
         .decode(secrets["key_encryption_key"].as_str().unwrap())
         .unwrap();
-    let key = signing_key::Entity::find()
-        .all(&server.database().await)
-        .await
-        .unwrap()
-        .remove(0);
+    let key = server.store().await.signing_keys().await.unwrap().remove(0);
     let pkcs8 = KeyEncryptionKey::new(&kek)
         .unwrap()
         .open(&key.kid, &key.encrypted_private_key)

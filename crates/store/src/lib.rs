@@ -1,13 +1,16 @@
-//! Tokenmint persistence: sea-orm entities, migrations and the queries the server needs, on
-//! SQLite and PostgreSQL. Every multi-row change runs in one transaction. Knows nothing of gRPC.
+//! Tokenmint persistence: migrations and queries on SQLite and PostgreSQL, behind plain typed
+//! values ([`model`]). sea-orm stays inside this crate. Changes run in a unit of work ([`Tx`]).
+//! Knows nothing of gRPC.
 
-pub mod entity;
+mod entity;
 mod error;
 mod migration;
+pub mod model;
 mod queries;
 
 pub use error::{StoreError, StoreResult};
-pub use queries::*;
+pub use model::*;
+pub use queries::{Bootstrap, Tx};
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 use sea_orm_migration::MigratorTrait;
@@ -15,15 +18,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Lifecycle state of a service user, as stored.
-pub const STATE_ACTIVE: &str = "ACTIVE";
-/// Lifecycle state of a disabled service user, as stored.
-pub const STATE_DISABLED: &str = "DISABLED";
-
 /// A handle on the database; cheap to clone (it wraps a connection pool).
 #[derive(Clone, Debug)]
 pub struct Store {
-    db: DatabaseConnection,
+    pub(crate) db: DatabaseConnection,
     /// SQLite allows one writer; queueing writers here avoids `database is locked` failures
     /// when two transactions that read first both try to write.
     sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
@@ -67,7 +65,7 @@ impl Store {
             .sqlx_logging(false);
         let mut db = Database::connect(connect)
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(StoreError::Unavailable)?;
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
         db.set_metric_callback(move |_| {

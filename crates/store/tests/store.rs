@@ -1,11 +1,14 @@
-//! The store on a real SQLite file: constraints the database enforces, units of work that are
-//! all-or-nothing, and keyset pagination.
+//! The store on a real SQLite file (and PostgreSQL where configured): constraints the database
+//! enforces, units of work that are all-or-nothing, typed values that round-trip or fail
+//! closed, and keyset pagination.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use chrono::{Duration, SubsecRound, Utc};
-use tokenmint_store::entity::{api_key, organization, service_user};
-use tokenmint_store::{ServiceUserChanges, Store, StoreError, StoreOptions};
+use tokenmint_store::{
+    ApiKey, Organization, Role, RoleBinding, RoleScope, ServiceUser, ServiceUserState, Store,
+    StoreError, StoreOptions,
+};
 
 struct Fixture {
     store: Store,
@@ -24,15 +27,15 @@ fn now() -> chrono::DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-fn user(id: &str, org: &str, name: &str) -> service_user::Model {
-    service_user::Model {
+fn user(id: &str, org: &str, name: &str) -> ServiceUser {
+    ServiceUser {
         id: id.into(),
         organization_id: org.into(),
         name: name.into(),
         display_name: String::new(),
         email: String::new(),
         description: String::new(),
-        state: "ACTIVE".into(),
+        state: ServiceUserState::Active,
         creator: "su_creator".into(),
         revision: 1,
         create_time: now(),
@@ -40,17 +43,17 @@ fn user(id: &str, org: &str, name: &str) -> service_user::Model {
     }
 }
 
-fn key(id: &str, user_id: &str, org: &str) -> api_key::Model {
-    api_key::Model {
+fn key(id: &str, user_id: &str, org: &str) -> ApiKey {
+    ApiKey {
         id: id.into(),
         service_user_id: user_id.into(),
         organization_id: org.into(),
         name: id.into(),
         description: String::new(),
         secret_hash: vec![1; 32],
-        token_lifetime_seconds: 3600,
-        allowed_cidrs: "[]".into(),
-        scopes: "[]".into(),
+        token_lifetime: Duration::seconds(3600),
+        allowed_cidrs: vec!["10.0.0.0/8".parse().unwrap()],
+        scopes: vec![Role::Viewer, Role::Admin],
         creator: "su_creator".into(),
         create_time: now(),
         expire_time: now() + Duration::days(1),
@@ -61,30 +64,39 @@ fn key(id: &str, user_id: &str, org: &str) -> api_key::Model {
     }
 }
 
-async fn with_org(f: &Fixture, id: &str) {
-    let org = organization::Model {
+fn organization(id: &str) -> Organization {
+    Organization {
         id: id.into(),
         name: id.into(),
         display_name: String::new(),
         max_service_users: 10,
-        max_keys_per_user: 10,
+        max_api_keys_per_service_user: 10,
         create_time: now(),
         update_time: now(),
-    };
-    f.store.create_organization(org).await.unwrap();
+    }
+}
+
+async fn with_org(f: &Fixture, id: &str) {
+    let tx = f.store.begin().await.unwrap();
+    tx.insert_organization(organization(id)).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn with_user(f: &Fixture, user: ServiceUser) -> Result<(), StoreError> {
+    let tx = f.store.begin().await?;
+    tx.insert_service_user(user).await?;
+    tx.commit().await
 }
 
 /// Organization `org_a`, its user `su_1` and that user's key `ak_1`.
 async fn with_user_and_key(f: &Fixture) {
     with_org(f, "org_a").await;
-    f.store
-        .create_service_user(user("su_1", "org_a", "bot"))
+    with_user(f, user("su_1", "org_a", "bot")).await.unwrap();
+    let tx = f.store.begin().await.unwrap();
+    tx.insert_api_key(key("ak_1", "su_1", "org_a"))
         .await
         .unwrap();
-    f.store
-        .create_api_key(key("ak_1", "su_1", "org_a"))
-        .await
-        .unwrap();
+    tx.commit().await.unwrap();
 }
 
 #[tokio::test]
@@ -99,18 +111,9 @@ async fn the_database_enforces_unique_names_per_organization() {
     let f = store().await;
     with_org(&f, "org_a").await;
     with_org(&f, "org_b").await;
-    f.store
-        .create_service_user(user("su_1", "org_a", "bot"))
-        .await
-        .unwrap();
-    f.store
-        .create_service_user(user("su_2", "org_b", "bot"))
-        .await
-        .unwrap();
-    let duplicate = f
-        .store
-        .create_service_user(user("su_3", "org_a", "bot"))
-        .await;
+    with_user(&f, user("su_1", "org_a", "bot")).await.unwrap();
+    with_user(&f, user("su_2", "org_b", "bot")).await.unwrap();
+    let duplicate = with_user(&f, user("su_3", "org_a", "bot")).await;
     assert!(matches!(duplicate, Err(StoreError::AlreadyExists)));
 }
 
@@ -118,10 +121,11 @@ async fn the_database_enforces_unique_names_per_organization() {
 async fn organization_names_are_unique() {
     let f = store().await;
     with_org(&f, "org_a").await;
-    let mut again = f.store.get_organization("org_a").await.unwrap();
+    let mut again = f.store.organization("org_a").await.unwrap();
     again.id = "org_z".into();
+    let tx = f.store.begin().await.unwrap();
     assert!(matches!(
-        f.store.create_organization(again).await,
+        tx.insert_organization(again).await,
         Err(StoreError::AlreadyExists)
     ));
 }
@@ -130,74 +134,88 @@ async fn organization_names_are_unique() {
 async fn reads_are_scoped_to_the_organization() {
     let f = store().await;
     with_org(&f, "org_a").await;
-    f.store
-        .create_service_user(user("su_1", "org_a", "bot"))
-        .await
-        .unwrap();
-    assert!(f.store.get_service_user("org_a", "su_1").await.is_ok());
+    with_user(&f, user("su_1", "org_a", "bot")).await.unwrap();
+    assert!(f.store.service_user("org_a", "su_1").await.is_ok());
     assert!(matches!(
-        f.store.get_service_user("org_b", "su_1").await,
+        f.store.service_user("org_b", "su_1").await,
         Err(StoreError::NotFound)
     ));
 }
 
 #[tokio::test]
-async fn delete_with_active_keys_needs_force_and_force_revokes_then_deletes() {
+async fn a_unit_of_work_dropped_without_commit_writes_nothing() {
     let f = store().await;
-    with_user_and_key(&f).await;
-    let refused = f
-        .store
-        .delete_service_user("org_a", "su_1", false, now())
-        .await;
-    assert!(matches!(refused, Err(StoreError::HasActiveKeys(1))));
-    assert!(
-        f.store
-            .get_api_key("org_a", "ak_1")
+    with_org(&f, "org_a").await;
+    {
+        let tx = f.store.begin().await.unwrap();
+        tx.insert_service_user(user("su_1", "org_a", "bot"))
             .await
-            .unwrap()
-            .revoke_time
-            .is_none(),
-        "a refused delete changes nothing"
-    );
-    let deleted = f
-        .store
-        .delete_service_user("org_a", "su_1", true, now())
-        .await
-        .unwrap();
-    assert_eq!(deleted, ["ak_1"]);
+            .unwrap();
+        tx.insert_api_key(key("ak_1", "su_1", "org_a"))
+            .await
+            .unwrap();
+    }
     assert!(matches!(
-        f.store.get_api_key("org_a", "ak_1").await,
+        f.store.service_user("org_a", "su_1").await,
         Err(StoreError::NotFound)
     ));
     assert!(f.store.find_key_principal("ak_1").await.unwrap().is_none());
 }
 
 #[tokio::test]
-async fn stale_revision_refuses_the_update() {
+async fn typed_key_fields_round_trip() {
     let f = store().await;
     with_org(&f, "org_a").await;
-    f.store
-        .create_service_user(user("su_1", "org_a", "bot"))
+    with_user(&f, user("su_1", "org_a", "bot")).await.unwrap();
+    let written = key("ak_1", "su_1", "org_a");
+    let tx = f.store.begin().await.unwrap();
+    tx.insert_api_key(written.clone()).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(f.store.api_key("org_a", "ak_1").await.unwrap(), written);
+}
+
+#[tokio::test]
+async fn a_corrupt_scope_list_fails_closed_on_every_read() {
+    use sea_orm::{ConnectionTrait, Database};
+    let f = store().await;
+    with_user_and_key(&f).await;
+    let url = format!("sqlite://{}?mode=rw", f._dir.path().join("t.db").display());
+    let raw = Database::connect(url).await.unwrap();
+    raw.execute_unprepared("UPDATE api_keys SET scopes = '[\"viewer\",\"root\"]'")
         .await
         .unwrap();
-    let changes = ServiceUserChanges {
-        display_name: Some("New".into()),
-        ..Default::default()
-    };
-    let updated = f
-        .store
-        .update_service_user("org_a", "su_1", Some(1), changes.clone(), now())
-        .await
-        .unwrap();
-    assert_eq!(
-        (updated.user.revision, updated.user.display_name.as_str()),
-        (2, "New")
-    );
-    let stale = f
-        .store
-        .update_service_user("org_a", "su_1", Some(1), changes, now())
-        .await;
-    assert!(matches!(stale, Err(StoreError::Stale)));
+    assert!(matches!(
+        f.store.api_key("org_a", "ak_1").await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        f.store.list_api_keys("org_a", "su_1", None, 10).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        f.store.find_key_principal("ak_1").await,
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+#[tokio::test]
+async fn an_update_from_a_stale_revision_is_refused() {
+    let f = store().await;
+    with_org(&f, "org_a").await;
+    with_user(&f, user("su_1", "org_a", "bot")).await.unwrap();
+    let mut changed = user("su_1", "org_a", "bot");
+    changed.display_name = "New".into();
+    changed.revision = 2;
+    let tx = f.store.begin().await.unwrap();
+    tx.update_service_user(&changed, 1).await.unwrap();
+    tx.commit().await.unwrap();
+    let stored = f.store.service_user("org_a", "su_1").await.unwrap().user;
+    assert_eq!((stored.revision, stored.display_name.as_str()), (2, "New"));
+    let tx = f.store.begin().await.unwrap();
+    assert!(matches!(
+        tx.update_service_user(&changed, 1).await,
+        Err(StoreError::Stale)
+    ));
 }
 
 #[tokio::test]
@@ -205,8 +223,7 @@ async fn listing_after_an_id_continues_where_the_last_page_ended() {
     let f = store().await;
     with_org(&f, "org_a").await;
     for i in 0..5 {
-        f.store
-            .create_service_user(user(&format!("su_{i}"), "org_a", &format!("u{i}")))
+        with_user(&f, user(&format!("su_{i}"), "org_a", &format!("u{i}")))
             .await
             .unwrap();
     }
@@ -226,24 +243,6 @@ async fn listing_after_an_id_continues_where_the_last_page_ended() {
         .map(|r| r.user.id.clone())
         .collect();
     assert_eq!(ids, ["su_0", "su_1", "su_2", "su_3", "su_4"]);
-}
-
-#[tokio::test]
-async fn revoking_twice_keeps_the_first_revocation() {
-    let f = store().await;
-    with_user_and_key(&f).await;
-    let first = f
-        .store
-        .revoke_api_key("org_a", "ak_1", "first", now())
-        .await
-        .unwrap();
-    let second = f
-        .store
-        .revoke_api_key("org_a", "ak_1", "second", now() + Duration::seconds(5))
-        .await
-        .unwrap();
-    assert_eq!(second.revoke_time, first.revoke_time);
-    assert_eq!(second.revoke_reason.as_deref(), Some("first"));
 }
 
 /// A fresh store on every backend available: SQLite always, PostgreSQL when
@@ -295,26 +294,20 @@ async fn drop_database(name: Option<String>) {
 #[tokio::test]
 async fn finding_a_key_costs_one_statement_whether_or_not_it_exists() {
     for (f, database) in every_backend().await {
-        with_org(&f, "org_a").await;
-        let owner = |id: &str, role: &str| tokenmint_store::entity::role_binding::Model {
+        with_user_and_key(&f).await;
+        let binding = |id: &str, role: Role| RoleBinding {
             id: id.into(),
             organization_id: "org_a".into(),
             principal_id: "su_1".into(),
-            scope: "org_a".into(),
-            role: role.into(),
+            scope: RoleScope::Organization("org_a".into()),
+            role,
             create_time: now(),
         };
-        f.store
-            .create_service_user(user("su_1", "org_a", "bot"))
-            .await
-            .unwrap();
-        f.store
-            .create_api_key(key("ak_1", "su_1", "org_a"))
-            .await
-            .unwrap();
-        for binding in [owner("rb_1", "owner"), owner("rb_2", "viewer")] {
-            f.store.add_role_binding(binding).await.unwrap();
+        let tx = f.store.begin().await.unwrap();
+        for b in [binding("rb_1", Role::Owner), binding("rb_2", Role::Viewer)] {
+            tx.add_role_binding(b).await.unwrap();
         }
+        tx.commit().await.unwrap();
 
         let before = f.store.statements_executed();
         let found = f.store.find_key_principal("ak_1").await.unwrap().unwrap();
@@ -330,13 +323,8 @@ async fn finding_a_key_costs_one_statement_whether_or_not_it_exists() {
 
         assert_eq!(found.api_key.id, "ak_1");
         assert_eq!(found.user.id, "su_1");
-        let mut roles: Vec<_> = found
-            .role_bindings
-            .iter()
-            .map(|b| b.role.as_str())
-            .collect();
-        roles.sort();
-        assert_eq!(roles, ["owner", "viewer"]);
+        let roles: Vec<Role> = found.role_bindings.iter().map(|b| b.role).collect();
+        assert_eq!(roles, [Role::Owner, Role::Viewer]);
         assert_eq!(after_known - before, 1, "a known key is one statement");
         assert_eq!(
             after_unknown - after_known,

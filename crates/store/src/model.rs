@@ -1,0 +1,442 @@
+//! The plain, typed values the store takes and returns. sea-orm rows never leave the crate:
+//! they are converted here, and a stored value that cannot be read back is an error
+//! ([`StoreError::Corrupt`]), never a default that could widen a key.
+
+use crate::entity::{api_key, organization, role_binding, service_user, signing_key};
+use crate::{StoreError, StoreResult};
+use chrono::{DateTime, TimeDelta, Utc};
+use ipnet::IpNet;
+use std::fmt;
+
+/// A role a principal holds. Ordered: a higher role can do everything a lower one can.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Read only.
+    Viewer,
+    /// Manages the service users it administers and their keys.
+    Admin,
+    /// Everything in the organization.
+    Owner,
+    /// Platform level: creates organizations.
+    Superuser,
+}
+
+impl Role {
+    /// Every role, lowest first.
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Admin, Role::Owner, Role::Superuser];
+
+    /// The role's name as stored and as it appears in scopes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Admin => "admin",
+            Role::Owner => "owner",
+            Role::Superuser => "superuser",
+        }
+    }
+
+    /// Parses a role name.
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a role binding applies.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RoleScope {
+    /// The whole platform (only `superuser`).
+    Platform,
+    /// One organization.
+    Organization(String),
+    /// One project inside an organization.
+    Project(String),
+}
+
+impl RoleScope {
+    const PLATFORM: &'static str = "platform";
+
+    fn to_stored(&self) -> String {
+        match self {
+            RoleScope::Platform => Self::PLATFORM.to_owned(),
+            RoleScope::Organization(id) | RoleScope::Project(id) => id.clone(),
+        }
+    }
+
+    fn from_stored(text: &str) -> StoreResult<Self> {
+        if text == Self::PLATFORM {
+            Ok(RoleScope::Platform)
+        } else if text.starts_with("org_") {
+            Ok(RoleScope::Organization(text.to_owned()))
+        } else if text.starts_with("prj_") {
+            Ok(RoleScope::Project(text.to_owned()))
+        } else {
+            Err(StoreError::Corrupt(format!("unknown role scope {text:?}")))
+        }
+    }
+}
+
+/// Lifecycle state of a service user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceUserState {
+    /// Can exchange keys; its tokens introspect as active.
+    Active,
+    /// Cannot exchange keys; its tokens introspect as inactive.
+    Disabled,
+}
+
+impl ServiceUserState {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ServiceUserState::Active => "ACTIVE",
+            ServiceUserState::Disabled => "DISABLED",
+        }
+    }
+
+    fn from_stored(text: &str) -> StoreResult<Self> {
+        match text {
+            "ACTIVE" => Ok(ServiceUserState::Active),
+            "DISABLED" => Ok(ServiceUserState::Disabled),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown service user state {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Organization {
+    /// `org_…`.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// Human-readable name.
+    pub display_name: String,
+    /// Quota of service users.
+    pub max_service_users: i32,
+    /// Quota of keys per service user.
+    pub max_api_keys_per_service_user: i32,
+    /// Creation time.
+    pub create_time: DateTime<Utc>,
+    /// Last change.
+    pub update_time: DateTime<Utc>,
+}
+
+/// A service user, without its administrators.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceUser {
+    /// `su_…`.
+    pub id: String,
+    /// Its organization; never changes.
+    pub organization_id: String,
+    /// Unique in the organization.
+    pub name: String,
+    /// Human-readable name.
+    pub display_name: String,
+    /// Contact email, or empty.
+    pub email: String,
+    /// Free text.
+    pub description: String,
+    /// Active or disabled.
+    pub state: ServiceUserState,
+    /// The principal that created it.
+    pub creator: String,
+    /// Bumped on every change; the etag.
+    pub revision: i64,
+    /// Creation time.
+    pub create_time: DateTime<Utc>,
+    /// Last change.
+    pub update_time: DateTime<Utc>,
+}
+
+/// A service user together with its administrators.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceUserRecord {
+    /// The user.
+    pub user: ServiceUser,
+    /// Principal IDs allowed to manage it, sorted.
+    pub administrators: Vec<String>,
+}
+
+/// A role granted to a principal at a scope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleBinding {
+    /// `rb_…`.
+    pub id: String,
+    /// The organization the binding belongs to.
+    pub organization_id: String,
+    /// The service user holding the role.
+    pub principal_id: String,
+    /// Where it applies.
+    pub scope: RoleScope,
+    /// The role.
+    pub role: Role,
+    /// Creation time.
+    pub create_time: DateTime<Utc>,
+}
+
+/// An API key: verification data and metadata, never the secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    /// `ak_…`.
+    pub id: String,
+    /// Its service user.
+    pub service_user_id: String,
+    /// The user's organization.
+    pub organization_id: String,
+    /// Unique among the user's keys.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// HMAC-SHA-256 of the secret under the pepper.
+    pub secret_hash: Vec<u8>,
+    /// Lifetime of the tokens it mints.
+    pub token_lifetime: TimeDelta,
+    /// Where it may be exchanged from; empty means anywhere.
+    pub allowed_cidrs: Vec<IpNet>,
+    /// The roles its tokens may carry, fixed at creation.
+    pub scopes: Vec<Role>,
+    /// The principal that created it.
+    pub creator: String,
+    /// Creation time.
+    pub create_time: DateTime<Utc>,
+    /// When it stops working.
+    pub expire_time: DateTime<Utc>,
+    /// Last exchange.
+    pub last_used_time: Option<DateTime<Utc>>,
+    /// Address of the last exchange.
+    pub last_used_address: Option<String>,
+    /// Revocation time.
+    pub revoke_time: Option<DateTime<Utc>>,
+    /// Why it was revoked.
+    pub revoke_reason: Option<String>,
+}
+
+/// A JWT signing key pair; the private half encrypted under the key-encryption key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningKey {
+    /// RFC 7638 thumbprint.
+    pub kid: String,
+    /// JOSE algorithm, e.g. `EdDSA`.
+    pub algorithm: String,
+    /// The raw public key.
+    pub public_key: Vec<u8>,
+    /// nonce || AES-256-GCM(private key PKCS#8) || tag.
+    pub encrypted_private_key: Vec<u8>,
+    /// Creation time.
+    pub create_time: DateTime<Utc>,
+    /// Set once the key no longer signs.
+    pub retire_time: Option<DateTime<Utc>>,
+}
+
+/// What the exchange and authentication paths need to know about one key, read in one go.
+#[derive(Clone, Debug)]
+pub struct KeyPrincipal {
+    /// The key.
+    pub api_key: ApiKey,
+    /// The key's service user.
+    pub user: ServiceUser,
+    /// The user's role bindings, in every scope.
+    pub role_bindings: Vec<RoleBinding>,
+}
+
+// --- conversions to and from rows ---
+
+fn json_list<T: ToString>(items: &[T]) -> String {
+    let strings: Vec<String> = items.iter().map(ToString::to_string).collect();
+    serde_json::Value::from(strings).to_string()
+}
+
+fn parse_list<T>(
+    what: &str,
+    id: &str,
+    json: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> StoreResult<Vec<T>> {
+    let corrupt = || StoreError::Corrupt(format!("{what} of API key {id} is unreadable"));
+    let items: Vec<String> = serde_json::from_str(json).map_err(|_| corrupt())?;
+    items
+        .iter()
+        .map(|item| parse(item))
+        .collect::<Option<Vec<T>>>()
+        .ok_or_else(corrupt)
+}
+
+impl From<organization::Model> for Organization {
+    fn from(m: organization::Model) -> Self {
+        Self {
+            id: m.id,
+            name: m.name,
+            display_name: m.display_name,
+            max_service_users: m.max_service_users,
+            max_api_keys_per_service_user: m.max_keys_per_user,
+            create_time: m.create_time,
+            update_time: m.update_time,
+        }
+    }
+}
+
+impl From<Organization> for organization::Model {
+    fn from(o: Organization) -> Self {
+        Self {
+            id: o.id,
+            name: o.name,
+            display_name: o.display_name,
+            max_service_users: o.max_service_users,
+            max_keys_per_user: o.max_api_keys_per_service_user,
+            create_time: o.create_time,
+            update_time: o.update_time,
+        }
+    }
+}
+
+impl TryFrom<service_user::Model> for ServiceUser {
+    type Error = StoreError;
+
+    fn try_from(m: service_user::Model) -> StoreResult<Self> {
+        Ok(Self {
+            state: ServiceUserState::from_stored(&m.state)?,
+            id: m.id,
+            organization_id: m.organization_id,
+            name: m.name,
+            display_name: m.display_name,
+            email: m.email,
+            description: m.description,
+            creator: m.creator,
+            revision: m.revision,
+            create_time: m.create_time,
+            update_time: m.update_time,
+        })
+    }
+}
+
+impl From<ServiceUser> for service_user::Model {
+    fn from(u: ServiceUser) -> Self {
+        Self {
+            state: u.state.as_str().to_owned(),
+            id: u.id,
+            organization_id: u.organization_id,
+            name: u.name,
+            display_name: u.display_name,
+            email: u.email,
+            description: u.description,
+            creator: u.creator,
+            revision: u.revision,
+            create_time: u.create_time,
+            update_time: u.update_time,
+        }
+    }
+}
+
+impl TryFrom<role_binding::Model> for RoleBinding {
+    type Error = StoreError;
+
+    fn try_from(m: role_binding::Model) -> StoreResult<Self> {
+        Ok(Self {
+            scope: RoleScope::from_stored(&m.scope)?,
+            role: Role::parse(&m.role)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown role {:?}", m.role)))?,
+            id: m.id,
+            organization_id: m.organization_id,
+            principal_id: m.principal_id,
+            create_time: m.create_time,
+        })
+    }
+}
+
+impl From<RoleBinding> for role_binding::Model {
+    fn from(b: RoleBinding) -> Self {
+        Self {
+            scope: b.scope.to_stored(),
+            role: b.role.as_str().to_owned(),
+            id: b.id,
+            organization_id: b.organization_id,
+            principal_id: b.principal_id,
+            create_time: b.create_time,
+        }
+    }
+}
+
+impl TryFrom<api_key::Model> for ApiKey {
+    type Error = StoreError;
+
+    fn try_from(m: api_key::Model) -> StoreResult<Self> {
+        let scopes = parse_list("the scope list", &m.id, &m.scopes, Role::parse)?;
+        let allowed_cidrs = parse_list("the CIDR allowlist", &m.id, &m.allowed_cidrs, |c| {
+            c.parse::<IpNet>().ok()
+        })?;
+        Ok(Self {
+            scopes,
+            allowed_cidrs,
+            token_lifetime: TimeDelta::seconds(m.token_lifetime_seconds),
+            id: m.id,
+            service_user_id: m.service_user_id,
+            organization_id: m.organization_id,
+            name: m.name,
+            description: m.description,
+            secret_hash: m.secret_hash,
+            creator: m.creator,
+            create_time: m.create_time,
+            expire_time: m.expire_time,
+            last_used_time: m.last_used_time,
+            last_used_address: m.last_used_address,
+            revoke_time: m.revoke_time,
+            revoke_reason: m.revoke_reason,
+        })
+    }
+}
+
+impl From<ApiKey> for api_key::Model {
+    fn from(k: ApiKey) -> Self {
+        Self {
+            scopes: json_list(&k.scopes),
+            allowed_cidrs: json_list(&k.allowed_cidrs),
+            token_lifetime_seconds: k.token_lifetime.num_seconds(),
+            id: k.id,
+            service_user_id: k.service_user_id,
+            organization_id: k.organization_id,
+            name: k.name,
+            description: k.description,
+            secret_hash: k.secret_hash,
+            creator: k.creator,
+            create_time: k.create_time,
+            expire_time: k.expire_time,
+            last_used_time: k.last_used_time,
+            last_used_address: k.last_used_address,
+            revoke_time: k.revoke_time,
+            revoke_reason: k.revoke_reason,
+        }
+    }
+}
+
+impl From<signing_key::Model> for SigningKey {
+    fn from(m: signing_key::Model) -> Self {
+        Self {
+            kid: m.kid,
+            algorithm: m.algorithm,
+            public_key: m.public_key,
+            encrypted_private_key: m.encrypted_private_key,
+            create_time: m.create_time,
+            retire_time: m.retire_time,
+        }
+    }
+}
+
+impl From<SigningKey> for signing_key::Model {
+    fn from(k: SigningKey) -> Self {
+        Self {
+            kid: k.kid,
+            algorithm: k.algorithm,
+            public_key: k.public_key,
+            encrypted_private_key: k.encrypted_private_key,
+            create_time: k.create_time,
+            retire_time: k.retire_time,
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! The one source of "now" for every time decision (key expiry, token times, TTLs), so tests
+//! move time forward instead of rewriting stored rows.
+
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use std::sync::Mutex;
+
+/// Tells the time.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current time, truncated to microseconds so what is stored reads back equal on every
+    /// database.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system's clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now().trunc_subsecs(6)
+    }
+}
+
+/// A clock that stands still until told to move; for tests.
+#[derive(Debug)]
+pub struct FakeClock(Mutex<DateTime<Utc>>);
+
+impl FakeClock {
+    /// A clock showing `start`.
+    pub fn new(start: DateTime<Utc>) -> Self {
+        Self(Mutex::new(start.trunc_subsecs(6)))
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: TimeDelta) {
+        let mut now = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *now += by;
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
