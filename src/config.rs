@@ -117,6 +117,13 @@ pub struct ServeArgs {
     /// in the kernel's backlog until one closes.
     #[arg(long, env = "TOKENMINT_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Most connections open at once from one IP address on each port; more are closed at once.
+    #[arg(long, env = "TOKENMINT_MAX_CONNECTIONS_PER_IP", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_ip: u32,
+    /// A gRPC connection with no call in flight for this long is closed (clients reconnect
+    /// transparently), so connections that only answer pings cannot hold the slots.
+    #[arg(long, env = "TOKENMINT_IDLE_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
     /// How long a new connection has to send its opening bytes (the HTTP/2 preface, or a
     /// complete HTTP/1 request head) before it is closed.
     #[arg(long, env = "TOKENMINT_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]

@@ -1,16 +1,21 @@
 //! Accepting TCP connections under limits, for both the gRPC and the HTTP face: at most
 //! `max_connections` open per listener (beyond that the listener stops accepting and new
-//! clients wait in the kernel's backlog until one closes), and a deadline for a new
-//! connection's opening bytes, so sockets that never speak cannot hold file descriptors.
+//! clients wait in the kernel's backlog until one closes) and `max_per_ip` from one address, a
+//! deadline for a new connection's opening bytes, and an idle timeout for connections with no
+//! call in flight, so sockets that never speak, or only answer pings, cannot hold the slots.
 
+use std::collections::HashMap;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio::time::Sleep;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -28,7 +33,67 @@ pub struct ConnectionLimits {
     pub handshake_timeout: Duration,
     /// How many opening bytes end the handshake deadline.
     pub handshake_bytes: usize,
+    /// Most connections open at once from one IP address; more are closed at once.
+    pub max_per_ip: usize,
+    /// A connection with no call in flight for this long is closed; `None` never closes it.
+    /// Only meaningful where calls are tracked with [`TrackCalls`].
+    pub idle_timeout: Option<Duration>,
 }
+
+/// Whether a connection has calls in flight, and since when it has had none.
+#[derive(Debug)]
+pub struct Activity {
+    in_flight: AtomicUsize,
+    idle_since: Mutex<Instant>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Marks a call in flight until the returned guard drops.
+    pub fn start_call(self: &Arc<Self>) -> CallGuard {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        CallGuard(self.clone())
+    }
+
+    /// How long the connection has been without calls, or `None` while one is in flight.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let since = *self.idle_since.lock().unwrap_or_else(|p| p.into_inner());
+        Some(since.elapsed())
+    }
+}
+
+/// A call in flight on a connection.
+#[derive(Debug)]
+pub struct CallGuard(Arc<Activity>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        *self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What a request knows of its connection: the peer's address and the connection's activity.
+/// tonic puts it in every request's extensions.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    /// The peer's address.
+    pub addr: Option<SocketAddr>,
+    /// The connection's calls.
+    pub activity: Arc<Activity>,
+}
+
+/// Open connections per IP address on one listener.
+type PerIp = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
 /// Accepts connections from `listener` under `limits` until the returned stream is dropped.
 pub fn accept(
@@ -37,6 +102,7 @@ pub fn accept(
 ) -> ReceiverStream<io::Result<LimitedStream>> {
     let (tx, rx) = mpsc::channel(1);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip: PerIp = Arc::default();
     tokio::spawn(async move {
         loop {
             let permit = tokio::select! {
@@ -50,8 +116,8 @@ pub fn accept(
                 accepted = listener.accept() => accepted,
                 () = tx.closed() => break,
             };
-            let stream = match accepted {
-                Ok((stream, _)) => stream,
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors, most likely: back off instead of spinning.
                     tracing::warn!(%error, "accepting a connection failed");
@@ -59,8 +125,17 @@ pub fn accept(
                     continue;
                 }
             };
+            {
+                let mut open = per_ip.lock().unwrap_or_else(|p| p.into_inner());
+                let count = open.entry(peer.ip()).or_default();
+                if *count >= limits.max_per_ip {
+                    tracing::debug!(peer = %peer.ip(), "too many connections from one address");
+                    continue;
+                }
+                *count += 1;
+            }
             configure(&stream);
-            let limited = LimitedStream::new(stream, permit, limits);
+            let limited = LimitedStream::new(stream, peer, permit, per_ip.clone(), limits);
             if tx.send(Ok(limited)).await.is_err() {
                 break;
             }
@@ -86,25 +161,79 @@ fn configure(stream: &TcpStream) {
 /// An accepted connection holding one of its listener's slots until it closes.
 pub struct LimitedStream {
     inner: TcpStream,
+    peer: SocketAddr,
     _slot: OwnedSemaphorePermit,
+    per_ip: PerIp,
     /// Running until the opening bytes have arrived; then `None`.
     handshake_deadline: Option<Pin<Box<Sleep>>>,
     handshake_bytes_left: usize,
+    activity: Arc<Activity>,
+    idle_timeout: Option<Duration>,
+    idle_check: Pin<Box<Sleep>>,
 }
 
 impl LimitedStream {
-    fn new(inner: TcpStream, slot: OwnedSemaphorePermit, limits: ConnectionLimits) -> Self {
+    fn new(
+        inner: TcpStream,
+        peer: SocketAddr,
+        slot: OwnedSemaphorePermit,
+        per_ip: PerIp,
+        limits: ConnectionLimits,
+    ) -> Self {
+        let first_idle_check = limits.idle_timeout.unwrap_or(Duration::from_secs(3600));
         Self {
             inner,
+            peer,
             _slot: slot,
+            per_ip,
             handshake_deadline: Some(Box::pin(tokio::time::sleep(limits.handshake_timeout))),
             handshake_bytes_left: limits.handshake_bytes.max(1),
+            activity: Arc::new(Activity::new()),
+            idle_timeout: limits.idle_timeout,
+            idle_check: Box::pin(tokio::time::sleep(first_idle_check)),
         }
     }
 
     /// The peer's address.
-    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.inner.peer_addr()
+    }
+
+    /// `Err` once the connection has had no call in flight for the idle timeout; otherwise
+    /// re-arms the check for when it could next be idle that long.
+    fn check_idle(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let Some(timeout) = self.idle_timeout else {
+            return Ok(());
+        };
+        if self.idle_check.as_mut().poll(cx).is_pending() {
+            return Ok(());
+        }
+        let next = match self.activity.idle_for() {
+            Some(idle) if idle >= timeout => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the connection was idle too long",
+                ));
+            }
+            Some(idle) => timeout - idle,
+            None => timeout,
+        };
+        self.idle_check.as_mut().reset(Instant::now() + next);
+        // Register for the re-armed deadline.
+        let _ = self.idle_check.as_mut().poll(cx);
+        Ok(())
+    }
+}
+
+impl Drop for LimitedStream {
+    fn drop(&mut self) {
+        let mut open = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.peer.ip()) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.peer.ip());
+            }
+        }
     }
 }
 
@@ -122,6 +251,9 @@ impl AsyncRead for LimitedStream {
                 io::ErrorKind::TimedOut,
                 "the connection sent nothing usable in time",
             )));
+        }
+        if let Err(idle) = this.check_idle(cx) {
+            return Poll::Ready(Err(idle));
         }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -169,10 +301,86 @@ impl AsyncWrite for LimitedStream {
 }
 
 impl tonic::transport::server::Connected for LimitedStream {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+    type ConnectInfo = PeerInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
+        PeerInfo {
+            addr: Some(self.peer),
+            activity: self.activity.clone(),
+        }
+    }
+}
+
+/// A tower layer marking each gRPC call in flight on its connection until its response body
+/// ends, so the idle timeout counts only connections with nothing to do.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrackCalls;
+
+impl<S> tower_layer::Layer<S> for TrackCalls {
+    type Service = Tracked<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Tracked(inner)
+    }
+}
+
+/// The service [`TrackCalls`] wraps.
+#[derive(Clone, Debug)]
+pub struct Tracked<S>(S);
+
+impl<S, B, R> tower_service::Service<http::Request<B>> for Tracked<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<TrackedBody<R>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let guard = request
+            .extensions()
+            .get::<PeerInfo>()
+            .map(|peer| peer.activity.start_call());
+        let response = self.0.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| TrackedBody {
+                body,
+                _guard: guard,
+            }))
+        })
+    }
+}
+
+/// A response body that keeps its call counted until it is finished or dropped.
+#[derive(Debug)]
+pub struct TrackedBody<B> {
+    body: B,
+    _guard: Option<CallGuard>,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -212,6 +420,8 @@ mod tests {
             max_connections,
             handshake_timeout: Duration::from_millis(handshake_ms),
             handshake_bytes: 4,
+            max_per_ip: 100,
+            idle_timeout: None,
         }
     }
 
@@ -238,6 +448,44 @@ mod tests {
         let mut one = [0u8; 1];
         server_side.read_exact(&mut one).await.unwrap();
         assert_eq!(&one, b"x");
+    }
+
+    #[tokio::test]
+    async fn a_connection_without_calls_is_closed_after_the_idle_timeout_but_not_during_one() {
+        let mut idle = limits(4, 60_000);
+        idle.idle_timeout = Some(Duration::from_millis(100));
+        let (addr, mut incoming) = listen(idle).await;
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client.write_all(b"PRI *").await.unwrap();
+        let mut server_side = incoming.next().await.unwrap().unwrap();
+        let mut buf = [0u8; 5];
+        server_side.read_exact(&mut buf).await.unwrap();
+        let call = server_side.activity.start_call();
+        let mut one = [0u8; 1];
+        let busy = tokio::time::timeout(Duration::from_millis(300), server_side.read(&mut one));
+        assert!(busy.await.is_err(), "a call in flight keeps the connection");
+        drop(call);
+        let error = server_side.read(&mut one).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_per_address_cap_are_closed() {
+        let mut capped = limits(10, 60_000);
+        capped.max_per_ip = 1;
+        let (addr, mut incoming) = listen(capped).await;
+        let _first_client = TcpStream::connect(addr).await.unwrap();
+        let first = incoming.next().await.unwrap().unwrap();
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        let closed = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf)).await;
+        assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "closed at once");
+        drop(first);
+        let _third = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            incoming.next().await.is_some(),
+            "a slot of that address freed"
+        );
     }
 
     #[tokio::test]

@@ -170,18 +170,24 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let limits = |handshake_bytes| listener::ConnectionLimits {
+    let limits = |handshake_bytes, idle_timeout| listener::ConnectionLimits {
         max_connections: args.max_connections as usize,
         handshake_timeout: args.handshake_timeout,
         handshake_bytes,
+        max_per_ip: args.max_connections_per_ip as usize,
+        idle_timeout,
     };
-    let incoming = listener::accept(grpc_listener, limits(listener::HTTP2_PREFACE_LEN));
+    let incoming = listener::accept(
+        grpc_listener,
+        limits(listener::HTTP2_PREFACE_LEN, Some(args.idle_timeout)),
+    );
     let grpc_stopped = stopped(stop_rx.clone());
     let builder = tonic::transport::Server::builder()
         .max_concurrent_streams(args.max_concurrent_streams)
         .timeout(args.request_timeout)
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT));
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+        .layer(listener::TrackCalls);
     // One span per call (method, gRPC status, latency), never headers or bodies; only when its
     // debug events would be logged, since the layer costs throughput even when they are not.
     let grpc = if tracing::enabled!(target: "tower_http::trace", tracing::Level::DEBUG) {
@@ -206,7 +212,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         draining: draining.clone(),
     });
     let http = tokio::spawn(crate::http::serve(
-        listener::accept(http_listener, limits(1)),
+        // HTTP/1 connections idle between requests are closed by the header-read timeout.
+        listener::accept(http_listener, limits(1, None)),
         http_app,
         args.handshake_timeout,
         stopped(stop_rx),

@@ -21,6 +21,8 @@ pub const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
 /// Most CIDR blocks on one key.
 pub const MAX_ALLOWED_CIDRS: usize = 64;
+/// Most entries in a key's scope list (there are four roles).
+pub const MAX_SCOPES: usize = 8;
 
 /// What the caller asks for in CreateApiKey.
 #[derive(Clone, Debug, Default)]
@@ -122,6 +124,10 @@ pub fn parse_cidr(cidr: &str) -> Option<IpNet> {
 /// entry is an error, not "no restriction".
 fn parse_scopes(v: &mut Violations, scopes: &[String]) -> Vec<Role> {
     let mut roles = Vec::new();
+    if scopes.len() > MAX_SCOPES {
+        v.add("scopes", format!("at most {MAX_SCOPES} entries"));
+        return roles;
+    }
     for (i, scope) in scopes.iter().enumerate() {
         match Role::parse(scope) {
             Some(role) => roles.push(role),
@@ -141,13 +147,14 @@ fn parse_scopes(v: &mut Violations, scopes: &[String]) -> Vec<Role> {
 
 /// Parses a request's CIDR allowlist, recording each bad entry.
 fn parse_cidrs(v: &mut Violations, cidrs: &[String]) -> Vec<IpNet> {
+    let mut parsed = Vec::new();
     if cidrs.len() > MAX_ALLOWED_CIDRS {
         v.add(
             "allowed_cidrs",
             format!("at most {MAX_ALLOWED_CIDRS} entries"),
         );
+        return parsed;
     }
-    let mut parsed = Vec::new();
     for (i, cidr) in cidrs.iter().enumerate() {
         match parse_cidr(cidr) {
             Some(net) => parsed.push(net),
@@ -213,6 +220,15 @@ impl Tokenmint {
             narrow(&caller.effective_roles_in(&scope), &user_roles)
         } else {
             authz::grant_scopes(&caller, &scope, &requested_scopes)?;
+            // A key carries only roles its user holds now: a dormant scope would come alive
+            // when the user is granted more, beyond what the grantor meant for this key.
+            let held = narrow(&user_roles, &requested_scopes);
+            if let Some(role) = requested_scopes.iter().find(|r| !held.contains(r)) {
+                return Err(Error::invalid(
+                    "scopes",
+                    format!("the service user does not hold the {role} role"),
+                ));
+            }
             requested_scopes
         };
 

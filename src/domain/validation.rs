@@ -18,9 +18,14 @@ pub const DEFAULT_PAGE_SIZE: u64 = 50;
 /// Largest page size a request may ask for.
 pub const MAX_PAGE_SIZE: i32 = 1000;
 
-/// Collects every violation of a request so the caller sees them all at once.
+/// Most violations one error reports; a request with thousands of bad entries must not produce
+/// an error larger than clients accept.
+pub const MAX_VIOLATIONS: usize = 16;
+
+/// Collects the violations of a request so the caller sees them at once (up to
+/// [`MAX_VIOLATIONS`], then a count of the rest).
 #[derive(Debug, Default)]
-pub struct Violations(Vec<FieldViolation>);
+pub struct Violations(Vec<FieldViolation>, usize);
 
 impl Violations {
     /// An empty collection.
@@ -30,6 +35,10 @@ impl Violations {
 
     /// Records a violation of `field`.
     pub fn add(&mut self, field: &str, description: impl Into<String>) {
+        if self.0.len() >= MAX_VIOLATIONS {
+            self.1 += 1;
+            return;
+        }
         self.0.push(FieldViolation {
             field: field.to_owned(),
             description: description.into(),
@@ -44,12 +53,17 @@ impl Violations {
     }
 
     /// `Ok` when nothing was recorded.
-    pub fn finish(self) -> Result<()> {
+    pub fn finish(mut self) -> Result<()> {
         if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument(self.0))
+            return Ok(());
         }
+        if self.1 > 0 {
+            self.0.push(FieldViolation {
+                field: "request".into(),
+                description: format!("and {} more invalid entries", self.1),
+            });
+        }
+        Err(Error::InvalidArgument(self.0))
     }
 }
 
@@ -73,6 +87,20 @@ pub fn name(value: &str) -> std::result::Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Characters that render as nothing or move text around: format characters (bidi overrides,
+/// zero-width spaces), line and paragraph separators, and the blank Hangul fillers.
+fn invisible(c: char) -> bool {
+    matches!(
+        c.general_category(),
+        GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    ) || matches!(
+        c,
+        '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{2800}'
+    )
 }
 
 /// A caller's input quoted for an error message, cut to [`MAX_ECHO_CHARS`] so a huge value
@@ -100,10 +128,7 @@ pub fn text(value: &str, max: usize) -> std::result::Result<(), String> {
     {
         return Err("must not contain control characters".into());
     }
-    if let Some(c) = value
-        .chars()
-        .find(|c| c.general_category() == GeneralCategory::Format)
-    {
+    if let Some(c) = value.chars().find(|c| invisible(*c)) {
         return Err(format!(
             "must not contain invisible format characters such as U+{:04X}",
             c as u32
@@ -197,10 +222,29 @@ mod tests {
 
     #[test]
     fn invisible_format_characters_are_refused() {
-        for bad in ["evil\u{202E}gnp.exe", "zero\u{200B}width", "\u{FEFF}bom"] {
+        for bad in [
+            "evil\u{202E}gnp.exe",
+            "zero\u{200B}width",
+            "\u{FEFF}bom",
+            "line\u{2028}separator",
+            "hangul\u{3164}filler",
+        ] {
             assert!(text(bad, 100).is_err(), "{bad:?}");
         }
         assert!(text("Überwachung, 監視, emoji 🚀", 100).is_ok());
+    }
+
+    #[test]
+    fn thousands_of_violations_are_reported_as_a_few_and_a_count() {
+        let mut v = Violations::new();
+        for i in 0..10_000 {
+            v.add(&format!("scopes[{i}]"), "bad");
+        }
+        let Err(Error::InvalidArgument(violations)) = v.finish() else {
+            panic!("violations recorded");
+        };
+        assert_eq!(violations.len(), MAX_VIOLATIONS + 1);
+        assert!(violations[MAX_VIOLATIONS].description.contains("9984 more"));
     }
 
     #[test]

@@ -18,7 +18,11 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::ExchangeApiKeyRequest>,
     ) -> Result<Response<pb::ExchangeApiKeyResponse>, Status> {
-        let peer = request.remote_addr().map(|a| a.ip());
+        let peer = request
+            .extensions()
+            .get::<crate::listener::PeerInfo>()
+            .and_then(|p| p.addr)
+            .map(|a| a.ip());
         let r = request.into_inner();
         let issued = self
             .app

@@ -19,6 +19,7 @@ async fn created_key_shows_its_settings_and_the_secret_once(backend: Backend) {
     };
     let mut admin = server.admin().await;
     let user = create_user(&mut admin, "exporter").await;
+    server.grant_role(&user.id, "viewer").await;
     let mut request = key_request(&user.id, "metrics");
     request.description = "Prometheus exporter".into();
     request.expires_in = days(90);

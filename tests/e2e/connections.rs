@@ -115,6 +115,55 @@ async fn with_the_connection_cap_reached_a_health_check_gets_through_once_one_cl
     assert_eq!(status, 1, "SERVING");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_without_calls_is_closed_after_the_idle_timeout() {
+    let Some(server) = Server::start_with(Backend::Sqlite, &["--idle-timeout", "1s"]).await else {
+        return;
+    };
+    // A peer that completes the HTTP/2 handshake and then only sits there (or answers pings).
+    let mut idle = TcpStream::connect(server.grpc_authority()).unwrap();
+    let mut hello = PREFACE.to_vec();
+    hello.extend(frame(SETTINGS, 0, 0, &[]));
+    hello.extend(frame(SETTINGS, 1, 0, &[]));
+    idle.write_all(&hello).unwrap();
+    wait_closed(&mut idle, Duration::from_secs(10)).unwrap();
+
+    // A real client that idles past the timeout just reconnects for its next call.
+    let mut health = HealthClient::new(server.channel().await);
+    health.check(HealthCheckRequest::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let again = health.check(HealthCheckRequest::default()).await;
+    let again = match again {
+        Ok(answer) => Ok(answer),
+        // A call racing the close may see it once; the next one reconnects.
+        Err(_) => health.check(HealthCheckRequest::default()).await,
+    };
+    assert_eq!(again.unwrap().into_inner().status, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_per_address_cap_are_closed_at_once() {
+    let Some(server) = Server::start_with(
+        Backend::Sqlite,
+        &[
+            "--max-connections-per-ip",
+            "2",
+            "--handshake-timeout",
+            "60s",
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let _held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(server.grpc_authority()).unwrap())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut third = TcpStream::connect(server.grpc_authority()).unwrap();
+    wait_closed(&mut third, Duration::from_secs(5)).unwrap();
+}
+
 // --- A minimal HTTP/2 client that does what well-behaved clients never do. ---
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

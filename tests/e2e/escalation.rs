@@ -227,6 +227,27 @@ async fn the_bootstrap_key_carries_its_roles_explicitly(backend: Backend) {
     );
 }
 
+async fn a_key_cannot_name_a_role_its_user_does_not_hold(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "ci-bot").await;
+    let mut request = key_request(&user.id, "dormant");
+    request.scopes = vec!["admin".into()];
+    let status = admin.create_api_key(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(crate::harness::violated_fields(&status), ["scopes"]);
+    assert_eq!(key_count(&mut admin, &user.id).await, 0);
+
+    // Holding a higher role covers a lower scope.
+    server.grant_role(&user.id, "owner").await;
+    let mut request = key_request(&user.id, "reader");
+    request.scopes = vec!["viewer".into()];
+    let created = admin.create_api_key(request).await.unwrap().into_inner();
+    assert_eq!(created.api_key.unwrap().scopes, ["viewer"]);
+}
+
 async fn an_empty_scope_entry_is_refused(backend: Backend) {
     let Some(server) = Server::start(backend).await else {
         return;
@@ -429,6 +450,7 @@ on_both_backends!(
     an_unscoped_key_stores_its_users_roles_and_later_grants_do_not_widen_it,
     the_bootstrap_key_carries_its_roles_explicitly,
     an_empty_scope_entry_is_refused,
+    a_key_cannot_name_a_role_its_user_does_not_hold,
     a_caller_without_a_role_gets_the_same_answer_for_existing_and_missing_ids,
     a_disabled_user_gets_no_new_key,
     a_fractional_duration_is_refused_not_truncated,

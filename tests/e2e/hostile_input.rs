@@ -51,6 +51,33 @@ async fn a_huge_unknown_scope_is_not_echoed_back(backend: Backend) {
     );
 }
 
+async fn thousands_of_bad_entries_give_a_small_error(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "many").await;
+    let mut request = key_request(&user.id, "k");
+    request.scopes = vec!["x".to_owned(); 16_000];
+    request.allowed_cidrs = vec!["y".to_owned(); 5_000];
+    let status = admin.create_api_key(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["allowed_cidrs", "scopes"]);
+    assert!(
+        status_size(&status) < 1_000,
+        "{} bytes",
+        status_size(&status)
+    );
+
+    let many_names = crate::harness::key_request(&"bad id".repeat(3), &"B".repeat(70));
+    let status = admin.create_api_key(many_names).await.unwrap_err();
+    assert!(
+        status_size(&status) < 2_000,
+        "{} bytes",
+        status_size(&status)
+    );
+}
+
 async fn invisible_format_characters_are_refused_in_free_text(backend: Backend) {
     let Some(server) = Server::start(backend).await else {
         return;
@@ -169,6 +196,7 @@ async fn a_forged_page_token_is_refused_without_an_error_log(backend: Backend) {
 on_both_backends!(
     a_huge_unknown_scope_is_not_echoed_back,
     invisible_format_characters_are_refused_in_free_text,
+    thousands_of_bad_entries_give_a_small_error,
     two_authorization_headers_are_refused,
     an_ipv4_mapped_allowlist_matches_an_ipv4_peer,
     a_forged_page_token_is_refused_without_an_error_log,
