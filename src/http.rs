@@ -1,6 +1,7 @@
 //! The HTTP face: JWKS and OpenID discovery for verifiers, and a health check for load balancers.
 
 use crate::domain::Tokenmint;
+use crate::error::{Error, Reason};
 use crate::listener::LimitedStream;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -61,6 +62,25 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
+/// The HTTP status and OAuth 2.0 error code (RFC 6749 §5.2, RFC 7662) of each domain error,
+/// for the HTTP face's token and introspection endpoints.
+pub fn oauth2_error(err: &Error) -> (StatusCode, &'static str) {
+    match err {
+        Error::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "invalid_client"),
+        Error::PermissionDenied(Reason::ScopeNotGrantable, _) => {
+            (StatusCode::BAD_REQUEST, "invalid_scope")
+        }
+        Error::PermissionDenied(..) => (StatusCode::BAD_REQUEST, "unauthorized_client"),
+        Error::NotFound { .. }
+        | Error::AlreadyExists(..)
+        | Error::FailedPrecondition(..)
+        | Error::Aborted(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+        Error::Store(_) | Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+    }
+}
+
 /// The HTTP routes.
 pub fn router(state: HttpState) -> Router {
     Router::new()
@@ -100,5 +120,34 @@ async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {
     match state.app.store.ping().await {
         Ok(()) => (StatusCode::OK, "ok"),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_errors_map_to_oauth2_errors() {
+        assert_eq!(
+            oauth2_error(&Error::Unauthenticated("x")),
+            (StatusCode::UNAUTHORIZED, "invalid_client")
+        );
+        assert_eq!(
+            oauth2_error(&Error::invalid("scope", "bad")),
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        );
+        assert_eq!(
+            oauth2_error(&Error::PermissionDenied(
+                Reason::ScopeNotGrantable,
+                "x".into()
+            ))
+            .1,
+            "invalid_scope"
+        );
+        assert_eq!(
+            oauth2_error(&Error::Internal("bug".into())).0,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

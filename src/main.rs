@@ -39,7 +39,14 @@ async fn main() -> ExitCode {
 }
 
 fn fail(err: StartError) -> ExitCode {
-    tracing::error!(error = %err, "tokenmint failed");
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    tracing::error!(error = %message, "tokenmint failed");
     ExitCode::FAILURE
 }
 

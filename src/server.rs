@@ -55,6 +55,9 @@ impl From<crate::error::Error> for StartError {
     fn from(err: crate::error::Error) -> Self {
         match err {
             crate::error::Error::Internal(detail) => StartError::Startup(detail),
+            crate::error::Error::Store(source) | crate::error::Error::Unavailable(source) => {
+                StartError::Store(source)
+            }
             other => StartError::Startup(other.to_string()),
         }
     }

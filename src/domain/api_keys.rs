@@ -3,7 +3,7 @@
 use crate::domain::roles::{Role, narrow};
 use crate::domain::validation::{self as check, Violations};
 use crate::domain::{Tokenmint, authz, principal::Principal};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Resource, Result};
 use crate::ids::{ApiKeyId, ServiceUserId};
 use chrono::TimeDelta;
 use ipnet::IpNet;
@@ -210,6 +210,7 @@ impl Tokenmint {
         let (caller, user, user_roles) = self.managed_service_user(&tx, caller, &user_id).await?;
         if user.user.state != ServiceUserState::Active {
             return Err(Error::FailedPrecondition(
+                Reason::ServiceUserDisabled,
                 "the service user is disabled; enable it before giving it a key".into(),
             ));
         }
@@ -254,10 +255,13 @@ impl Tokenmint {
         };
         let name = key.name.clone();
         tx.insert_api_key(key.clone()).await.map_err(|e| match e {
-            StoreError::AlreadyExists => Error::AlreadyExists(format!(
-                "the service user already has a key named {}",
-                check::echo(&name)
-            )),
+            StoreError::AlreadyExists => Error::AlreadyExists(
+                Reason::ApiKeyAlreadyExists,
+                format!(
+                    "the service user already has a key named {}",
+                    check::echo(&name)
+                ),
+            ),
             other => other.into(),
         })?;
         tx.commit().await?;
@@ -276,7 +280,7 @@ impl Tokenmint {
         self.store
             .api_key(caller.organization_id.as_str(), id.as_str())
             .await
-            .map_err(|e| Error::from_store(e, "API key", id.as_str()))
+            .map_err(|e| Error::from_store(e, Resource::ApiKey, id.as_str()))
     }
 
     /// Lists a service user's keys.
@@ -308,7 +312,7 @@ impl Tokenmint {
                 limit + 1,
             )
             .await
-            .map_err(|e| Error::from_store(e, "service user", user_id.as_str()))?;
+            .map_err(|e| Error::from_store(e, Resource::ServiceUser, user_id.as_str()))?;
         let next_page_token = self
             .page_tokens
             .next_page(&mut keys, limit, &query, |k| &k.id);
@@ -333,7 +337,7 @@ impl Tokenmint {
         let mut key = tx
             .api_key(caller.organization_id.as_str(), id.as_str())
             .await
-            .map_err(|e| Error::from_store(e, "API key", id.as_str()))?;
+            .map_err(|e| Error::from_store(e, Resource::ApiKey, id.as_str()))?;
         let owner = ServiceUserId::from_stored(key.service_user_id.clone());
         self.managed_service_user(&tx, caller, &owner).await?;
         if key.revoke_time.is_none() {

@@ -7,7 +7,7 @@
 
 use crate::domain::principal::Principal;
 use crate::domain::roles::{ResourceScope, Role};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Resource, Result};
 use crate::ids::OrganizationId;
 
 /// Resolves the organization a request names (empty means the caller's) and checks the caller
@@ -23,7 +23,7 @@ pub fn organization(caller: &Principal, requested: &str) -> Result<OrganizationI
         ));
     }
     Err(Error::NotFound {
-        kind: "organization",
+        kind: Resource::Organization,
         id: requested.to_owned(),
     })
 }
@@ -66,20 +66,23 @@ pub fn manage_service_user(
                 .any(|a| a == caller.service_user_id.as_str()) => {}
         Some(Role::Admin) => {
             return Err(Error::PermissionDenied(
+                Reason::NotAnAdministrator,
                 "only an owner or one of this service user's administrators may manage it".into(),
             ));
         }
         _ => {
             return Err(Error::PermissionDenied(
+                Reason::RoleTooLow,
                 "managing service users needs the admin or owner role".into(),
             ));
         }
     }
     let covered = super::roles::narrow(&caller.effective_roles_in(scope), target_roles);
     match target_roles.iter().find(|r| !covered.contains(r)) {
-        Some(role) => Err(Error::PermissionDenied(format!(
-            "this service user holds the {role} role, above your own"
-        ))),
+        Some(role) => Err(Error::PermissionDenied(
+            Reason::TargetOutranksCaller,
+            format!("this service user holds the {role} role, above your own"),
+        )),
         None => Ok(()),
     }
 }
@@ -88,9 +91,10 @@ pub fn manage_service_user(
 pub fn grant_scopes(caller: &Principal, scope: &ResourceScope, roles: &[Role]) -> Result<()> {
     let grantable = super::roles::narrow(&caller.effective_roles_in(scope), roles);
     match roles.iter().find(|r| !grantable.contains(r)) {
-        Some(role) => Err(Error::PermissionDenied(format!(
-            "cannot grant {role}, above your own role"
-        ))),
+        Some(role) => Err(Error::PermissionDenied(
+            Reason::ScopeNotGrantable,
+            format!("cannot grant {role}, above your own role"),
+        )),
         None => Ok(()),
     }
 }
@@ -106,9 +110,10 @@ fn require(caller: &Principal, scope: &ResourceScope, minimum: Role, action: &st
     if caller.highest_role_in(scope).is_some_and(|r| r >= minimum) {
         Ok(())
     } else {
-        Err(Error::PermissionDenied(format!(
-            "you need the {minimum} role or higher to {action}"
-        )))
+        Err(Error::PermissionDenied(
+            Reason::RoleTooLow,
+            format!("you need the {minimum} role or higher to {action}"),
+        ))
     }
 }
 

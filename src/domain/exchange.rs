@@ -6,7 +6,7 @@ use crate::domain::principal::{Principal, UNAUTHENTICATED, active_now};
 use crate::domain::roles::{ResourceScope, Role, narrow, parse_scope, roles_in, scope_string};
 use crate::domain::validation::Violations;
 use crate::domain::{Tokenmint, authz};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::ids::ApiKeyId;
 use base64::Engine;
 use ring::rand::SecureRandom;
@@ -110,6 +110,7 @@ impl Tokenmint {
                 .is_some_and(|ip| key.allowed_cidrs.iter().any(|n| n.contains(&ip)))
         {
             return Err(Error::PermissionDenied(
+                Reason::NetworkNotAllowed,
                 "this API key may not be used from your network address".into(),
             ));
         }

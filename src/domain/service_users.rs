@@ -4,7 +4,7 @@ use crate::domain::api_keys::{KeyState, key_state};
 use crate::domain::roles::{ResourceScope, Role, roles_in};
 use crate::domain::validation::{self as check, Violations};
 use crate::domain::{Tokenmint, authz, principal::Principal};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Resource, Result};
 use crate::ids::{OrganizationId, ServiceUserId};
 use tokenmint_store::{ServiceUser, ServiceUserRecord, ServiceUserState, StoreError, Tx};
 
@@ -90,7 +90,7 @@ impl Tokenmint {
         authz::create_service_user(&caller, &scope)?;
         tx.organization(organization.as_str())
             .await
-            .map_err(|e| Error::from_store(e, "organization", organization.as_str()))?;
+            .map_err(|e| Error::from_store(e, Resource::Organization, organization.as_str()))?;
         let now = self.now();
         let user = ServiceUser {
             id: ServiceUserId::generate().to_string(),
@@ -107,10 +107,13 @@ impl Tokenmint {
         };
         let name = user.name.clone();
         let record = tx.insert_service_user(user).await.map_err(|e| match e {
-            StoreError::AlreadyExists => Error::AlreadyExists(format!(
-                "a service user named {} already exists in this organization",
-                check::echo(&name)
-            )),
+            StoreError::AlreadyExists => Error::AlreadyExists(
+                Reason::ServiceUserAlreadyExists,
+                format!(
+                    "a service user named {} already exists in this organization",
+                    check::echo(&name)
+                ),
+            ),
             other => other.into(),
         })?;
         tx.commit().await?;
@@ -128,7 +131,7 @@ impl Tokenmint {
         self.store
             .service_user(caller.organization_id.as_str(), id.as_str())
             .await
-            .map_err(|e| Error::from_store(e, "service user", id.as_str()))
+            .map_err(|e| Error::from_store(e, Resource::ServiceUser, id.as_str()))
     }
 
     /// Inside a unit of work: re-reads the caller (locking its row and the target's), then
@@ -147,7 +150,7 @@ impl Tokenmint {
         let user = tx
             .service_user(caller.organization_id.as_str(), id.as_str())
             .await
-            .map_err(|e| Error::from_store(e, "service user", id.as_str()))?;
+            .map_err(|e| Error::from_store(e, Resource::ServiceUser, id.as_str()))?;
         let roles = roles_in(&tx.role_bindings_of(id.as_str()).await?, &scope);
         authz::manage_service_user(&caller, &scope, &user.administrators, &roles)?;
         Ok((caller, user, roles))
@@ -267,6 +270,7 @@ impl Tokenmint {
         if !enabled && id == caller.service_user_id {
             // It would lock the caller out with no way back but another administrator.
             return Err(Error::FailedPrecondition(
+                Reason::CannotActOnSelf,
                 "a service user cannot disable itself".into(),
             ));
         }
@@ -300,6 +304,7 @@ impl Tokenmint {
         let (caller, _, _) = self.managed_service_user(&tx, caller, &id).await?;
         if id == caller.service_user_id {
             return Err(Error::FailedPrecondition(
+                Reason::CannotActOnSelf,
                 "a service user cannot delete itself".into(),
             ));
         }
@@ -311,10 +316,13 @@ impl Tokenmint {
             .filter(|k| key_state(k, now) == KeyState::Active)
             .collect();
         if !active.is_empty() && !force {
-            return Err(Error::FailedPrecondition(format!(
-                "the service user has {} active API key(s); revoke them first or set force",
-                active.len()
-            )));
+            return Err(Error::FailedPrecondition(
+                Reason::ServiceUserHasActiveKeys,
+                format!(
+                    "the service user has {} active API key(s); revoke them first or set force",
+                    active.len()
+                ),
+            ));
         }
         for key in &active {
             tx.revoke_api_key(&key.id, "service user deleted", now)

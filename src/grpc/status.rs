@@ -1,32 +1,57 @@
-//! The one place domain errors become gRPC statuses, with `google.rpc.BadRequest` details for
-//! invalid fields.
+//! The one place domain errors become gRPC statuses: the code, a human message, the stable
+//! reason as `google.rpc.ErrorInfo` (domain `tokenmint`) and, for invalid fields,
+//! `google.rpc.BadRequest`. Server-side failures are logged here with their sources.
 
-use crate::error::Error;
+use crate::error::{ERROR_DOMAIN, Error};
+use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+/// The gRPC code of each error.
+pub fn code(err: &Error) -> Code {
+    match err {
+        Error::InvalidArgument(_) => Code::InvalidArgument,
+        Error::NotFound { .. } => Code::NotFound,
+        Error::AlreadyExists(..) => Code::AlreadyExists,
+        Error::FailedPrecondition(..) => Code::FailedPrecondition,
+        Error::Aborted(_) => Code::Aborted,
+        Error::Unauthenticated(_) => Code::Unauthenticated,
+        Error::PermissionDenied(..) => Code::PermissionDenied,
+        Error::Unavailable(_) => Code::Unavailable,
+        Error::Store(_) | Error::Internal(_) => Code::Internal,
+    }
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
-        let message = err.to_string();
-        match err {
-            Error::InvalidArgument(violations) => {
-                let mut details = ErrorDetails::new();
-                for v in violations {
-                    details.add_bad_request_violation(v.field, v.description);
-                }
-                Status::with_error_details(Code::InvalidArgument, message, details)
-            }
-            Error::NotFound { .. } => Status::not_found(message),
-            Error::AlreadyExists(_) => Status::already_exists(message),
-            Error::FailedPrecondition(_) => Status::failed_precondition(message),
-            Error::Aborted(_) => Status::aborted(message),
-            Error::Unauthenticated(_) => Status::unauthenticated(message),
-            Error::PermissionDenied(_) => Status::permission_denied(message),
-            Error::Unavailable => Status::unavailable(message),
-            Error::Internal(detail) => {
-                tracing::error!(%detail, "internal error");
-                Status::internal(message)
+        log_server_side(&err);
+        let mut details = ErrorDetails::new();
+        details.set_error_info(err.reason().as_str(), ERROR_DOMAIN, HashMap::new());
+        if let Error::InvalidArgument(violations) = &err {
+            for v in violations {
+                details.add_bad_request_violation(v.field.clone(), v.description.clone());
             }
         }
+        Status::with_error_details(code(&err), err.to_string(), details)
+    }
+}
+
+/// Failures that are the server's, not the caller's, go to the log with their whole chain of
+/// causes; the caller sees only the generic message.
+fn log_server_side(err: &Error) {
+    let chain = || {
+        let mut causes = Vec::new();
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            causes.push(cause.to_string());
+            source = cause.source();
+        }
+        causes.join(": ")
+    };
+    match err {
+        Error::Internal(detail) => tracing::error!(%detail, "internal error"),
+        Error::Store(_) => tracing::error!(cause = %chain(), "store error"),
+        Error::Unavailable(_) => tracing::warn!(cause = %chain(), "database unavailable"),
+        _ => {}
     }
 }

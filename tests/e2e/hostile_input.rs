@@ -201,3 +201,44 @@ on_both_backends!(
     an_ipv4_mapped_allowlist_matches_an_ipv4_peer,
     a_forged_page_token_is_refused_without_an_error_log,
 );
+
+mod reasons {
+    use crate::harness::{Backend, Server};
+    use tokenmint::proto::admin::v1::GetServiceUserRequest;
+    use tonic_types::StatusExt;
+
+    fn reason(status: &tonic::Status) -> (String, String) {
+        let info = status.get_details_error_info().expect("ErrorInfo details");
+        (info.reason, info.domain)
+    }
+
+    /// Every error carries a stable machine-readable reason beside its code.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn errors_carry_a_stable_reason_in_error_info() {
+        let Some(server) = Server::start(Backend::Sqlite).await else {
+            return;
+        };
+        let mut admin = server.admin().await;
+        let missing = admin
+            .get_service_user(GetServiceUserRequest {
+                id: tokenmint::ids::ServiceUserId::generate().to_string(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            reason(&missing),
+            ("SERVICE_USER_NOT_FOUND".into(), "tokenmint".into())
+        );
+        let malformed = admin
+            .get_service_user(GetServiceUserRequest { id: "x".into() })
+            .await
+            .unwrap_err();
+        assert_eq!(reason(&malformed).0, "INVALID_ARGUMENT");
+        assert_eq!(crate::harness::violated_fields(&malformed), ["id"]);
+        let wrong = server
+            .token_for(&server.admin.key_id, "tmsk_wrong")
+            .await
+            .unwrap_err();
+        assert_eq!(reason(&wrong).0, "INVALID_CREDENTIALS");
+    }
+}
