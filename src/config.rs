@@ -87,6 +87,10 @@ pub struct CoreArgs {
     /// Revocations made through this replica apply at once; through another, within this time.
     #[arg(long, env = "TOKENMINT_KEY_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
     pub key_cache_ttl: Duration,
+    /// Most active keys a replica keeps in memory; the same number again of key IDs known to be
+    /// unusable is kept apart, so made-up IDs never push real keys out.
+    #[arg(long, env = "TOKENMINT_KEY_CACHE_SIZE", default_value_t = 100_000)]
+    pub key_cache_size: u64,
     /// Most pooled database connections.
     #[arg(long, env = "TOKENMINT_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,

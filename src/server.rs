@@ -93,7 +93,7 @@ pub async fn open(core: &CoreArgs, issuer: String) -> Result<Arc<Tokenmint>, Sta
         keyring,
         hasher: SecretHasher::new(&secrets.secret_pepper),
         page_tokens: PageTokens::new(&secrets.secret_pepper),
-        key_cache: KeyCache::new(core.key_cache_ttl, 100_000),
+        key_cache: KeyCache::new(core.key_cache_ttl, core.key_cache_size, core.key_cache_size),
         settings: Settings {
             issuer,
             default_token_lifetime: core.default_token_lifetime,

@@ -2,14 +2,14 @@
 //! Unknown and inactive key IDs are remembered too, so a probe for a key ID that does not exist
 //! takes the same path, and the same time, as a wrong secret for one that does. Entries are
 //! dropped the moment this replica changes a key or its user, and re-read after a short TTL so
-//! changes made through other replicas are seen too.
+//! changes made through other replicas are seen too. Built on moka (bounded, TTL, concurrent).
 
 use crate::domain::roles::Role;
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// What an exchange needs to know about an active key.
 #[derive(Debug)]
@@ -77,25 +77,45 @@ impl Lookup {
     }
 }
 
-#[derive(Debug)]
-struct Entry {
-    lookup: Lookup,
-    /// The key's user, when known, so disabling or enabling the user drops the entry.
-    service_user_id: Option<String>,
-    loaded_at: Instant,
+/// How a cache has been used, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups answered from the cache (active or inactive).
+    pub hits: u64,
+    /// Lookups that had to go to the database.
+    pub misses: u64,
 }
 
-/// The cache. A TTL of zero turns it off.
-#[derive(Debug)]
+/// The cache: active keys and, apart from them, key IDs known to be unusable. Both are
+/// size-bounded (TinyLFU admission and eviction, from moka) with a TTL. The two are separate so
+/// a flood of made-up key IDs (their format and checksum are public) only churns the negative
+/// side and can never evict a real key or force it back to the database. A TTL of zero turns
+/// caching off.
+///
+/// Entry ages use moka's own clock, not [`super::clock::Clock`]: moka cannot be given one, and
+/// an entry's age only decides when to re-read the database, never whether a key is valid.
 pub struct KeyCache {
-    ttl: Duration,
-    max_entries: usize,
-    entries: RwLock<HashMap<String, Entry>>,
+    enabled: bool,
+    active: moka::sync::Cache<String, Arc<CachedKey>>,
+    /// Unknown or unusable IDs, with the user of those that exist (so enabling the user drops
+    /// them).
+    inactive: moka::sync::Cache<String, Option<String>>,
     /// Bumped on every invalidation, so a load that raced with one is not cached.
     generation: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
     /// One lock per key being loaded, so a burst of calls for an expired key reads the
     /// database once instead of once per call.
     loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("active", &self.active.entry_count())
+            .field("inactive", &self.inactive.entry_count())
+            .finish()
+    }
 }
 
 /// Held while one caller loads a key; dropping it lets the callers queued behind it re-check
@@ -114,13 +134,25 @@ impl Drop for LoadGuard<'_> {
 }
 
 impl KeyCache {
-    /// A cache whose entries live `ttl`, holding at most `max_entries`.
-    pub fn new(ttl: Duration, max_entries: usize) -> Self {
+    /// A cache whose entries live `ttl`, holding at most `max_active` active keys and
+    /// `max_inactive` unusable IDs.
+    pub fn new(ttl: Duration, max_active: u64, max_inactive: u64) -> Self {
+        let ttl_or_one = ttl.max(Duration::from_millis(1));
         Self {
-            ttl,
-            max_entries,
-            entries: RwLock::default(),
+            enabled: !ttl.is_zero(),
+            active: moka::sync::Cache::builder()
+                .max_capacity(max_active)
+                .time_to_live(ttl_or_one)
+                .support_invalidation_closures()
+                .build(),
+            inactive: moka::sync::Cache::builder()
+                .max_capacity(max_inactive)
+                .time_to_live(ttl_or_one)
+                .support_invalidation_closures()
+                .build(),
             generation: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
             loading: Mutex::default(),
         }
     }
@@ -146,71 +178,68 @@ impl KeyCache {
 
     /// What is known about `key_id`, unless it is older than the TTL.
     pub fn get(&self, key_id: &str) -> Option<Lookup> {
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        entries
+        let found = self
+            .active
             .get(key_id)
-            .filter(|e| e.loaded_at.elapsed() < self.ttl)
-            .map(|e| e.lookup.clone())
+            .map(Lookup::Active)
+            .or_else(|| self.inactive.get(key_id).map(|_| Lookup::Inactive));
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
     }
 
     /// Caches an active key loaded since `generation`, unless an invalidation happened meanwhile.
     pub fn insert(&self, generation: u64, key: Arc<CachedKey>) {
-        let (key_id, service_user_id) = (key.key_id.clone(), Some(key.service_user_id.clone()));
-        self.put(generation, key_id, service_user_id, Lookup::Active(key));
+        if self.enabled && self.generation() == generation {
+            self.active.insert(key.key_id.clone(), key);
+        }
     }
 
     /// Remembers that `key_id` cannot be exchanged (unknown, or inactive for `service_user_id`).
     pub fn insert_inactive(&self, generation: u64, key_id: &str, service_user_id: Option<String>) {
-        self.put(
-            generation,
-            key_id.to_owned(),
-            service_user_id,
-            Lookup::Inactive,
-        );
-    }
-
-    fn put(
-        &self,
-        generation: u64,
-        key_id: String,
-        service_user_id: Option<String>,
-        lookup: Lookup,
-    ) {
-        if self.ttl.is_zero() {
-            return;
+        if self.enabled && self.generation() == generation {
+            self.inactive.insert(key_id.to_owned(), service_user_id);
         }
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        if self.generation.load(Ordering::Acquire) != generation {
-            return;
-        }
-        if entries.len() >= self.max_entries {
-            entries.retain(|_, e| e.loaded_at.elapsed() < self.ttl);
-            if entries.len() >= self.max_entries {
-                return;
-            }
-        }
-        entries.insert(
-            key_id,
-            Entry {
-                lookup,
-                service_user_id,
-                loaded_at: Instant::now(),
-            },
-        );
     }
 
     /// Drops a key.
     pub fn forget_key(&self, key_id: &str) {
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.remove(key_id);
+        self.active.invalidate(key_id);
+        self.inactive.invalidate(key_id);
     }
 
     /// Drops every key of a user.
     pub fn forget_user(&self, service_user_id: &str) {
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.retain(|_, e| e.service_user_id.as_deref() != Some(service_user_id));
+        let user = service_user_id.to_owned();
+        let of_user = user.clone();
+        // Invalidation closures only fail when not enabled on the builder, which they are.
+        let _ = self
+            .active
+            .invalidate_entries_if(move |_, key| key.service_user_id == of_user);
+        let _ = self
+            .inactive
+            .invalidate_entries_if(move |_, owner| owner.as_deref() == Some(user.as_str()));
+    }
+
+    /// Hits and misses so far.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Entries held now: (active keys, unusable IDs). Approximate while writes are pending.
+    pub fn sizes(&self) -> (u64, u64) {
+        self.active.run_pending_tasks();
+        self.inactive.run_pending_tasks();
+        (self.active.entry_count(), self.inactive.entry_count())
     }
 }
 
@@ -233,7 +262,7 @@ mod tests {
 
     #[test]
     fn inserted_entry_is_found_until_forgotten() {
-        let cache = KeyCache::new(Duration::from_secs(60), 10);
+        let cache = KeyCache::new(Duration::from_secs(60), 10, 10);
         cache.insert(cache.generation(), entry("ak_1", "su_1"));
         assert!(matches!(cache.get("ak_1"), Some(Lookup::Active(_))));
         cache.forget_key("ak_1");
@@ -242,7 +271,7 @@ mod tests {
 
     #[test]
     fn forgetting_a_user_drops_all_its_keys() {
-        let cache = KeyCache::new(Duration::from_secs(60), 10);
+        let cache = KeyCache::new(Duration::from_secs(60), 10, 10);
         cache.insert(cache.generation(), entry("ak_1", "su_1"));
         cache.insert(cache.generation(), entry("ak_2", "su_1"));
         cache.insert(cache.generation(), entry("ak_3", "su_2"));
@@ -253,7 +282,7 @@ mod tests {
 
     #[test]
     fn inactive_keys_are_remembered_and_dropped_with_their_user() {
-        let cache = KeyCache::new(Duration::from_secs(60), 10);
+        let cache = KeyCache::new(Duration::from_secs(60), 10, 10);
         cache.insert_inactive(cache.generation(), "ak_unknown", None);
         cache.insert_inactive(cache.generation(), "ak_disabled", Some("su_1".into()));
         assert!(matches!(cache.get("ak_unknown"), Some(Lookup::Inactive)));
@@ -264,7 +293,7 @@ mod tests {
 
     #[test]
     fn a_load_that_raced_with_an_invalidation_is_not_cached() {
-        let cache = KeyCache::new(Duration::from_secs(60), 10);
+        let cache = KeyCache::new(Duration::from_secs(60), 10, 10);
         let generation = cache.generation();
         cache.forget_key("ak_1");
         cache.insert(generation, entry("ak_1", "su_1"));
@@ -273,7 +302,7 @@ mod tests {
 
     #[test]
     fn entries_expire_after_the_ttl() {
-        let cache = KeyCache::new(Duration::from_millis(1), 10);
+        let cache = KeyCache::new(Duration::from_millis(1), 10, 10);
         cache.insert(cache.generation(), entry("ak_1", "su_1"));
         std::thread::sleep(Duration::from_millis(5));
         assert!(cache.get("ak_1").is_none());
@@ -281,7 +310,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_second_loader_waits_for_the_first() {
-        let cache = Arc::new(KeyCache::new(Duration::from_secs(60), 10));
+        let cache = Arc::new(KeyCache::new(Duration::from_secs(60), 10, 10));
         let first = cache.lock_for_load("ak_1").await;
         let waiter = {
             let cache = cache.clone();
@@ -301,8 +330,33 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_of_made_up_ids_never_evicts_a_real_key() {
+        let cache = KeyCache::new(Duration::from_secs(60), 1_000, 1_000);
+        cache.insert(cache.generation(), entry("ak_real", "su_1"));
+        for i in 0..200_000 {
+            cache.insert_inactive(cache.generation(), &format!("ak_fake{i}"), None);
+        }
+        let (active, inactive) = cache.sizes();
+        assert!(matches!(cache.get("ak_real"), Some(Lookup::Active(_))));
+        assert_eq!(active, 1);
+        assert!(
+            inactive <= 1_000,
+            "the negative side stays bounded: {inactive}"
+        );
+    }
+
+    #[test]
+    fn hits_and_misses_are_counted() {
+        let cache = KeyCache::new(Duration::from_secs(60), 10, 10);
+        cache.insert(cache.generation(), entry("ak_1", "su_1"));
+        cache.get("ak_1");
+        cache.get("ak_2");
+        assert_eq!(cache.stats(), CacheStats { hits: 1, misses: 1 });
+    }
+
+    #[test]
     fn zero_ttl_disables_the_cache() {
-        let cache = KeyCache::new(Duration::ZERO, 10);
+        let cache = KeyCache::new(Duration::ZERO, 10, 10);
         cache.insert(cache.generation(), entry("ak_1", "su_1"));
         assert!(cache.get("ak_1").is_none());
     }
