@@ -96,7 +96,7 @@ async fn jwks(State(state): State<HttpState>) -> impl IntoResponse {
             (header::CONTENT_TYPE, "application/jwk-set+json"),
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
-        state.app.keyring.verifier.jwks().to_json(),
+        state.app.keyring.jwks().to_json(),
     )
 }
 

@@ -30,6 +30,9 @@ use tokio::sync::watch;
 const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How often each replica re-reads the signing keys, besides when it meets an unknown `kid`.
+const KEYRING_REFRESH_PERIOD: Duration = Duration::from_secs(60);
+
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -86,8 +89,8 @@ pub async fn open(core: &CoreArgs, issuer: String) -> Result<Arc<Tokenmint>, Sta
         .map_err(|e| StartError::Config(e.to_string()))?;
     let rng = SystemRandom::new();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let keyring = Keyring::load_or_create(&store, &kek, &issuer, &rng, clock.now()).await?;
-    tracing::info!(backend = store.backend_name(), kid = keyring.signer.kid(), issuer = %issuer, "database ready");
+    let keyring = Arc::new(Keyring::load_or_create(&store, kek, &issuer, &rng, clock.now()).await?);
+    tracing::info!(backend = store.backend_name(), kid = keyring.current().signer.kid(), issuer = %issuer, "database ready");
     Ok(Arc::new(Tokenmint {
         store,
         keyring,
@@ -159,6 +162,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         announce(&args.core, &credential)?;
     }
 
+    tokio::spawn(app.keyring.clone().refresh_every(KEYRING_REFRESH_PERIOD));
     let (routes, health) = crate::grpc::routes(app.clone(), args.max_request_bytes)
         .map_err(|e| StartError::Grpc(e.to_string()))?;
     health

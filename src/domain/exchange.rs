@@ -157,7 +157,7 @@ impl Tokenmint {
             scope: scope.clone(),
             organization_id: key.organization_id.clone(),
         };
-        let access_token = self.keyring.signer.sign(&claims)?;
+        let access_token = self.keyring.current().signer.sign(&claims)?;
         Ok(IssuedToken {
             access_token,
             expires_in: lifetime,
@@ -219,7 +219,7 @@ impl Tokenmint {
         caller: &Principal,
         token: &str,
     ) -> Result<Option<AccessTokenClaims>> {
-        let Ok(claims) = self.keyring.verifier.verify(token, None) else {
+        let Ok(claims) = self.keyring.verify(token, None).await else {
             return Ok(None);
         };
         if !authz::introspect(caller, &claims.organization_id) {

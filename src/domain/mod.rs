@@ -35,7 +35,7 @@ pub struct Tokenmint {
     /// Persistence.
     pub store: Store,
     /// Signing and verification keys.
-    pub keyring: Keyring,
+    pub keyring: Arc<Keyring>,
     /// Hashes API-key secrets under the pepper.
     pub hasher: SecretHasher,
     /// Signs and checks list page tokens.

@@ -82,8 +82,8 @@ impl Tokenmint {
         let token = bearer.ok_or(Error::Unauthenticated(UNAUTHENTICATED))?;
         let claims = self
             .keyring
-            .verifier
             .verify(token, Some(&self.settings.issuer))
+            .await
             .map_err(|_| Error::Unauthenticated(UNAUTHENTICATED))?;
         let found = self.store.find_key_principal(&claims.client_id).await?;
         let principal = found

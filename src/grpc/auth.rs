@@ -74,7 +74,7 @@ impl AuthService for AuthApi {
         &self,
         _request: Request<pb::GetJwksRequest>,
     ) -> Result<Response<pb::GetJwksResponse>, Status> {
-        let jwks = self.app.keyring.verifier.jwks();
+        let jwks = self.app.keyring.jwks();
         Ok(Response::new(pb::GetJwksResponse {
             json: jwks.to_json(),
             keys: jwks

@@ -317,7 +317,55 @@ async fn introspection_hides_other_organizations_tokens(backend: Backend) {
     assert!(server.introspect(&foreign_token).await.active);
 }
 
+/// A signing key added to the shared store after this replica started (as another replica's
+/// rotation would add it) verifies here without a restart: an unknown `kid` makes the replica
+/// re-read its keys.
+async fn a_signing_key_added_by_another_replica_verifies_without_a_restart(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let genuine = server.admin_token().await;
+    let secrets: Value = serde_json::from_str(
+        &std::fs::read_to_string(server.data_dir.path().join("secrets.json")).unwrap(),
+    )
+    .unwrap();
+    let kek = KeyEncryptionKey::new(
+        &STANDARD
+            .decode(secrets["key_encryption_key"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let rng = ring::rand::SystemRandom::new();
+    let pair = tokenmint_token::generate_ed25519(&rng).unwrap();
+    let sealed = kek.seal(&rng, &pair.kid, &pair.private_pkcs8).unwrap();
+    server
+        .store()
+        .await
+        .insert_signing_key(tokenmint_store::SigningKey {
+            kid: pair.kid.clone(),
+            algorithm: pair.algorithm.to_owned(),
+            public_key: pair.public_key.clone(),
+            encrypted_private_key: sealed,
+            create_time: chrono::Utc::now(),
+            retire_time: None,
+        })
+        .await
+        .unwrap();
+    let signed_by_new_key = sign(&pair.kid, &pair.private_pkcs8, &claims_of(&genuine));
+    assert_eq!(whoami_code(&server, &signed_by_new_key).await, Code::Ok);
+    assert!(
+        server.jwks_json().await.contains(&pair.kid),
+        "the JWKS publishes it too"
+    );
+    assert_eq!(
+        whoami_code(&server, &genuine).await,
+        Code::Ok,
+        "the first key still verifies and still signs"
+    );
+}
+
 on_both_backends!(
+    a_signing_key_added_by_another_replica_verifies_without_a_restart,
     introspection_hides_other_organizations_tokens,
     forged_tokens_are_rejected_by_the_admin_api,
     missing_bearer_token_is_unauthenticated,
