@@ -219,7 +219,11 @@ impl Tokenmint {
         caller: &Principal,
         token: &str,
     ) -> Result<Option<AccessTokenClaims>> {
-        let Ok(claims) = self.keyring.verify(token, None).await else {
+        let Ok(claims) = self
+            .keyring
+            .verify(token, None, self.now().timestamp())
+            .await
+        else {
             return Ok(None);
         };
         if !authz::introspect(caller, &claims.organization_id) {

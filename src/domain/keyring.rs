@@ -96,15 +96,16 @@ impl Keyring {
         &self,
         token: &str,
         audience: Option<&str>,
+        now: i64,
     ) -> std::result::Result<AccessTokenClaims, VerifyError> {
-        match self.keys.load().verifier.verify(token, audience) {
+        match self.keys.load().verifier.verify(token, audience, now) {
             Err(VerifyError::UnknownKey) if self.may_refresh() => {}
             other => return other,
         }
         if let Err(error) = self.refresh().await {
             tracing::warn!(%error, "could not refresh signing keys");
         }
-        self.keys.load().verifier.verify(token, audience)
+        self.keys.load().verifier.verify(token, audience, now)
     }
 
     fn may_refresh(&self) -> bool {

@@ -14,6 +14,9 @@ pub mod roles;
 pub mod service_users;
 pub mod validation;
 
+#[cfg(test)]
+mod tests;
+
 use crate::domain::{clock::Clock, key_cache::KeyCache, keyring::Keyring};
 use ring::rand::SystemRandom;
 use std::sync::Arc;

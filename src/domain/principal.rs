@@ -82,7 +82,7 @@ impl Tokenmint {
         let token = bearer.ok_or(Error::Unauthenticated(UNAUTHENTICATED))?;
         let claims = self
             .keyring
-            .verify(token, Some(&self.settings.issuer))
+            .verify(token, Some(&self.settings.issuer), self.now().timestamp())
             .await
             .map_err(|_| Error::Unauthenticated(UNAUTHENTICATED))?;
         let found = self.store.find_key_principal(&claims.client_id).await?;

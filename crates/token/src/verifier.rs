@@ -62,12 +62,15 @@ impl TokenVerifier {
         &self.jwks
     }
 
-    /// Verifies `token` and returns its claims. With `audience`, `aud` must equal it; without,
-    /// any audience is accepted (introspection of tokens meant for other services).
+    /// Verifies `token` at `now` (seconds since the epoch) and returns its claims. With
+    /// `audience`, `aud` must equal it; without, any audience is accepted (introspection of
+    /// tokens meant for other services). `exp` and `nbf` are checked here against `now`, with the
+    /// leeway, rather than by jsonwebtoken against the system clock, so callers decide the time.
     pub fn verify(
         &self,
         token: &str,
         audience: Option<&str>,
+        now: i64,
     ) -> Result<AccessTokenClaims, VerifyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
         let typ_ok = header.typ.as_deref().is_some_and(|t| {
@@ -82,15 +85,23 @@ impl TokenVerifier {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.set_issuer(&[&self.issuer]);
-        validation.leeway = self.leeway_seconds;
-        validation.validate_nbf = true;
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         match audience {
             Some(audience) => validation.set_audience(&[audience]),
             None => validation.validate_aud = false,
         }
-        jsonwebtoken::decode::<AccessTokenClaims>(token, key, &validation)
+        let claims = jsonwebtoken::decode::<AccessTokenClaims>(token, key, &validation)
             .map(|data| data.claims)
-            .map_err(|e| VerifyError::Invalid(e.to_string()))
+            .map_err(|e| VerifyError::Invalid(e.to_string()))?;
+        let leeway = i64::try_from(self.leeway_seconds).unwrap_or(0);
+        if claims.exp.saturating_add(leeway) <= now {
+            return Err(VerifyError::Invalid("expired".into()));
+        }
+        if claims.nbf.saturating_sub(leeway) > now {
+            return Err(VerifyError::Invalid("not yet valid".into()));
+        }
+        Ok(claims)
     }
 }
 
@@ -137,7 +148,7 @@ mod tests {
         let (signer, verifier) = setup();
         let claims = claims(now());
         let token = signer.sign(&claims).unwrap();
-        assert_eq!(verifier.verify(&token, Some("api")).unwrap(), claims);
+        assert_eq!(verifier.verify(&token, Some("api"), now()).unwrap(), claims);
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
         assert_eq!(header.kid.as_deref(), Some(signer.kid()));
@@ -148,10 +159,10 @@ mod tests {
         let (signer, verifier) = setup();
         let token = signer.sign(&claims(now())).unwrap();
         assert!(matches!(
-            verifier.verify(&token, Some("other")),
+            verifier.verify(&token, Some("other"), now()),
             Err(VerifyError::Invalid(_))
         ));
-        assert!(verifier.verify(&token, None).is_ok());
+        assert!(verifier.verify(&token, None, now()).is_ok());
     }
 
     #[test]
@@ -161,7 +172,7 @@ mod tests {
         c.exp = now() - 120;
         let token = signer.sign(&c).unwrap();
         assert!(matches!(
-            verifier.verify(&token, Some("api")),
+            verifier.verify(&token, Some("api"), now()),
             Err(VerifyError::Invalid(_))
         ));
     }
@@ -172,7 +183,7 @@ mod tests {
         let mut c = claims(now());
         c.iss = "https://evil.test".into();
         let token = signer.sign(&c).unwrap();
-        assert!(verifier.verify(&token, Some("api")).is_err());
+        assert!(verifier.verify(&token, Some("api"), now()).is_err());
     }
 
     #[test]
@@ -181,7 +192,7 @@ mod tests {
         let (_, other_verifier) = setup();
         let token = signer.sign(&claims(now())).unwrap();
         assert_eq!(
-            other_verifier.verify(&token, Some("api")),
+            other_verifier.verify(&token, Some("api"), now()),
             Err(VerifyError::UnknownKey)
         );
     }
@@ -195,7 +206,7 @@ mod tests {
         forged.sub = "su_2".into();
         parts[1] = b64url(serde_json::to_string(&forged).unwrap().as_bytes());
         assert!(matches!(
-            verifier.verify(&parts.join("."), Some("api")),
+            verifier.verify(&parts.join("."), Some("api"), now()),
             Err(VerifyError::Invalid(_))
         ));
     }
@@ -207,7 +218,7 @@ mod tests {
         let payload = b64url(serde_json::to_string(&claims(now())).unwrap().as_bytes());
         assert!(
             verifier
-                .verify(&format!("{header}.{payload}."), Some("api"))
+                .verify(&format!("{header}.{payload}."), Some("api"), now())
                 .is_err()
         );
     }
@@ -226,8 +237,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            verifier.verify(&token, Some("api")),
+            verifier.verify(&token, Some("api"), now()),
             Err(VerifyError::Malformed)
+        );
+    }
+
+    #[test]
+    fn expiry_is_judged_at_the_time_given() {
+        let (signer, verifier) = setup();
+        let token = signer.sign(&claims(now())).unwrap();
+        assert!(
+            verifier.verify(&token, None, now() + 300 + 29).is_ok(),
+            "within leeway"
+        );
+        assert!(
+            verifier.verify(&token, None, now() + 300 + 31).is_err(),
+            "past leeway"
+        );
+        assert!(
+            verifier.verify(&token, None, now() - 31).is_err(),
+            "before nbf"
         );
     }
 
