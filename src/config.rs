@@ -26,7 +26,6 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gRPC and HTTP servers (bootstrapping an empty database first).

@@ -41,9 +41,7 @@ pub enum SecretsError {
     /// The file could not be read or written.
     #[error("{path}: {source}")]
     Io {
-        /// The file.
         path: String,
-        /// The cause.
         source: std::io::Error,
     },
 }

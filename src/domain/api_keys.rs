@@ -48,14 +48,12 @@ pub struct NewApiKey {
 pub struct CreatedApiKey {
     /// The stored key.
     pub api_key: ApiKey,
-    /// The secret.
     pub secret: ApiSecret,
 }
 
 /// One page of keys.
 #[derive(Debug)]
 pub struct ApiKeyPage {
-    /// The keys.
     pub api_keys: Vec<ApiKey>,
     /// Token for the next page, empty on the last.
     pub next_page_token: String,
@@ -66,7 +64,6 @@ pub struct ApiKeyPage {
 pub enum KeyState {
     /// Can be exchanged.
     Active,
-    /// Revoked.
     Revoked,
     /// Past its expiry.
     Expired,

@@ -23,7 +23,6 @@ pub const MAX_AUDIENCE_LEN: usize = 256;
 pub struct ExchangeRequest {
     /// The key ID.
     pub key_id: String,
-    /// The secret.
     pub secret: String,
     /// Requested audience; empty means the issuer.
     pub audience: String,
@@ -37,7 +36,6 @@ pub struct ExchangeRequest {
 
 /// A minted token. No `Debug`: a token must not end up in a log line by accident.
 pub struct IssuedToken {
-    /// The JWT.
     pub access_token: String,
     /// Seconds until it expires.
     pub expires_in: i64,

@@ -14,7 +14,6 @@ use std::time::Duration;
 /// What an exchange needs to know about an active key.
 #[derive(Debug)]
 pub struct CachedKey {
-    /// The key.
     pub key_id: String,
     /// Its service user.
     pub service_user_id: String,

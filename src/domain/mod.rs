@@ -35,7 +35,6 @@ pub struct Settings {
 
 /// The running service's state: the store, the keys and the caches. One per process.
 pub struct Tokenmint {
-    /// Persistence.
     pub store: Store,
     /// Signing and verification keys.
     pub keyring: Arc<Keyring>,
@@ -45,7 +44,6 @@ pub struct Tokenmint {
     pub page_tokens: page_token::PageTokens,
     /// Active keys' verification data, for exchanges without a database round trip.
     pub key_cache: KeyCache,
-    /// Settings.
     pub settings: Settings,
     /// The system's cryptographic RNG.
     pub rng: SystemRandom,

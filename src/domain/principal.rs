@@ -17,9 +17,7 @@ pub const UNAUTHENTICATED: &str = "invalid or expired credentials";
 pub struct Principal {
     /// The caller's service user.
     pub service_user_id: ServiceUserId,
-    /// Its name.
     pub service_user_name: String,
-    /// Its organization.
     pub organization_id: OrganizationId,
     /// The key its token came from.
     pub api_key_id: ApiKeyId,

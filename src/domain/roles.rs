@@ -13,7 +13,6 @@ pub enum ResourceScope {
     Project {
         /// The project's organization.
         organization_id: String,
-        /// The project.
         project_id: String,
     },
 }

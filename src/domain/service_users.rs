@@ -24,7 +24,6 @@ pub struct ServiceUserFields {
 /// One page of service users.
 #[derive(Debug)]
 pub struct ServiceUserPage {
-    /// The users.
     pub service_users: Vec<ServiceUserRecord>,
     /// Token for the next page, empty on the last.
     pub next_page_token: String,

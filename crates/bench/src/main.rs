@@ -72,9 +72,7 @@ pub enum BenchError {
     /// The server could not be reached.
     #[error("cannot connect to {target}: {source}")]
     Connect {
-        /// Endpoint.
         target: String,
-        /// Cause.
         source: tonic::transport::Error,
     },
     /// A worker failed.

@@ -158,7 +158,6 @@ pub struct ServiceUser {
 /// A service user together with its administrators.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceUserRecord {
-    /// The user.
     pub user: ServiceUser,
     /// Principal IDs allowed to manage it, sorted.
     pub administrators: Vec<String>,
@@ -175,7 +174,6 @@ pub struct RoleBinding {
     pub principal_id: String,
     /// Where it applies.
     pub scope: RoleScope,
-    /// The role.
     pub role: Role,
     /// Creation time.
     pub create_time: DateTime<Utc>,
@@ -238,7 +236,6 @@ pub struct SigningKey {
 /// What the exchange and authentication paths need to know about one key, read in one go.
 #[derive(Clone, Debug)]
 pub struct KeyPrincipal {
-    /// The key.
     pub api_key: ApiKey,
     /// The key's service user.
     pub user: ServiceUser,

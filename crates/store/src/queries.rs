@@ -70,7 +70,6 @@ impl Store {
         Ok(service_user::Entity::find().count(&self.db).await? > 0)
     }
 
-    /// An organization.
     pub async fn organization(&self, id: &str) -> StoreResult<Organization> {
         find_organization(&self.db, id).await
     }
@@ -217,7 +216,6 @@ impl Tx {
         Ok(())
     }
 
-    /// An organization.
     pub async fn organization(&self, id: &str) -> StoreResult<Organization> {
         find_organization(&self.txn, id).await
     }

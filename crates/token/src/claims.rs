@@ -9,7 +9,6 @@ pub struct AccessTokenClaims {
     pub iss: String,
     /// Service user ID.
     pub sub: String,
-    /// Audience.
     pub aud: String,
     /// Expiry, seconds since the epoch.
     pub exp: i64,

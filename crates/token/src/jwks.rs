@@ -8,11 +8,9 @@ use serde::{Deserialize, Serialize};
 pub struct Jwk {
     /// Key type.
     pub kty: String,
-    /// Curve.
     pub crv: String,
     /// Key ID.
     pub kid: String,
-    /// Algorithm.
     pub alg: String,
     /// Public key use.
     #[serde(rename = "use")]
@@ -38,7 +36,6 @@ impl Jwk {
 /// A key set.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JwkSet {
-    /// The keys.
     pub keys: Vec<Jwk>,
 }
 
