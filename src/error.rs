@@ -28,6 +28,12 @@ pub enum Resource {
     ServiceUser,
     /// `ak_…`.
     ApiKey,
+    /// `rb_…`.
+    RoleBinding,
+    /// An administrator entry of a service user.
+    Administrator,
+    /// `prj_…`.
+    Project,
 }
 
 impl std::fmt::Display for Resource {
@@ -36,6 +42,9 @@ impl std::fmt::Display for Resource {
             Resource::Organization => "organization",
             Resource::ServiceUser => "service user",
             Resource::ApiKey => "API key",
+            Resource::RoleBinding => "role binding",
+            Resource::Administrator => "administrator",
+            Resource::Project => "project",
         })
     }
 }
@@ -51,6 +60,20 @@ pub enum Reason {
     ServiceUserNotFound,
     /// No such API key in the caller's view.
     ApiKeyNotFound,
+    /// No such role binding in the caller's view.
+    RoleBindingNotFound,
+    /// The principal is not an administrator of that service user.
+    AdministratorNotFound,
+    /// No such project in the caller's view.
+    ProjectNotFound,
+    /// The principal already holds that role there.
+    RoleBindingAlreadyExists,
+    /// The principal already administers that service user.
+    AdministratorAlreadyExists,
+    /// The change would leave the organization without an active owner.
+    LastOwner,
+    /// Only principals holding `admin` or `owner` can administer service users.
+    PrincipalLacksAdminRole,
     /// A service user of that name exists in the organization.
     ServiceUserAlreadyExists,
     /// The service user has a key of that name.
@@ -89,6 +112,13 @@ impl Reason {
             Reason::OrganizationNotFound => "ORGANIZATION_NOT_FOUND",
             Reason::ServiceUserNotFound => "SERVICE_USER_NOT_FOUND",
             Reason::ApiKeyNotFound => "API_KEY_NOT_FOUND",
+            Reason::RoleBindingNotFound => "ROLE_BINDING_NOT_FOUND",
+            Reason::AdministratorNotFound => "ADMINISTRATOR_NOT_FOUND",
+            Reason::ProjectNotFound => "PROJECT_NOT_FOUND",
+            Reason::RoleBindingAlreadyExists => "ROLE_BINDING_ALREADY_EXISTS",
+            Reason::AdministratorAlreadyExists => "ADMINISTRATOR_ALREADY_EXISTS",
+            Reason::LastOwner => "LAST_OWNER",
+            Reason::PrincipalLacksAdminRole => "PRINCIPAL_LACKS_ADMIN_ROLE",
             Reason::ServiceUserAlreadyExists => "SERVICE_USER_ALREADY_EXISTS",
             Reason::ApiKeyAlreadyExists => "API_KEY_ALREADY_EXISTS",
             Reason::ServiceUserHasActiveKeys => "SERVICE_USER_HAS_ACTIVE_KEYS",
@@ -184,6 +214,9 @@ impl Error {
                 Resource::Organization => Reason::OrganizationNotFound,
                 Resource::ServiceUser => Reason::ServiceUserNotFound,
                 Resource::ApiKey => Reason::ApiKeyNotFound,
+                Resource::RoleBinding => Reason::RoleBindingNotFound,
+                Resource::Administrator => Reason::AdministratorNotFound,
+                Resource::Project => Reason::ProjectNotFound,
             },
             Error::AlreadyExists(reason, _)
             | Error::FailedPrecondition(reason, _)

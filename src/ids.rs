@@ -68,6 +68,11 @@ resource_id!(
     RoleBindingId,
     "rb_"
 );
+resource_id!(
+    /// A project inside an organization.
+    ProjectId,
+    "prj_"
+);
 
 #[cfg(test)]
 mod tests {

@@ -331,12 +331,18 @@ impl Tokenmint {
         check::text(reason, check::MAX_DESCRIPTION_LEN).map_err(|d| Error::invalid("reason", d))?;
         authz::manage(caller, &caller.organization_scope())?;
         let tx = self.store.begin().await?;
-        let mut key = tx
+        let key = tx
             .api_key(caller.organization_id.as_str(), id.as_str())
             .await
             .map_err(|e| Error::from_store(e, Resource::ApiKey, id.as_str()))?;
         let owner = ServiceUserId::from_stored(key.service_user_id.clone());
         self.managed_service_user(&tx, caller, &owner).await?;
+        // Read again under the owner's lock: of two concurrent revocations, the second sees
+        // the first and keeps it.
+        let mut key = tx
+            .api_key(caller.organization_id.as_str(), id.as_str())
+            .await
+            .map_err(|e| Error::from_store(e, Resource::ApiKey, id.as_str()))?;
         if key.revoke_time.is_none() {
             let now = self.now();
             tx.revoke_api_key(id.as_str(), reason, now).await?;

@@ -1,6 +1,7 @@
 //! The rules of Tokenmint, in plain Rust: who may do what, lifecycles, validation, exchange.
 //! gRPC handlers call these; nothing here knows about the network.
 
+pub mod access;
 pub mod api_keys;
 pub mod authz;
 pub mod bootstrap;

@@ -104,6 +104,10 @@ impl Tokenmint {
         caller: &Principal,
         also_lock: &[&ServiceUserId],
     ) -> Result<Principal> {
+        // Always the organization first, then users in ID order: every unit locks in this order,
+        // so none can deadlock another, and owner-count checks see every concurrent change.
+        tx.lock_organization(caller.organization_id.as_str())
+            .await?;
         let mut lock: Vec<&str> = also_lock.iter().map(|id| id.as_str()).collect();
         lock.push(caller.service_user_id.as_str());
         tx.lock_service_users(&lock).await?;

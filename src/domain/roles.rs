@@ -18,12 +18,21 @@ pub enum ResourceScope {
 }
 
 /// The roles `bindings` give at `scope`: organization bindings of that organization, bindings
-/// of that project (for a project), and the platform `superuser`.
+/// of that project (for a project), and the platform `superuser`. `superuser` counts only when
+/// bound to the platform, and a binding whose own organization is not the scope's counts for
+/// nothing: an inconsistent row never grants.
 pub fn roles_in(bindings: &[RoleBinding], scope: &ResourceScope) -> Vec<Role> {
+    let organization = match scope {
+        ResourceScope::Organization(org) => org,
+        ResourceScope::Project {
+            organization_id, ..
+        } => organization_id,
+    };
     let mut roles: Vec<Role> = bindings
         .iter()
         .filter(|b| match (&b.scope, scope) {
             (RoleScope::Platform, _) => b.role == Role::Superuser,
+            (_, _) if b.role == Role::Superuser || &b.organization_id != organization => false,
             (RoleScope::Organization(org), ResourceScope::Organization(wanted)) => org == wanted,
             (
                 RoleScope::Organization(org),
@@ -150,6 +159,16 @@ mod tests {
         ];
         let org = ResourceScope::Organization("org_a".into());
         assert_eq!(roles_in(&bindings, &org), [Role::Superuser]);
+    }
+
+    #[test]
+    fn superuser_counts_only_on_the_platform_and_foreign_rows_count_for_nothing() {
+        let org = ResourceScope::Organization("org_a".into());
+        let org_superuser = binding(RoleScope::Organization("org_a".into()), Role::Superuser);
+        assert_eq!(roles_in(&[org_superuser], &org), []);
+        let mut inconsistent = binding(RoleScope::Organization("org_a".into()), Role::Owner);
+        inconsistent.organization_id = "org_b".into();
+        assert_eq!(roles_in(&[inconsistent], &org), []);
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! Service users: creation, reads, updates with etags, state changes and deletion.
 
+use crate::domain::access::{NewRoleBinding, ensure_another_owner, insert_binding, parse_binding};
 use crate::domain::api_keys::{KeyState, key_state};
 use crate::domain::roles::{ResourceScope, Role, roles_in};
 use crate::domain::validation::{self as check, Violations};
 use crate::domain::{Tokenmint, authz, principal::Principal};
 use crate::error::{Error, Reason, Resource, Result};
-use crate::ids::{OrganizationId, ServiceUserId};
-use tokenmint_store::{ServiceUser, ServiceUserRecord, ServiceUserState, StoreError, Tx};
+use crate::ids::{OrganizationId, RoleBindingId, ServiceUserId};
+use tokenmint_store::{
+    RoleBinding, RoleScope, ServiceUser, ServiceUserRecord, ServiceUserState, StoreError, Tx,
+};
 
 /// The caller-supplied fields of a service user.
 #[derive(Clone, Debug, Default)]
@@ -76,10 +79,32 @@ impl Tokenmint {
         caller: &Principal,
         organization_id: &str,
         fields: ServiceUserFields,
+        role_bindings: Vec<NewRoleBinding>,
     ) -> Result<ServiceUserRecord> {
         let mut v = Violations::new();
         v.check("service_user.name", check::name(&fields.name));
         validate_details(&mut v, &fields);
+        let mut roles = Vec::new();
+        for (i, binding) in role_bindings.iter().enumerate() {
+            let field = format!("role_bindings[{i}]");
+            if !binding.principal_id.is_empty() {
+                v.add(
+                    &format!("{field}.principal_id"),
+                    "must be empty: the binding is for the user being created",
+                );
+            }
+            match parse_binding(&mut v, &field, binding) {
+                (_, Some(project)) => {
+                    // Projects arrive with the tenancy RPCs; until then none exists.
+                    return Err(Error::NotFound {
+                        kind: Resource::Project,
+                        id: project.to_string(),
+                    });
+                }
+                (Some(role), None) => roles.push(role),
+                (None, None) => {}
+            }
+        }
         v.finish()?;
         let organization = authz::organization(caller, organization_id)?;
         let scope = ResourceScope::Organization(organization.to_string());
@@ -87,6 +112,8 @@ impl Tokenmint {
         let tx = self.store.begin().await?;
         let caller = self.reauthorize(&tx, caller, &[]).await?;
         authz::create_service_user(&caller, &scope)?;
+        // Nobody creates a user bound above their own role.
+        authz::grant_scopes(&caller, &scope, &roles)?;
         tx.organization(organization.as_str())
             .await
             .map_err(|e| Error::from_store(e, Resource::Organization, organization.as_str()))?;
@@ -105,7 +132,7 @@ impl Tokenmint {
             update_time: now,
         };
         let name = user.name.clone();
-        let record = tx.insert_service_user(user).await.map_err(|e| match e {
+        let mut record = tx.insert_service_user(user).await.map_err(|e| match e {
             StoreError::AlreadyExists => Error::AlreadyExists(
                 Reason::ServiceUserAlreadyExists,
                 format!(
@@ -115,6 +142,31 @@ impl Tokenmint {
             ),
             other => other.into(),
         })?;
+        for role in roles {
+            let binding = RoleBinding {
+                id: RoleBindingId::generate().to_string(),
+                organization_id: organization.to_string(),
+                principal_id: record.user.id.clone(),
+                scope: RoleScope::Organization(organization.to_string()),
+                role,
+                create_time: now,
+            };
+            insert_binding(&tx, binding)
+                .await
+                .map_err(|_| Error::invalid("role_bindings", "lists the same role twice"))?;
+        }
+        // The creator administers the new user when it can manage users here at all.
+        if caller
+            .effective_roles_in(&scope)
+            .iter()
+            .any(|r| matches!(r, Role::Admin | Role::Owner))
+        {
+            tx.add_administrator(&record.user.id, caller.service_user_id.as_str(), now)
+                .await?;
+            record
+                .administrators
+                .push(caller.service_user_id.to_string());
+        }
         tx.commit().await?;
         Ok(record)
     }
@@ -265,13 +317,16 @@ impl Tokenmint {
     ) -> Result<ServiceUserRecord> {
         let id = parse_id("id", id)?;
         let tx = self.store.begin().await?;
-        let (caller, mut record, _) = self.managed_service_user(&tx, caller, &id).await?;
+        let (caller, mut record, roles) = self.managed_service_user(&tx, caller, &id).await?;
         if !enabled && id == caller.service_user_id {
             // It would lock the caller out with no way back but another administrator.
             return Err(Error::FailedPrecondition(
                 Reason::CannotActOnSelf,
                 "a service user cannot disable itself".into(),
             ));
+        }
+        if !enabled && roles.contains(&Role::Owner) {
+            ensure_another_owner(&tx, &caller.organization_id, &id).await?;
         }
         let state = if enabled {
             ServiceUserState::Active
@@ -300,12 +355,15 @@ impl Tokenmint {
     ) -> Result<()> {
         let id = parse_id("id", id)?;
         let tx = self.store.begin().await?;
-        let (caller, _, _) = self.managed_service_user(&tx, caller, &id).await?;
+        let (caller, _, roles) = self.managed_service_user(&tx, caller, &id).await?;
         if id == caller.service_user_id {
             return Err(Error::FailedPrecondition(
                 Reason::CannotActOnSelf,
                 "a service user cannot delete itself".into(),
             ));
+        }
+        if roles.contains(&Role::Owner) {
+            ensure_another_owner(&tx, &caller.organization_id, &id).await?;
         }
         let now = self.now();
         let active: Vec<_> = tx

@@ -150,6 +150,7 @@ async fn a_viewer_token_reads_but_cannot_manage() {
                 name: "bot".into(),
                 ..Default::default()
             },
+            Vec::new(),
         )
         .await
         .unwrap();

@@ -42,7 +42,15 @@ impl AdminService for AdminApi {
         let user = r.service_user.unwrap_or_default();
         let record = self
             .app
-            .create_service_user(&caller, &r.organization_id, fields(user))
+            .create_service_user(
+                &caller,
+                &r.organization_id,
+                fields(user),
+                r.role_bindings
+                    .into_iter()
+                    .map(convert::new_role_binding)
+                    .collect(),
+            )
             .await?;
         Ok(Response::new(record.into()))
     }
@@ -184,6 +192,72 @@ impl AdminService for AdminApi {
                 .collect(),
             next_page_token: page.next_page_token,
         }))
+    }
+
+    async fn add_role_binding(
+        &self,
+        request: Request<pb::AddRoleBindingRequest>,
+    ) -> Result<Response<pb::RoleBinding>, Status> {
+        let (caller, r) = self.caller(request).await?;
+        let binding = convert::new_role_binding(r.role_binding.unwrap_or_default());
+        Ok(Response::new(
+            self.app.add_role_binding(&caller, binding).await?.into(),
+        ))
+    }
+
+    async fn remove_role_binding(
+        &self,
+        request: Request<pb::RemoveRoleBindingRequest>,
+    ) -> Result<Response<()>, Status> {
+        let (caller, r) = self.caller(request).await?;
+        self.app.remove_role_binding(&caller, &r.id).await?;
+        Ok(Response::new(()))
+    }
+
+    async fn list_role_bindings(
+        &self,
+        request: Request<pb::ListRoleBindingsRequest>,
+    ) -> Result<Response<pb::ListRoleBindingsResponse>, Status> {
+        let (caller, r) = self.caller(request).await?;
+        let page = self
+            .app
+            .list_role_bindings(
+                &caller,
+                &r.organization_id,
+                &r.principal_id,
+                &r.project_id,
+                r.page_size,
+                &r.page_token,
+            )
+            .await?;
+        Ok(Response::new(pb::ListRoleBindingsResponse {
+            role_bindings: page.role_bindings.into_iter().map(Into::into).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn add_administrator(
+        &self,
+        request: Request<pb::AddAdministratorRequest>,
+    ) -> Result<Response<pb::ServiceUser>, Status> {
+        let (caller, r) = self.caller(request).await?;
+        let record = self
+            .app
+            .add_administrator(&caller, &r.service_user_id, &r.principal_id)
+            .await?;
+        Ok(Response::new(record.into()))
+    }
+
+    async fn remove_administrator(
+        &self,
+        request: Request<pb::RemoveAdministratorRequest>,
+    ) -> Result<Response<pb::ServiceUser>, Status> {
+        let (caller, r) = self.caller(request).await?;
+        let record = self
+            .app
+            .remove_administrator(&caller, &r.service_user_id, &r.principal_id)
+            .await?;
+        Ok(Response::new(record.into()))
     }
 
     async fn revoke_api_key(

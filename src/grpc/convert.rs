@@ -1,11 +1,12 @@
 //! Translation between protobuf messages and domain values.
 
+use crate::domain::access::NewRoleBinding;
 use crate::domain::api_keys::{KeyState, key_state};
 use crate::domain::service_users::etag;
 use crate::error::{Error, Result};
 use crate::proto::admin::v1 as pb;
 use chrono::{DateTime, Utc};
-use tokenmint_store::{ApiKey, ServiceUserRecord, ServiceUserState};
+use tokenmint_store::{ApiKey, Role, RoleBinding, RoleScope, ServiceUserRecord, ServiceUserState};
 use tonic::metadata::MetadataMap;
 
 /// A protobuf timestamp.
@@ -58,6 +59,47 @@ pub fn bearer(metadata: &MetadataMap) -> Result<Option<&str>> {
         .eq_ignore_ascii_case("bearer")
         .then_some(token.trim())
         .filter(|t| !t.is_empty()))
+}
+
+/// A role from the API; `None` for `ROLE_UNSPECIFIED` or an unknown value.
+pub fn role(value: i32) -> Option<Role> {
+    match pb::Role::try_from(value) {
+        Ok(pb::Role::Viewer) => Some(Role::Viewer),
+        Ok(pb::Role::Admin) => Some(Role::Admin),
+        Ok(pb::Role::Owner) => Some(Role::Owner),
+        _ => None,
+    }
+}
+
+/// A role binding from the API.
+pub fn new_role_binding(binding: pb::RoleBinding) -> NewRoleBinding {
+    NewRoleBinding {
+        role: role(binding.role),
+        principal_id: binding.principal_id,
+        project_id: binding.project_id,
+    }
+}
+
+/// A role binding as the API shows it.
+impl From<RoleBinding> for pb::RoleBinding {
+    fn from(binding: RoleBinding) -> Self {
+        pb::RoleBinding {
+            id: binding.id,
+            organization_id: binding.organization_id,
+            project_id: match binding.scope {
+                RoleScope::Project(project) => project,
+                RoleScope::Organization(_) | RoleScope::Platform => String::new(),
+            },
+            principal_id: binding.principal_id,
+            role: match binding.role {
+                Role::Viewer => pb::Role::Viewer,
+                Role::Admin => pb::Role::Admin,
+                Role::Owner => pb::Role::Owner,
+                Role::Superuser => pb::Role::Unspecified,
+            } as i32,
+            create_time: Some(timestamp(binding.create_time)),
+        }
+    }
 }
 
 /// A service user as the API shows it.

@@ -9,21 +9,13 @@ use tokenmint::proto::admin::v1::{
     GetApiKeyRequest, GetServiceUserRequest, ListApiKeysRequest, RevokeApiKeyRequest, ServiceUser,
     UpdateServiceUserRequest, service_user::State,
 };
-use tokenmint::proto::auth::v1::ExchangeApiKeyRequest;
 use tonic::Code;
 
 async fn exchange_scope(server: &Server, key_id: &str, secret: &str) -> String {
     server
-        .auth()
-        .await
-        .exchange_api_key(ExchangeApiKeyRequest {
-            key_id: key_id.into(),
-            secret: secret.into(),
-            ..Default::default()
-        })
+        .exchange(key_id, secret, "")
         .await
         .expect("key exchanges")
-        .into_inner()
         .scope
 }
 
@@ -46,17 +38,9 @@ async fn a_narrowed_token_cannot_make_a_wider_key_for_itself(backend: Backend) {
     };
     for narrowed in ["admin", "owner"] {
         let token = server
-            .auth()
-            .await
-            .exchange_api_key(ExchangeApiKeyRequest {
-                key_id: server.admin.key_id.clone(),
-                secret: server.admin.secret.clone(),
-                scope: narrowed.into(),
-                ..Default::default()
-            })
+            .exchange(&server.admin.key_id, &server.admin.secret, narrowed)
             .await
             .unwrap()
-            .into_inner()
             .access_token;
         let mut narrowed_admin = server.admin_as(&token).await;
         let status = narrowed_admin
@@ -443,6 +427,40 @@ async fn two_owners_deleting_each_other_at_once_do_not_both_succeed(backend: Bac
     }
 }
 
+/// Of two revocations of one key at the same moment, the first is kept: the second reads the
+/// key again under its owner's lock and finds it revoked.
+async fn concurrent_revocations_keep_the_first(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "twice").await;
+    for round in 0..5 {
+        let (key, _) = create_key(&mut admin, &user.id, &format!("k{round}")).await;
+        let revoke = |reason: &str| {
+            let request = RevokeApiKeyRequest {
+                id: key.id.clone(),
+                reason: reason.into(),
+            };
+            let server_admin = server.admin();
+            async move { server_admin.await.revoke_api_key(request).await }
+        };
+        let (first, second) = tokio::join!(revoke("first"), revoke("second"));
+        let (first, second) = (first.unwrap().into_inner(), second.unwrap().into_inner());
+        assert_eq!(
+            (&first.revoke_reason, first.revoke_time),
+            (&second.revoke_reason, second.revoke_time),
+            "round {round}: both answers show the one revocation that happened"
+        );
+        let stored = admin
+            .get_api_key(GetApiKeyRequest { id: key.id.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(stored.revoke_reason, first.revoke_reason);
+    }
+}
+
 on_both_backends!(
     a_narrowed_token_cannot_make_a_wider_key_for_itself,
     an_owner_cannot_act_on_a_superuser,
@@ -456,4 +474,5 @@ on_both_backends!(
     a_fractional_duration_is_refused_not_truncated,
     an_id_beyond_the_ulid_range_is_malformed,
     two_owners_deleting_each_other_at_once_do_not_both_succeed,
+    concurrent_revocations_keep_the_first,
 );

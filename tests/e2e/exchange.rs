@@ -191,6 +191,7 @@ async fn requested_scope_and_ttl_narrow_the_token(backend: Backend) {
     let mut viewer = server.admin_as(&viewer_token).await;
     let status = viewer
         .create_service_user(tokenmint::proto::admin::v1::CreateServiceUserRequest {
+            role_bindings: Vec::new(),
             organization_id: String::new(),
             service_user: Some(tokenmint::proto::admin::v1::ServiceUser {
                 name: "nope".into(),

@@ -344,18 +344,29 @@ impl Server {
         AdminServiceClient::with_interceptor(self.channel().await, Bearer(token.to_owned()))
     }
 
-    /// Exchanges a key for a token.
-    pub async fn token_for(&self, key_id: &str, secret: &str) -> Result<String, Status> {
+    /// Exchanges a key for a token carrying `scope` (empty: all the key allows).
+    pub async fn exchange(
+        &self,
+        key_id: &str,
+        secret: &str,
+        scope: &str,
+    ) -> Result<tokenmint::proto::auth::v1::ExchangeApiKeyResponse, Status> {
         let response = self
             .auth()
             .await
             .exchange_api_key(ExchangeApiKeyRequest {
                 key_id: key_id.into(),
                 secret: secret.into(),
+                scope: scope.into(),
                 ..Default::default()
             })
             .await?;
-        Ok(response.into_inner().access_token)
+        Ok(response.into_inner())
+    }
+
+    /// Exchanges a key for a token.
+    pub async fn token_for(&self, key_id: &str, secret: &str) -> Result<String, Status> {
+        Ok(self.exchange(key_id, secret, "").await?.access_token)
     }
 
     /// The JWKS document as GetJwks returns it.
@@ -577,6 +588,7 @@ pub async fn create_user(
     use tokenmint::proto::admin::v1::{CreateServiceUserRequest, ServiceUser};
     admin
         .create_service_user(CreateServiceUserRequest {
+            role_bindings: Vec::new(),
             organization_id: String::new(),
             service_user: Some(ServiceUser {
                 name: name.into(),
@@ -587,6 +599,16 @@ pub async fn create_user(
         .await
         .expect("create service user")
         .into_inner()
+}
+
+/// Every service user of the caller's organization (one page).
+pub async fn list_users(admin: &mut Admin) -> Vec<tokenmint::proto::admin::v1::ServiceUser> {
+    admin
+        .list_service_users(tokenmint::proto::admin::v1::ListServiceUsersRequest::default())
+        .await
+        .expect("list service users")
+        .into_inner()
+        .service_users
 }
 
 /// The usual CreateApiKey request: 30 days, default token lifetime.

@@ -85,6 +85,7 @@ async fn invisible_format_characters_are_refused_in_free_text(backend: Backend) 
     let mut admin = server.admin().await;
     let status = admin
         .create_service_user(CreateServiceUserRequest {
+            role_bindings: Vec::new(),
             organization_id: String::new(),
             service_user: Some(ServiceUser {
                 name: "spoofed".into(),
@@ -100,12 +101,7 @@ async fn invisible_format_characters_are_refused_in_free_text(backend: Backend) 
         violated_fields(&status),
         ["service_user.display_name", "service_user.description"]
     );
-    let users = admin
-        .list_service_users(ListServiceUsersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .service_users;
+    let users = crate::harness::list_users(&mut admin).await;
     assert!(users.iter().all(|u| u.name != "spoofed"), "nothing stored");
 }
 

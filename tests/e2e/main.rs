@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod access;
 mod api_keys;
 mod connections;
 mod escalation;

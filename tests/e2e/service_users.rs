@@ -12,6 +12,7 @@ use tonic::Code;
 
 fn create(name: &str) -> CreateServiceUserRequest {
     CreateServiceUserRequest {
+        role_bindings: Vec::new(),
         organization_id: String::new(),
         service_user: Some(ServiceUser {
             name: name.into(),
@@ -46,6 +47,7 @@ async fn created_user_reads_back_with_its_creator_as_administrator(backend: Back
     };
     let mut admin = server.admin().await;
     let request = CreateServiceUserRequest {
+        role_bindings: Vec::new(),
         organization_id: server.admin.organization_id.clone(),
         service_user: Some(ServiceUser {
             name: "backup-agent".into(),

@@ -4,7 +4,7 @@
 use crate::harness::{Backend, Server, violated_fields};
 use crate::on_both_backends;
 use sea_orm::{ConnectionTrait, Database};
-use tokenmint::proto::admin::v1::{CreateServiceUserRequest, ListServiceUsersRequest, ServiceUser};
+use tokenmint::proto::admin::v1::{CreateServiceUserRequest, ServiceUser};
 use tokenmint::proto::auth::v1::GetJwksRequest;
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -91,6 +91,28 @@ async fn reflection_lists_every_service_in_v1_and_v1alpha(backend: Backend) {
     assert!(
         matches!(response, Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(f)) if !f.file_descriptor_proto.is_empty())
     );
+
+    // The error details every error carries resolve too, so grpcurl can show them decoded.
+    let mut client =
+        v1::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    for symbol in ["google.rpc.ErrorInfo", "google.rpc.BadRequest"] {
+        let request = v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1::server_reflection_request::MessageRequest::FileContainingSymbol(symbol.into()),
+            ),
+        };
+        let mut stream = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let response = stream.next().await.unwrap().unwrap().message_response;
+        assert!(
+            matches!(response, Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(f)) if !f.file_descriptor_proto.is_empty()),
+            "{symbol} does not resolve"
+        );
+    }
 }
 
 async fn http_serves_the_same_jwks_as_grpc_and_discovery(backend: Backend) {
@@ -134,6 +156,7 @@ async fn oversized_requests_are_refused(backend: Backend) {
     };
     let mut admin = server.admin().await;
     let request = CreateServiceUserRequest {
+        role_bindings: Vec::new(),
         organization_id: String::new(),
         service_user: Some(ServiceUser {
             name: "big".into(),
@@ -144,6 +167,7 @@ async fn oversized_requests_are_refused(backend: Backend) {
     let status = admin.create_service_user(request).await.unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     let request = CreateServiceUserRequest {
+        role_bindings: Vec::new(),
         organization_id: String::new(),
         service_user: Some(ServiceUser {
             name: "long".into(),
@@ -165,6 +189,7 @@ async fn settings_from_a_config_file_take_effect(backend: Backend) {
     };
     let mut admin = server.admin().await;
     let request = CreateServiceUserRequest {
+        role_bindings: Vec::new(),
         organization_id: String::new(),
         service_user: Some(ServiceUser {
             name: "wordy".into(),
@@ -213,6 +238,7 @@ async fn postgres_outage_gives_unavailable_and_writes_nothing() {
         .unwrap();
 
     let request = CreateServiceUserRequest {
+        role_bindings: Vec::new(),
         organization_id: String::new(),
         service_user: Some(ServiceUser {
             name: "during-outage".into(),
@@ -227,11 +253,6 @@ async fn postgres_outage_gives_unavailable_and_writes_nothing() {
         .await
         .unwrap();
     let mut admin = server.admin().await;
-    let users = admin
-        .list_service_users(ListServiceUsersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .service_users;
+    let users = crate::harness::list_users(&mut admin).await;
     assert_eq!(users.len(), 1, "nothing was half-written during the outage");
 }

@@ -61,7 +61,7 @@ pub enum RoleScope {
 impl RoleScope {
     const PLATFORM: &'static str = "platform";
 
-    fn to_stored(&self) -> String {
+    pub(crate) fn to_stored(&self) -> String {
         match self {
             RoleScope::Platform => Self::PLATFORM.to_owned(),
             RoleScope::Organization(id) | RoleScope::Project(id) => id.clone(),
@@ -371,7 +371,14 @@ impl TryFrom<api_key::Model> for ApiKey {
         Ok(Self {
             scopes,
             allowed_cidrs,
-            token_lifetime: TimeDelta::seconds(m.token_lifetime_seconds),
+            token_lifetime: TimeDelta::try_seconds(m.token_lifetime_seconds)
+                .filter(|lifetime| *lifetime > TimeDelta::zero())
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "the token lifetime of API key {} is out of range",
+                        m.id
+                    ))
+                })?,
             id: m.id,
             service_user_id: m.service_user_id,
             organization_id: m.organization_id,

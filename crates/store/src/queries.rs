@@ -57,7 +57,9 @@ impl Store {
             return Err(StoreError::AlreadyExists);
         }
         tx.insert_organization(bootstrap.organization).await?;
-        tx.insert_service_user(bootstrap.user).await?;
+        let user = tx.insert_service_user(bootstrap.user).await?.user;
+        tx.add_administrator(&user.id, &user.creator, user.create_time)
+            .await?;
         for binding in bootstrap.role_bindings {
             tx.add_role_binding(binding).await?;
         }
@@ -165,6 +167,39 @@ impl Store {
         role_bindings_of(&self.db, principal_id).await
     }
 
+    /// Role bindings of an organization in ID order, optionally of one principal and of one
+    /// scope, after `after_id`, at most `limit`.
+    pub async fn list_role_bindings(
+        &self,
+        organization_id: &str,
+        principal_id: Option<&str>,
+        scope: Option<&crate::RoleScope>,
+        after_id: Option<&str>,
+        limit: u64,
+    ) -> StoreResult<Vec<RoleBinding>> {
+        // The platform `superuser` is not a role binding of the organization.
+        let mut query = role_binding::Entity::find()
+            .filter(role_binding::Column::OrganizationId.eq(organization_id))
+            .filter(role_binding::Column::Scope.ne(crate::RoleScope::Platform.to_stored()))
+            .order_by_asc(role_binding::Column::Id)
+            .limit(limit);
+        if let Some(principal_id) = principal_id {
+            query = query.filter(role_binding::Column::PrincipalId.eq(principal_id));
+        }
+        if let Some(scope) = scope {
+            query = query.filter(role_binding::Column::Scope.eq(scope.to_stored()));
+        }
+        if let Some(after_id) = after_id {
+            query = query.filter(role_binding::Column::Id.gt(after_id));
+        }
+        query
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(RoleBinding::try_from)
+            .collect()
+    }
+
     /// Every signing key, oldest first.
     pub async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
         Ok(signing_key::Entity::find()
@@ -255,23 +290,89 @@ impl Tx {
         find_user_record(&self.txn, organization_id, id).await
     }
 
-    /// Inserts a service user and makes its creator an administrator of it.
+    /// Inserts a service user (with no administrators; add them with `add_administrator`).
     pub async fn insert_service_user(&self, user: ServiceUser) -> StoreResult<ServiceUserRecord> {
-        let administrator = service_user_administrator::Model {
-            service_user_id: user.id.clone(),
-            principal_id: user.creator.clone(),
-            create_time: user.create_time,
-        };
         service_user::Entity::insert(service_user::Model::from(user.clone()).into_active_model())
             .exec_without_returning(&self.txn)
             .await?;
-        service_user_administrator::Entity::insert(administrator.into_active_model())
-            .exec_without_returning(&self.txn)
-            .await?;
         Ok(ServiceUserRecord {
-            administrators: vec![user.creator.clone()],
+            administrators: Vec::new(),
             user,
         })
+    }
+
+    /// Removes `principal_id` from the administrators of `service_user_id`; `NotFound` if it
+    /// was not one.
+    pub async fn remove_administrator(
+        &self,
+        service_user_id: &str,
+        principal_id: &str,
+    ) -> StoreResult<()> {
+        let deleted = service_user_administrator::Entity::delete_many()
+            .filter(service_user_administrator::Column::ServiceUserId.eq(service_user_id))
+            .filter(service_user_administrator::Column::PrincipalId.eq(principal_id))
+            .exec(&self.txn)
+            .await?;
+        if deleted.rows_affected == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Locks an organization's row until the unit ends, so changes that must see every other
+    /// change to the organization (the last owner) run one at a time.
+    pub async fn lock_organization(&self, id: &str) -> StoreResult<()> {
+        if self.backend != DbBackend::Postgres {
+            return Ok(());
+        }
+        organization::Entity::find_by_id(id)
+            .select_only()
+            .column(organization::Column::Id)
+            .lock_exclusive()
+            .into_tuple::<String>()
+            .one(&self.txn)
+            .await?;
+        Ok(())
+    }
+
+    /// A role binding of an organization.
+    pub async fn role_binding(&self, organization_id: &str, id: &str) -> StoreResult<RoleBinding> {
+        role_binding::Entity::find_by_id(id)
+            .filter(role_binding::Column::OrganizationId.eq(organization_id))
+            .one(&self.txn)
+            .await?
+            .ok_or(StoreError::NotFound)?
+            .try_into()
+    }
+
+    /// Deletes a role binding.
+    pub async fn delete_role_binding(&self, id: &str) -> StoreResult<()> {
+        role_binding::Entity::delete_by_id(id)
+            .exec(&self.txn)
+            .await?;
+        Ok(())
+    }
+
+    /// The active service users holding `owner` over the whole organization.
+    pub async fn active_owners(&self, organization_id: &str) -> StoreResult<Vec<String>> {
+        let owners: Vec<String> = role_binding::Entity::find()
+            .select_only()
+            .column(role_binding::Column::PrincipalId)
+            .filter(role_binding::Column::OrganizationId.eq(organization_id))
+            .filter(role_binding::Column::Scope.eq(organization_id))
+            .filter(role_binding::Column::Role.eq(crate::Role::Owner.as_str()))
+            .into_tuple::<String>()
+            .all(&self.txn)
+            .await?;
+        let active: Vec<String> = service_user::Entity::find()
+            .select_only()
+            .column(service_user::Column::Id)
+            .filter(service_user::Column::Id.is_in(owners))
+            .filter(service_user::Column::State.eq(ServiceUserState::Active.as_str()))
+            .into_tuple::<String>()
+            .all(&self.txn)
+            .await?;
+        Ok(active)
     }
 
     /// Makes `principal_id` an administrator of `service_user_id`.

@@ -199,6 +199,29 @@ async fn a_corrupt_scope_list_fails_closed_on_every_read() {
 }
 
 #[tokio::test]
+async fn a_token_lifetime_out_of_range_fails_closed() {
+    use sea_orm::{ConnectionTrait, Database};
+    let f = store().await;
+    with_user_and_key(&f).await;
+    let url = format!("sqlite://{}?mode=rw", f._dir.path().join("t.db").display());
+    let raw = Database::connect(url).await.unwrap();
+    for lifetime in [i64::MAX, -100, 0] {
+        raw.execute_unprepared(&format!(
+            "UPDATE api_keys SET token_lifetime_seconds = {lifetime}"
+        ))
+        .await
+        .unwrap();
+        assert!(
+            matches!(
+                f.store.find_key_principal("ak_1").await,
+                Err(StoreError::Corrupt(_))
+            ),
+            "{lifetime}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_update_from_a_stale_revision_is_refused() {
     let f = store().await;
     with_org(&f, "org_a").await;

@@ -1,0 +1,292 @@
+//! Who holds which role, and who administers whom: granting and removing role bindings, adding
+//! and removing administrators, and keeping every organization with at least one owner.
+
+use crate::domain::roles::{ResourceScope, Role, roles_in};
+use crate::domain::validation::{self as check, Violations};
+use crate::domain::{Tokenmint, authz, principal::Principal};
+use crate::error::{Error, Reason, Resource, Result};
+use crate::ids::{OrganizationId, ProjectId, RoleBindingId, ServiceUserId};
+use tokenmint_store::{RoleBinding, RoleScope, ServiceUserRecord, StoreError, Tx};
+
+/// A role binding as a request asks for it.
+#[derive(Clone, Debug, Default)]
+pub struct NewRoleBinding {
+    /// The service user to hold the role (empty when it is the user being created).
+    pub principal_id: String,
+    /// The project, or empty for the whole organization.
+    pub project_id: String,
+    /// The role; `None` when the request left it unspecified.
+    pub role: Option<Role>,
+}
+
+/// One page of role bindings.
+#[derive(Debug)]
+pub struct RoleBindingPage {
+    /// The bindings.
+    pub role_bindings: Vec<RoleBinding>,
+    /// Token for the next page, empty on the last.
+    pub next_page_token: String,
+}
+
+/// Validates the role and project of a binding under `field` (e.g. `role_binding`), recording
+/// violations; the role is `None` when invalid.
+pub(crate) fn parse_binding(
+    v: &mut Violations,
+    field: &str,
+    binding: &NewRoleBinding,
+) -> (Option<Role>, Option<ProjectId>) {
+    let role = match binding.role {
+        Some(role) if role != Role::Superuser => Some(role),
+        _ => {
+            v.add(
+                &format!("{field}.role"),
+                "is required: VIEWER, ADMIN or OWNER",
+            );
+            None
+        }
+    };
+    let project = if binding.project_id.is_empty() {
+        None
+    } else {
+        let parsed = ProjectId::parse(&binding.project_id);
+        if parsed.is_none() {
+            v.add(
+                &format!("{field}.project_id"),
+                "must be empty (the whole organization) or an ID like prj_…",
+            );
+        }
+        parsed
+    };
+    (role, project)
+}
+
+impl Tokenmint {
+    /// Grants a role to a service user the caller manages, at most the caller's own role.
+    pub async fn add_role_binding(
+        &self,
+        caller: &Principal,
+        request: NewRoleBinding,
+    ) -> Result<RoleBinding> {
+        let mut v = Violations::new();
+        let principal = ServiceUserId::parse(&request.principal_id);
+        if principal.is_none() {
+            v.add("role_binding.principal_id", "must be an ID like su_…");
+        }
+        let (role, project) = parse_binding(&mut v, "role_binding", &request);
+        v.finish()?;
+        let (Some(principal), Some(role)) = (principal, role) else {
+            return Err(Error::Internal("validated fields missing".into()));
+        };
+        let scope = caller.organization_scope();
+        authz::manage(caller, &scope)?;
+        if let Some(project) = project {
+            // Projects arrive with the tenancy RPCs; until then none exists.
+            return Err(Error::NotFound {
+                kind: Resource::Project,
+                id: project.to_string(),
+            });
+        }
+        let tx = self.store.begin().await?;
+        let (caller, _, _) = self.managed_service_user(&tx, caller, &principal).await?;
+        authz::grant_scopes(&caller, &scope, &[role])?;
+        let binding = RoleBinding {
+            id: RoleBindingId::generate().to_string(),
+            organization_id: caller.organization_id.to_string(),
+            principal_id: principal.to_string(),
+            scope: RoleScope::Organization(caller.organization_id.to_string()),
+            role,
+            create_time: self.now(),
+        };
+        insert_binding(&tx, binding.clone()).await?;
+        tx.commit().await?;
+        // The user's keys carry their fixed scopes narrowed to its roles: re-read them now.
+        self.key_cache.forget_user(principal.as_str());
+        Ok(binding)
+    }
+
+    /// Removes a role binding of a service user the caller manages. The last active owner of the
+    /// organization keeps its binding.
+    pub async fn remove_role_binding(&self, caller: &Principal, id: &str) -> Result<()> {
+        let id = check::id("id", id, RoleBindingId::parse, RoleBindingId::PREFIX)?;
+        let scope = caller.organization_scope();
+        authz::manage(caller, &scope)?;
+        let tx = self.store.begin().await?;
+        let binding = tx
+            .role_binding(caller.organization_id.as_str(), id.as_str())
+            .await
+            .map_err(|e| Error::from_store(e, Resource::RoleBinding, id.as_str()))?;
+        let principal = ServiceUserId::from_stored(binding.principal_id.clone());
+        let (caller, _, _) = self.managed_service_user(&tx, caller, &principal).await?;
+        if binding.role == Role::Owner
+            && binding.scope == RoleScope::Organization(caller.organization_id.to_string())
+        {
+            ensure_another_owner(&tx, &caller.organization_id, &principal).await?;
+        }
+        tx.delete_role_binding(id.as_str()).await?;
+        tx.commit().await?;
+        self.key_cache.forget_user(principal.as_str());
+        Ok(())
+    }
+
+    /// Lists an organization's role bindings, optionally of one principal or one project.
+    pub async fn list_role_bindings(
+        &self,
+        caller: &Principal,
+        organization_id: &str,
+        principal_id: &str,
+        project_id: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<RoleBindingPage> {
+        let mut v = Violations::new();
+        let limit = check::page_size(page_size)
+            .map_err(|d| v.add("page_size", d))
+            .ok();
+        let principal = (!principal_id.is_empty())
+            .then(|| ServiceUserId::parse(principal_id))
+            .map(|p| p.ok_or_else(|| v.add("principal_id", "must be an ID like su_…")));
+        let project = (!project_id.is_empty())
+            .then(|| ProjectId::parse(project_id))
+            .map(|p| p.ok_or_else(|| v.add("project_id", "must be an ID like prj_…")));
+        v.finish()?;
+        let limit = limit.unwrap_or(check::DEFAULT_PAGE_SIZE);
+        let principal = principal.and_then(|p| p.ok());
+        let project = project.and_then(|p| p.ok());
+        let organization: OrganizationId = authz::organization(caller, organization_id)?;
+        authz::read(
+            caller,
+            &ResourceScope::Organization(organization.to_string()),
+        )?;
+        let query = format!(
+            "role_bindings|{organization}|{}|{}",
+            principal.as_ref().map_or("", |p| p.as_str()),
+            project.as_ref().map_or("", |p| p.as_str()),
+        );
+        let after = self
+            .page_tokens
+            .decode(&query, page_token, |id| RoleBindingId::parse(id).is_some())?;
+        let scope = project.map(|p| RoleScope::Project(p.to_string()));
+        let mut role_bindings = self
+            .store
+            .list_role_bindings(
+                organization.as_str(),
+                principal.as_ref().map(|p| p.as_str()),
+                scope.as_ref(),
+                after.as_deref(),
+                limit + 1,
+            )
+            .await?;
+        let next_page_token = self
+            .page_tokens
+            .next_page(&mut role_bindings, limit, &query, |b| &b.id);
+        Ok(RoleBindingPage {
+            role_bindings,
+            next_page_token,
+        })
+    }
+
+    /// Makes `principal_id`, which must hold `admin` or `owner` in the organization, an
+    /// administrator of a service user the caller manages.
+    pub async fn add_administrator(
+        &self,
+        caller: &Principal,
+        service_user_id: &str,
+        principal_id: &str,
+    ) -> Result<ServiceUserRecord> {
+        let (user_id, principal) = parse_pair(service_user_id, principal_id)?;
+        let tx = self.store.begin().await?;
+        let (caller, _, _) = self.managed_service_user(&tx, caller, &user_id).await?;
+        let scope = caller.organization_scope();
+        tx.service_user(caller.organization_id.as_str(), principal.as_str())
+            .await
+            .map_err(|e| Error::from_store(e, Resource::ServiceUser, principal.as_str()))?;
+        let roles = roles_in(&tx.role_bindings_of(principal.as_str()).await?, &scope);
+        if !roles.iter().any(|r| matches!(r, Role::Admin | Role::Owner)) {
+            return Err(Error::FailedPrecondition(
+                Reason::PrincipalLacksAdminRole,
+                "only a principal holding admin or owner in the organization can administer a service user"
+                    .into(),
+            ));
+        }
+        tx.add_administrator(user_id.as_str(), principal.as_str(), self.now())
+            .await
+            .map_err(|e| match e {
+                StoreError::AlreadyExists => Error::AlreadyExists(
+                    Reason::AdministratorAlreadyExists,
+                    format!("{principal} already administers {user_id}"),
+                ),
+                other => other.into(),
+            })?;
+        let record = tx
+            .service_user(caller.organization_id.as_str(), user_id.as_str())
+            .await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// Removes an administrator of a service user the caller manages.
+    pub async fn remove_administrator(
+        &self,
+        caller: &Principal,
+        service_user_id: &str,
+        principal_id: &str,
+    ) -> Result<ServiceUserRecord> {
+        let (user_id, principal) = parse_pair(service_user_id, principal_id)?;
+        let tx = self.store.begin().await?;
+        let (caller, _, _) = self.managed_service_user(&tx, caller, &user_id).await?;
+        tx.remove_administrator(user_id.as_str(), principal.as_str())
+            .await
+            .map_err(|e| Error::from_store(e, Resource::Administrator, principal.as_str()))?;
+        let record = tx
+            .service_user(caller.organization_id.as_str(), user_id.as_str())
+            .await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+}
+
+fn parse_pair(service_user_id: &str, principal_id: &str) -> Result<(ServiceUserId, ServiceUserId)> {
+    let mut v = Violations::new();
+    let user = ServiceUserId::parse(service_user_id);
+    if user.is_none() {
+        v.add("service_user_id", "must be an ID like su_…");
+    }
+    let principal = ServiceUserId::parse(principal_id);
+    if principal.is_none() {
+        v.add("principal_id", "must be an ID like su_…");
+    }
+    v.finish()?;
+    user.zip(principal)
+        .ok_or_else(|| Error::Internal("validated fields missing".into()))
+}
+
+/// Inserts a binding inside a unit of work; a duplicate is ALREADY_EXISTS.
+pub(crate) async fn insert_binding(tx: &Tx, binding: RoleBinding) -> Result<()> {
+    let (principal, role) = (binding.principal_id.clone(), binding.role);
+    tx.add_role_binding(binding).await.map_err(|e| match e {
+        StoreError::AlreadyExists => Error::AlreadyExists(
+            Reason::RoleBindingAlreadyExists,
+            format!("{principal} already holds {role} there"),
+        ),
+        other => other.into(),
+    })
+}
+
+/// Refuses a change that would leave the organization without an active owner: `leaving` is
+/// about to lose its owner role, be disabled or be deleted. The caller's unit of work holds the
+/// organization's lock (see `reauthorize`), so two such changes cannot both pass.
+pub(crate) async fn ensure_another_owner(
+    tx: &Tx,
+    organization_id: &OrganizationId,
+    leaving: &ServiceUserId,
+) -> Result<()> {
+    let owners = tx.active_owners(organization_id.as_str()).await?;
+    if owners.iter().any(|owner| owner != leaving.as_str()) {
+        Ok(())
+    } else {
+        Err(Error::FailedPrecondition(
+            Reason::LastOwner,
+            "this is the last active owner of the organization; make another owner first".into(),
+        ))
+    }
+}
