@@ -90,6 +90,12 @@ pub struct CoreArgs {
     /// unusable is kept apart, so made-up IDs never push real keys out.
     #[arg(long, env = "TOKENMINT_KEY_CACHE_SIZE", default_value_t = 100_000)]
     pub key_cache_size: u64,
+    /// Quota of service users of organizations created without one (and the first one).
+    #[arg(long, env = "TOKENMINT_DEFAULT_MAX_SERVICE_USERS", default_value_t = 1000, value_parser = clap::value_parser!(i32).range(1..))]
+    pub default_max_service_users: i32,
+    /// Quota of active keys per service user in organizations created without one.
+    #[arg(long, env = "TOKENMINT_DEFAULT_MAX_API_KEYS_PER_SERVICE_USER", default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..))]
+    pub default_max_api_keys_per_service_user: i32,
     /// Most pooled database connections.
     #[arg(long, env = "TOKENMINT_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,

@@ -98,6 +98,8 @@ pub enum Reason {
     ScopeNotGrantable,
     /// The key may not be used from the caller's network address.
     NetworkNotAllowed,
+    /// An organization quota would be exceeded.
+    QuotaExceeded,
     /// The database cannot be reached; nothing was written.
     DatabaseUnavailable,
     /// A bug or corrupt state.
@@ -131,6 +133,7 @@ impl Reason {
             Reason::TargetOutranksCaller => "TARGET_OUTRANKS_CALLER",
             Reason::ScopeNotGrantable => "SCOPE_NOT_GRANTABLE",
             Reason::NetworkNotAllowed => "NETWORK_NOT_ALLOWED",
+            Reason::QuotaExceeded => "QUOTA_EXCEEDED",
             Reason::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
             Reason::Internal => "INTERNAL",
         }
@@ -161,6 +164,9 @@ pub enum Error {
     /// The resource changed since the caller read it.
     #[error("{0}")]
     Aborted(String),
+    /// A quota would be exceeded; the message names it.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// Missing, malformed or wrong credentials. The message is deliberately the same for all.
     #[error("{0}")]
     Unauthenticated(&'static str),
@@ -222,6 +228,7 @@ impl Error {
             | Error::FailedPrecondition(reason, _)
             | Error::PermissionDenied(reason, _) => *reason,
             Error::Aborted(_) => Reason::EtagMismatch,
+            Error::ResourceExhausted(_) => Reason::QuotaExceeded,
             Error::Unauthenticated(_) => Reason::InvalidCredentials,
             Error::Unavailable(_) => Reason::DatabaseUnavailable,
             Error::Store(_) | Error::Internal(_) => Reason::Internal,

@@ -75,7 +75,8 @@ pub fn oauth2_error(err: &Error) -> (StatusCode, &'static str) {
         Error::NotFound { .. }
         | Error::AlreadyExists(..)
         | Error::FailedPrecondition(..)
-        | Error::Aborted(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        | Error::Aborted(_)
+        | Error::ResourceExhausted(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
         Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
         Error::Store(_) | Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     }

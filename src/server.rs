@@ -100,6 +100,8 @@ pub async fn open(core: &CoreArgs, issuer: String) -> Result<Arc<Tokenmint>, Sta
         settings: Settings {
             issuer,
             default_token_lifetime: core.default_token_lifetime,
+            default_max_service_users: core.default_max_service_users,
+            default_max_api_keys_per_service_user: core.default_max_api_keys_per_service_user,
         },
         rng,
         clock,

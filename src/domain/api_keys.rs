@@ -211,6 +211,23 @@ impl Tokenmint {
                 "the service user is disabled; enable it before giving it a key".into(),
             ));
         }
+        let quota = tx
+            .organization(caller.organization_id.as_str())
+            .await?
+            .max_api_keys_per_service_user;
+        let now = self.now();
+        let active = tx
+            .api_keys_of(user_id.as_str())
+            .await?
+            .iter()
+            .filter(|k| key_state(k, now) == KeyState::Active)
+            .count();
+        // The organization's row is locked (reauthorize), so concurrent creates count in turn.
+        if active >= usize::try_from(quota).unwrap_or(0) {
+            return Err(Error::ResourceExhausted(format!(
+                "the organization's quota max_api_keys_per_service_user ({quota}) is reached for this service user"
+            )));
+        }
         let scope = caller.organization_scope();
         // The key's roles are fixed now, never resolved later: a grant to the user after this
         // call must not widen a key whose creator could not have granted it.
@@ -231,7 +248,6 @@ impl Tokenmint {
         };
 
         let secret = ApiSecret::generate(&self.rng)?;
-        let now = self.now();
         let key = ApiKey {
             id: ApiKeyId::generate().to_string(),
             service_user_id: user_id.to_string(),

@@ -10,10 +10,6 @@ use tokenmint_store::{
 };
 use tokenmint_token::ApiSecret;
 
-/// Default quota of service users in an organization.
-pub const DEFAULT_MAX_SERVICE_USERS: i32 = 1000;
-/// Default quota of keys per service user.
-pub const DEFAULT_MAX_KEYS_PER_USER: i32 = 10;
 /// How long the bootstrap key works.
 pub const BOOTSTRAP_KEY_DAYS: i64 = 365;
 
@@ -54,8 +50,8 @@ impl Tokenmint {
                 id: organization_id.to_string(),
                 name: "default".into(),
                 display_name: "Default organization".into(),
-                max_service_users: DEFAULT_MAX_SERVICE_USERS,
-                max_api_keys_per_service_user: DEFAULT_MAX_KEYS_PER_USER,
+                max_service_users: self.settings.default_max_service_users,
+                max_api_keys_per_service_user: self.settings.default_max_api_keys_per_service_user,
                 create_time: now,
                 update_time: now,
             },

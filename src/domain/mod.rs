@@ -32,6 +32,10 @@ pub struct Settings {
     pub issuer: String,
     /// Token lifetime of keys created without one.
     pub default_token_lifetime: Duration,
+    /// Service-user quota of new organizations.
+    pub default_max_service_users: i32,
+    /// Active-key quota per service user of new organizations.
+    pub default_max_api_keys_per_service_user: i32,
 }
 
 /// The running service's state: the store, the keys and the caches. One per process.

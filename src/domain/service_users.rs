@@ -114,9 +114,18 @@ impl Tokenmint {
         authz::create_service_user(&caller, &scope)?;
         // Nobody creates a user bound above their own role.
         authz::grant_scopes(&caller, &scope, &roles)?;
-        tx.organization(organization.as_str())
+        let quota = tx
+            .organization(organization.as_str())
             .await
-            .map_err(|e| Error::from_store(e, Resource::Organization, organization.as_str()))?;
+            .map_err(|e| Error::from_store(e, Resource::Organization, organization.as_str()))?
+            .max_service_users;
+        // The organization's row is locked (reauthorize), so concurrent creates count in turn.
+        if tx.count_service_users(organization.as_str()).await? >= u64::try_from(quota).unwrap_or(0)
+        {
+            return Err(Error::ResourceExhausted(format!(
+                "the organization's quota max_service_users ({quota}) is reached"
+            )));
+        }
         let now = self.now();
         let user = ServiceUser {
             id: ServiceUserId::generate().to_string(),

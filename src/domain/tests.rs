@@ -48,6 +48,8 @@ async fn fixture() -> Fixture {
         settings: Settings {
             issuer: ISSUER.into(),
             default_token_lifetime: Duration::from_secs(3600),
+            default_max_service_users: 1000,
+            default_max_api_keys_per_service_user: 10,
         },
         rng,
         clock: clock.clone(),

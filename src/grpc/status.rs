@@ -15,6 +15,7 @@ pub fn code(err: &Error) -> Code {
         Error::AlreadyExists(..) => Code::AlreadyExists,
         Error::FailedPrecondition(..) => Code::FailedPrecondition,
         Error::Aborted(_) => Code::Aborted,
+        Error::ResourceExhausted(_) => Code::ResourceExhausted,
         Error::Unauthenticated(_) => Code::Unauthenticated,
         Error::PermissionDenied(..) => Code::PermissionDenied,
         Error::Unavailable(_) => Code::Unavailable,

@@ -347,6 +347,75 @@ async fn bad_role_binding_input_is_named_and_changes_nothing(backend: Backend) {
     );
 }
 
+/// Quotas hold when creates race: 20 parallel creates against a quota of 10 leave exactly 10.
+async fn quotas_hold_under_concurrency(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    server
+        .database()
+        .await
+        .execute_unprepared(
+            "UPDATE organizations SET max_service_users = 10, max_keys_per_user = 10",
+        )
+        .await
+        .unwrap();
+    let mut admin = server.admin().await;
+    let creates = (0..20).map(|i| {
+        let mut client = admin.clone();
+        async move {
+            client
+                .create_service_user(CreateServiceUserRequest {
+                    role_bindings: Vec::new(),
+                    organization_id: String::new(),
+                    service_user: Some(ServiceUser {
+                        name: format!("bot-{i}"),
+                        ..Default::default()
+                    }),
+                })
+                .await
+        }
+    });
+    let results = futures::future::join_all(creates).await;
+    let refused: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        9,
+        "the bootstrap admin is the tenth"
+    );
+    assert!(refused.iter().all(|s| s.code() == Code::ResourceExhausted
+        && reason(s) == "QUOTA_EXCEEDED"
+        && s.message().contains("max_service_users")));
+    assert_eq!(crate::harness::list_users(&mut admin).await.len(), 10);
+
+    let user = results[0].as_ref().unwrap().get_ref().clone();
+    let keys = (0..20).map(|i| {
+        let mut client = admin.clone();
+        let request = crate::harness::key_request(&user.id, &format!("k{i}"));
+        async move { client.create_api_key(request).await }
+    });
+    let results = futures::future::join_all(keys).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 10);
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|s| s.code() == Code::ResourceExhausted)
+    );
+
+    // Revoking one frees its slot.
+    let revoked = results.iter().find_map(|r| r.as_ref().ok()).unwrap();
+    admin
+        .revoke_api_key(tokenmint::proto::admin::v1::RevokeApiKeyRequest {
+            id: revoked.get_ref().api_key.as_ref().unwrap().id.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+    create_key(&mut admin, &user.id, "after-revocation").await;
+}
+
 on_both_backends!(
     an_owner_grants_a_role_and_the_users_new_key_carries_it,
     nobody_grants_or_creates_above_their_own_role,
@@ -355,4 +424,5 @@ on_both_backends!(
     removing_a_role_takes_effect_on_the_next_call,
     only_admins_and_owners_can_be_made_administrators,
     bad_role_binding_input_is_named_and_changes_nothing,
+    quotas_hold_under_concurrency,
 );

@@ -319,6 +319,14 @@ impl Tx {
         Ok(())
     }
 
+    /// How many service users an organization has.
+    pub async fn count_service_users(&self, organization_id: &str) -> StoreResult<u64> {
+        Ok(service_user::Entity::find()
+            .filter(service_user::Column::OrganizationId.eq(organization_id))
+            .count(&self.txn)
+            .await?)
+    }
+
     /// Locks an organization's row until the unit ends, so changes that must see every other
     /// change to the organization (the last owner) run one at a time.
     pub async fn lock_organization(&self, id: &str) -> StoreResult<()> {
