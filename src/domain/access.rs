@@ -224,6 +224,14 @@ impl Tokenmint {
         Ok(record)
     }
 
+    /// The service users the caller is an administrator of.
+    pub async fn administered_by(&self, caller: &Principal) -> Result<Vec<String>> {
+        Ok(self
+            .store
+            .administered_by(caller.service_user_id.as_str())
+            .await?)
+    }
+
     /// Removes an administrator of a service user the caller manages.
     pub async fn remove_administrator(
         &self,

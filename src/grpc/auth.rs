@@ -97,7 +97,9 @@ impl AuthService for AuthApi {
         request: Request<pb::WhoAmIRequest>,
     ) -> Result<Response<pb::WhoAmIResponse>, Status> {
         let caller = self.app.authenticate(bearer(request.metadata())?).await?;
+        let administered = self.app.administered_by(&caller).await?;
         Ok(Response::new(pb::WhoAmIResponse {
+            administered_service_user_ids: administered,
             service_user_id: caller.service_user_id.to_string(),
             service_user_name: caller.service_user_name.clone(),
             organization_id: caller.organization_id.to_string(),

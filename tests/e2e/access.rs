@@ -266,9 +266,22 @@ async fn only_admins_and_owners_can_be_made_administrators(backend: Backend) {
         .unwrap_err();
     assert_eq!(again.code(), Code::AlreadyExists);
 
-    // The new administrator can now manage the user.
+    // The new administrator can now manage the user, and WhoAmI says so.
     let mut as_admin = server.admin_for(&team_admin).await;
     create_key(&mut as_admin, &target.id, "from-admin").await;
+    let token = server
+        .token_for(&team_admin.key_id, &team_admin.secret)
+        .await
+        .unwrap();
+    let whoami = server
+        .auth_as(&token)
+        .await
+        .who_am_i(tokenmint::proto::auth::v1::WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(whoami.administered_service_user_ids, [target.id.clone()]);
+    assert_eq!(whoami.roles, ["admin"]);
 
     let remove = RemoveAdministratorRequest {
         service_user_id: target.id.clone(),

@@ -200,6 +200,18 @@ impl Store {
             .collect()
     }
 
+    /// The service users `principal_id` administers, in ID order.
+    pub async fn administered_by(&self, principal_id: &str) -> StoreResult<Vec<String>> {
+        Ok(service_user_administrator::Entity::find()
+            .select_only()
+            .column(service_user_administrator::Column::ServiceUserId)
+            .filter(service_user_administrator::Column::PrincipalId.eq(principal_id))
+            .order_by_asc(service_user_administrator::Column::ServiceUserId)
+            .into_tuple::<String>()
+            .all(&self.db)
+            .await?)
+    }
+
     /// Every signing key, oldest first.
     pub async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
         Ok(signing_key::Entity::find()
