@@ -280,7 +280,10 @@ async fn only_admins_and_owners_can_be_made_administrators(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(whoami.administered_service_user_ids, [target.id.clone()]);
+    assert_eq!(
+        whoami.administered_service_user_ids,
+        vec![target.id.clone()]
+    );
     assert_eq!(whoami.roles, ["admin"]);
 
     let remove = RemoveAdministratorRequest {
