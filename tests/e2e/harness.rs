@@ -648,6 +648,12 @@ impl Server {
     /// A service user with a working key in another organization, written straight into the
     /// database (the API cannot create organizations yet). It holds no roles.
     pub async fn foreign_principal(&self) -> Credential {
+        self.foreign_principal_with(&[]).await
+    }
+
+    /// Like [`foreign_principal`](Self::foreign_principal), holding `roles` in its organization,
+    /// with a key carrying them.
+    pub async fn foreign_principal_with(&self, roles: &[tokenmint_store::Role]) -> Credential {
         use base64::Engine;
         use tokenmint::ids::{ApiKeyId, OrganizationId, ServiceUserId};
 
@@ -703,7 +709,7 @@ impl Server {
             secret_hash: tokenmint_token::SecretHasher::new(&pepper).hash(&secret),
             token_lifetime: chrono::TimeDelta::seconds(3600),
             allowed_cidrs: Vec::new(),
-            scopes: Vec::new(),
+            scopes: roles.to_vec(),
             creator: user.to_string(),
             create_time: now,
             expire_time: now + chrono::Duration::days(1),
@@ -714,6 +720,18 @@ impl Server {
         })
         .await
         .expect("insert API key");
+        for role in roles {
+            tx.add_role_binding(tokenmint_store::RoleBinding {
+                id: tokenmint::ids::RoleBindingId::generate().to_string(),
+                organization_id: org.to_string(),
+                principal_id: user.to_string(),
+                scope: tokenmint_store::RoleScope::Organization(org.to_string()),
+                role: *role,
+                create_time: now,
+            })
+            .await
+            .expect("insert role binding");
+        }
         tx.commit().await.expect("commit");
         Credential {
             organization_id: org.to_string(),
@@ -728,12 +746,19 @@ impl Server {
     /// Grants `role` to a principal in the bootstrap organization, written straight into the
     /// database: no RPC grants roles yet.
     pub async fn grant_role(&self, principal_id: &str, role: &str) {
+        let organization_id = self.admin.organization_id.clone();
+        self.grant_role_in(&organization_id, principal_id, role)
+            .await;
+    }
+
+    /// Grants `role` to a principal in `organization_id`, straight in the database.
+    pub async fn grant_role_in(&self, organization_id: &str, principal_id: &str, role: &str) {
         let tx = self.store().await.begin().await.expect("begin");
         tx.add_role_binding(tokenmint_store::RoleBinding {
             id: tokenmint::ids::RoleBindingId::generate().to_string(),
-            organization_id: self.admin.organization_id.clone(),
+            organization_id: organization_id.into(),
             principal_id: principal_id.into(),
-            scope: tokenmint_store::RoleScope::Organization(self.admin.organization_id.clone()),
+            scope: tokenmint_store::RoleScope::Organization(organization_id.into()),
             role: tokenmint_store::Role::parse(role).expect("a role name"),
             create_time: chrono::Utc::now(),
         })

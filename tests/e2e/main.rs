@@ -13,6 +13,7 @@ mod escalation;
 mod exchange;
 mod hostile_input;
 mod lifecycle;
+mod matrix;
 mod secrecy;
 mod service_users;
 mod startup;
