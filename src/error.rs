@@ -78,6 +78,8 @@ pub enum Reason {
     ServiceUserAlreadyExists,
     /// The service user has a key of that name.
     ApiKeyAlreadyExists,
+    /// An organization of that name exists.
+    OrganizationAlreadyExists,
     /// Deleting a service user that still has active keys, without `force`.
     ServiceUserHasActiveKeys,
     /// The service user is disabled.
@@ -123,6 +125,7 @@ impl Reason {
             Reason::PrincipalLacksAdminRole => "PRINCIPAL_LACKS_ADMIN_ROLE",
             Reason::ServiceUserAlreadyExists => "SERVICE_USER_ALREADY_EXISTS",
             Reason::ApiKeyAlreadyExists => "API_KEY_ALREADY_EXISTS",
+            Reason::OrganizationAlreadyExists => "ORGANIZATION_ALREADY_EXISTS",
             Reason::ServiceUserHasActiveKeys => "SERVICE_USER_HAS_ACTIVE_KEYS",
             Reason::ServiceUserDisabled => "SERVICE_USER_DISABLED",
             Reason::CannotActOnSelf => "CANNOT_ACT_ON_SELF",

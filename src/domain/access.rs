@@ -77,8 +77,7 @@ impl Tokenmint {
         let (Some(principal), Some(role)) = (principal, role) else {
             return Err(Error::Internal("validated fields missing".into()));
         };
-        let scope = caller.organization_scope();
-        authz::manage(caller, &scope)?;
+        authz::manage(caller, &caller.organization_scope())?;
         if let Some(project) = project {
             // Projects arrive with the tenancy RPCs; until then none exists.
             return Err(Error::NotFound {
@@ -87,13 +86,15 @@ impl Tokenmint {
             });
         }
         let tx = self.store.begin().await?;
-        let (caller, _, _) = self.managed_service_user(&tx, caller, &principal).await?;
+        let (caller, user, _) = self.managed_service_user(&tx, caller, &principal).await?;
+        let organization = user.user.organization_id;
+        let scope = ResourceScope::Organization(organization.clone());
         authz::grant_scopes(&caller, &scope, &[role])?;
         let binding = RoleBinding {
             id: RoleBindingId::generate().to_string(),
-            organization_id: caller.organization_id.to_string(),
+            organization_id: organization.clone(),
             principal_id: principal.to_string(),
-            scope: RoleScope::Organization(caller.organization_id.to_string()),
+            scope: RoleScope::Organization(organization),
             role,
             create_time: self.now(),
         };
@@ -108,19 +109,24 @@ impl Tokenmint {
     /// organization keeps its binding.
     pub async fn remove_role_binding(&self, caller: &Principal, id: &str) -> Result<()> {
         let id = check::id("id", id, RoleBindingId::parse, RoleBindingId::PREFIX)?;
-        let scope = caller.organization_scope();
-        authz::manage(caller, &scope)?;
+        authz::manage(caller, &caller.organization_scope())?;
+        let organization = self
+            .store
+            .organization_of_role_binding(id.as_str())
+            .await
+            .map_err(|e| Error::from_store(e, Resource::RoleBinding, id.as_str()))?;
+        let organization = caller.visible(organization, Resource::RoleBinding, id.as_str())?;
         let tx = self.store.begin().await?;
         let binding = tx
-            .role_binding(caller.organization_id.as_str(), id.as_str())
+            .role_binding(organization.as_str(), id.as_str())
             .await
             .map_err(|e| Error::from_store(e, Resource::RoleBinding, id.as_str()))?;
         let principal = ServiceUserId::from_stored(binding.principal_id.clone());
-        let (caller, _, _) = self.managed_service_user(&tx, caller, &principal).await?;
+        self.managed_service_user(&tx, caller, &principal).await?;
         if binding.role == Role::Owner
-            && binding.scope == RoleScope::Organization(caller.organization_id.to_string())
+            && binding.scope == RoleScope::Organization(organization.to_string())
         {
-            ensure_another_owner(&tx, &caller.organization_id, &principal).await?;
+            ensure_another_owner(&tx, &organization, &principal).await?;
         }
         tx.delete_role_binding(id.as_str()).await?;
         tx.commit().await?;
@@ -157,6 +163,7 @@ impl Tokenmint {
             caller,
             &ResourceScope::Organization(organization.to_string()),
         )?;
+        self.existing_organization(&organization).await?;
         let query = format!(
             "role_bindings|{organization}|{}|{}",
             principal.as_ref().map_or("", |p| p.as_str()),
@@ -195,9 +202,10 @@ impl Tokenmint {
     ) -> Result<ServiceUserRecord> {
         let (user_id, principal) = parse_pair(service_user_id, principal_id)?;
         let tx = self.store.begin().await?;
-        let (caller, _, _) = self.managed_service_user(&tx, caller, &user_id).await?;
-        let scope = caller.organization_scope();
-        tx.service_user(caller.organization_id.as_str(), principal.as_str())
+        let (_, user, _) = self.managed_service_user(&tx, caller, &user_id).await?;
+        let organization = user.user.organization_id;
+        let scope = ResourceScope::Organization(organization.clone());
+        tx.service_user(&organization, principal.as_str())
             .await
             .map_err(|e| Error::from_store(e, Resource::ServiceUser, principal.as_str()))?;
         let roles = roles_in(&tx.role_bindings_of(principal.as_str()).await?, &scope);
@@ -217,9 +225,7 @@ impl Tokenmint {
                 ),
                 other => other.into(),
             })?;
-        let record = tx
-            .service_user(caller.organization_id.as_str(), user_id.as_str())
-            .await?;
+        let record = tx.service_user(&organization, user_id.as_str()).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -241,12 +247,12 @@ impl Tokenmint {
     ) -> Result<ServiceUserRecord> {
         let (user_id, principal) = parse_pair(service_user_id, principal_id)?;
         let tx = self.store.begin().await?;
-        let (caller, _, _) = self.managed_service_user(&tx, caller, &user_id).await?;
+        let (_, user, _) = self.managed_service_user(&tx, caller, &user_id).await?;
         tx.remove_administrator(user_id.as_str(), principal.as_str())
             .await
             .map_err(|e| Error::from_store(e, Resource::Administrator, principal.as_str()))?;
         let record = tx
-            .service_user(caller.organization_id.as_str(), user_id.as_str())
+            .service_user(&user.user.organization_id, user_id.as_str())
             .await?;
         tx.commit().await?;
         Ok(record)

@@ -1,10 +1,11 @@
 //! API keys: creation (the one time a secret is shown), reads and revocation.
 
+use crate::domain::roles::ResourceScope;
 use crate::domain::roles::{Role, narrow};
 use crate::domain::validation::{self as check, Violations};
 use crate::domain::{Tokenmint, authz, principal::Principal};
 use crate::error::{Error, Reason, Resource, Result};
-use crate::ids::{ApiKeyId, ServiceUserId};
+use crate::ids::{ApiKeyId, OrganizationId, ServiceUserId};
 use chrono::TimeDelta;
 use ipnet::IpNet;
 use std::time::Duration;
@@ -211,8 +212,9 @@ impl Tokenmint {
                 "the service user is disabled; enable it before giving it a key".into(),
             ));
         }
+        let organization = user.user.organization_id.clone();
         let quota = tx
-            .organization(caller.organization_id.as_str())
+            .organization(&organization)
             .await?
             .max_api_keys_per_service_user;
         let now = self.now();
@@ -228,7 +230,7 @@ impl Tokenmint {
                 "the organization's quota max_api_keys_per_service_user ({quota}) is reached for this service user"
             )));
         }
-        let scope = caller.organization_scope();
+        let scope = ResourceScope::Organization(organization.clone());
         // The key's roles are fixed now, never resolved later: a grant to the user after this
         // call must not widen a key whose creator could not have granted it.
         let scopes = if requested_scopes.is_empty() {
@@ -251,7 +253,7 @@ impl Tokenmint {
         let key = ApiKey {
             id: ApiKeyId::generate().to_string(),
             service_user_id: user_id.to_string(),
-            organization_id: caller.organization_id.to_string(),
+            organization_id: organization,
             name: request.name,
             description: request.description,
             secret_hash: self.hasher.hash(&secret),
@@ -290,8 +292,13 @@ impl Tokenmint {
     pub async fn get_api_key(&self, caller: &Principal, id: &str) -> Result<ApiKey> {
         let id = check::id("id", id, ApiKeyId::parse, ApiKeyId::PREFIX)?;
         authz::read(caller, &caller.organization_scope())?;
+        let organization = self.organization_of_key(caller, &id).await?;
+        authz::read(
+            caller,
+            &ResourceScope::Organization(organization.to_string()),
+        )?;
         self.store
-            .api_key(caller.organization_id.as_str(), id.as_str())
+            .api_key(organization.as_str(), id.as_str())
             .await
             .map_err(|e| Error::from_store(e, Resource::ApiKey, id.as_str()))
     }
@@ -312,6 +319,11 @@ impl Tokenmint {
         )?;
         let limit = check::page_size(page_size).map_err(|d| Error::invalid("page_size", d))?;
         authz::read(caller, &caller.organization_scope())?;
+        let organization = self.organization_of_user(caller, &user_id).await?;
+        authz::read(
+            caller,
+            &ResourceScope::Organization(organization.to_string()),
+        )?;
         let query = format!("api_keys|{user_id}");
         let after = self
             .page_tokens
@@ -319,7 +331,7 @@ impl Tokenmint {
         let mut keys = self
             .store
             .list_api_keys(
-                caller.organization_id.as_str(),
+                organization.as_str(),
                 user_id.as_str(),
                 after.as_deref(),
                 limit + 1,
@@ -346,9 +358,10 @@ impl Tokenmint {
         let id = check::id("id", id, ApiKeyId::parse, ApiKeyId::PREFIX)?;
         check::text(reason, check::MAX_DESCRIPTION_LEN).map_err(|d| Error::invalid("reason", d))?;
         authz::manage(caller, &caller.organization_scope())?;
+        let organization = self.organization_of_key(caller, &id).await?;
         let tx = self.store.begin().await?;
         let key = tx
-            .api_key(caller.organization_id.as_str(), id.as_str())
+            .api_key(organization.as_str(), id.as_str())
             .await
             .map_err(|e| Error::from_store(e, Resource::ApiKey, id.as_str()))?;
         let owner = ServiceUserId::from_stored(key.service_user_id.clone());
@@ -356,7 +369,7 @@ impl Tokenmint {
         // Read again under the owner's lock: of two concurrent revocations, the second sees
         // the first and keeps it.
         let mut key = tx
-            .api_key(caller.organization_id.as_str(), id.as_str())
+            .api_key(organization.as_str(), id.as_str())
             .await
             .map_err(|e| Error::from_store(e, Resource::ApiKey, id.as_str()))?;
         if key.revoke_time.is_none() {
@@ -368,6 +381,22 @@ impl Tokenmint {
         }
         self.key_cache.forget_key(id.as_str());
         Ok(key)
+    }
+}
+
+impl Tokenmint {
+    /// The organization of API key `id`, if the caller may see it.
+    async fn organization_of_key(
+        &self,
+        caller: &Principal,
+        id: &ApiKeyId,
+    ) -> Result<OrganizationId> {
+        let organization = self
+            .store
+            .organization_of_api_key(id.as_str())
+            .await
+            .map_err(|e| Error::from_store(e, Resource::ApiKey, id.as_str()))?;
+        caller.visible(organization, Resource::ApiKey, id.as_str())
     }
 }
 

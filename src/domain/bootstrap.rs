@@ -54,6 +54,7 @@ impl Tokenmint {
                 max_api_keys_per_service_user: self.settings.default_max_api_keys_per_service_user,
                 create_time: now,
                 update_time: now,
+                revision: 1,
             },
             user: ServiceUser {
                 id: service_user_id.to_string(),

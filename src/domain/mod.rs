@@ -9,6 +9,7 @@ pub mod clock;
 pub mod exchange;
 pub mod key_cache;
 pub mod keyring;
+pub mod organizations;
 pub mod page_token;
 pub mod principal;
 pub mod roles;
@@ -60,5 +61,23 @@ impl Tokenmint {
     /// The current time, from the clock.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
+    }
+
+    /// NOT_FOUND unless the organization exists (a superuser may name any ID).
+    pub(crate) async fn existing_organization(
+        &self,
+        organization: &crate::ids::OrganizationId,
+    ) -> crate::error::Result<()> {
+        self.store
+            .organization(organization.as_str())
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                crate::error::Error::from_store(
+                    e,
+                    crate::error::Resource::Organization,
+                    organization.as_str(),
+                )
+            })
     }
 }

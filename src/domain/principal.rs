@@ -4,7 +4,7 @@
 
 use crate::domain::Tokenmint;
 use crate::domain::roles::{ResourceScope, Role, roles_in};
-use crate::error::{Error, Result};
+use crate::error::{Error, Resource, Result};
 use crate::ids::{ApiKeyId, OrganizationId, ServiceUserId};
 use chrono::{DateTime, Utc};
 use tokenmint_store::{KeyPrincipal, RoleBinding, ServiceUserState, Tx};
@@ -46,10 +46,37 @@ impl Principal {
                 organization_id, ..
             } => organization_id,
         };
+        // A superuser counts as owner in every organization, its own included.
+        if self.is_superuser() {
+            return vec![Role::Owner, Role::Superuser];
+        }
         if organization != self.organization_id.as_str() {
             return Vec::new();
         }
         super::roles::narrow(&roles_in(&self.bindings, scope), &self.token_scope)
+    }
+
+    /// The caller holds, and its token carries, the platform `superuser` role.
+    pub fn is_superuser(&self) -> bool {
+        self.effective_roles().contains(&Role::Superuser)
+    }
+
+    /// The organization `organization_id` of a resource, if the caller may see it: its own, or
+    /// any for a superuser. Anything else is reported as the resource not existing.
+    pub fn visible(
+        &self,
+        organization_id: String,
+        kind: Resource,
+        id: &str,
+    ) -> Result<OrganizationId> {
+        if organization_id == self.organization_id.as_str() || self.is_superuser() {
+            Ok(OrganizationId::from_stored(organization_id))
+        } else {
+            Err(Error::NotFound {
+                kind,
+                id: id.to_owned(),
+            })
+        }
     }
 
     /// The caller's highest effective role at `scope` (`superuser` is platform-level).
@@ -102,12 +129,12 @@ impl Tokenmint {
         &self,
         tx: &Tx,
         caller: &Principal,
+        organization: &OrganizationId,
         also_lock: &[&ServiceUserId],
     ) -> Result<Principal> {
         // Always the organization first, then users in ID order: every unit locks in this order,
         // so none can deadlock another, and owner-count checks see every concurrent change.
-        tx.lock_organization(caller.organization_id.as_str())
-            .await?;
+        tx.lock_organization(organization.as_str()).await?;
         let mut lock: Vec<&str> = also_lock.iter().map(|id| id.as_str()).collect();
         lock.push(caller.service_user_id.as_str());
         tx.lock_service_users(&lock).await?;

@@ -2,7 +2,7 @@
 
 use crate::domain::access::{NewRoleBinding, ensure_another_owner, insert_binding, parse_binding};
 use crate::domain::api_keys::{KeyState, key_state};
-use crate::domain::roles::{ResourceScope, Role, roles_in};
+use crate::domain::roles::{ResourceScope, Role, narrow, roles_in};
 use crate::domain::validation::{self as check, Violations};
 use crate::domain::{Tokenmint, authz, principal::Principal};
 use crate::error::{Error, Reason, Resource, Result};
@@ -40,7 +40,8 @@ pub fn etag(user: &ServiceUser) -> String {
     format!("\"{}\"", user.revision)
 }
 
-fn parse_etag(etag: &str) -> Result<Option<i64>> {
+/// The revision an etag names; `None` for an empty etag. `field` names the etag in errors.
+pub(crate) fn parse_etag(field: &str, etag: &str) -> Result<Option<i64>> {
     if etag.is_empty() {
         return Ok(None);
     }
@@ -48,12 +49,7 @@ fn parse_etag(etag: &str) -> Result<Option<i64>> {
         .trim_matches('"')
         .parse()
         .map(Some)
-        .map_err(|_| {
-            Error::invalid(
-                "service_user.etag",
-                "is not an etag returned by this service",
-            )
-        })
+        .map_err(|_| Error::invalid(field, "is not an etag returned by this service"))
 }
 
 fn parse_id(field: &str, id: &str) -> Result<ServiceUserId> {
@@ -110,7 +106,7 @@ impl Tokenmint {
         let scope = ResourceScope::Organization(organization.to_string());
         authz::create_service_user(caller, &scope)?;
         let tx = self.store.begin().await?;
-        let caller = self.reauthorize(&tx, caller, &[]).await?;
+        let caller = self.reauthorize(&tx, caller, &organization, &[]).await?;
         authz::create_service_user(&caller, &scope)?;
         // Nobody creates a user bound above their own role.
         authz::grant_scopes(&caller, &scope, &roles)?;
@@ -164,9 +160,10 @@ impl Tokenmint {
                 .await
                 .map_err(|_| Error::invalid("role_bindings", "lists the same role twice"))?;
         }
-        // The creator administers the new user when it can manage users here at all.
-        if caller
-            .effective_roles_in(&scope)
+        // The creator administers the new user when it holds admin or owner there by a binding
+        // (a superuser creating users in another organization does not).
+        let bound_here = narrow(&roles_in(&caller.bindings, &scope), &caller.token_scope);
+        if bound_here
             .iter()
             .any(|r| matches!(r, Role::Admin | Role::Owner))
         {
@@ -188,10 +185,29 @@ impl Tokenmint {
     ) -> Result<ServiceUserRecord> {
         let id = parse_id("id", id)?;
         authz::read(caller, &caller.organization_scope())?;
+        let organization = self.organization_of_user(caller, &id).await?;
+        authz::read(
+            caller,
+            &ResourceScope::Organization(organization.to_string()),
+        )?;
         self.store
-            .service_user(caller.organization_id.as_str(), id.as_str())
+            .service_user(organization.as_str(), id.as_str())
             .await
             .map_err(|e| Error::from_store(e, Resource::ServiceUser, id.as_str()))
+    }
+
+    /// The organization of service user `id`, if the caller may see it.
+    pub(crate) async fn organization_of_user(
+        &self,
+        caller: &Principal,
+        id: &ServiceUserId,
+    ) -> Result<OrganizationId> {
+        let organization = self
+            .store
+            .organization_of_service_user(id.as_str())
+            .await
+            .map_err(|e| Error::from_store(e, Resource::ServiceUser, id.as_str()))?;
+        caller.visible(organization, Resource::ServiceUser, id.as_str())
     }
 
     /// Inside a unit of work: re-reads the caller (locking its row and the target's), then
@@ -203,12 +219,13 @@ impl Tokenmint {
         caller: &Principal,
         id: &ServiceUserId,
     ) -> Result<(Principal, ServiceUserRecord, Vec<Role>)> {
-        let scope = caller.organization_scope();
-        authz::manage(caller, &scope)?;
-        let caller = self.reauthorize(tx, caller, &[id]).await?;
+        authz::manage(caller, &caller.organization_scope())?;
+        let organization = self.organization_of_user(caller, id).await?;
+        let scope = ResourceScope::Organization(organization.to_string());
+        let caller = self.reauthorize(tx, caller, &organization, &[id]).await?;
         authz::manage(&caller, &scope)?;
         let user = tx
-            .service_user(caller.organization_id.as_str(), id.as_str())
+            .service_user(organization.as_str(), id.as_str())
             .await
             .map_err(|e| Error::from_store(e, Resource::ServiceUser, id.as_str()))?;
         let roles = roles_in(&tx.role_bindings_of(id.as_str()).await?, &scope);
@@ -232,6 +249,7 @@ impl Tokenmint {
             caller,
             &ResourceScope::Organization(organization.to_string()),
         )?;
+        self.existing_organization(&organization).await?;
         let query = format!(
             "service_users|{organization}|{}",
             state.map_or("", state_name)
@@ -262,7 +280,7 @@ impl Tokenmint {
         fields: ServiceUserFields,
     ) -> Result<ServiceUserRecord> {
         let id = parse_id("service_user.id", id)?;
-        let expected_revision = parse_etag(etag)?;
+        let expected_revision = parse_etag("service_user.etag", etag)?;
         let mut v = Violations::new();
         if mask.is_empty() {
             v.add(
@@ -335,7 +353,8 @@ impl Tokenmint {
             ));
         }
         if !enabled && roles.contains(&Role::Owner) {
-            ensure_another_owner(&tx, &caller.organization_id, &id).await?;
+            let organization = OrganizationId::from_stored(record.user.organization_id.clone());
+            ensure_another_owner(&tx, &organization, &id).await?;
         }
         let state = if enabled {
             ServiceUserState::Active
@@ -364,7 +383,7 @@ impl Tokenmint {
     ) -> Result<()> {
         let id = parse_id("id", id)?;
         let tx = self.store.begin().await?;
-        let (caller, _, roles) = self.managed_service_user(&tx, caller, &id).await?;
+        let (caller, record, roles) = self.managed_service_user(&tx, caller, &id).await?;
         if id == caller.service_user_id {
             return Err(Error::FailedPrecondition(
                 Reason::CannotActOnSelf,
@@ -372,7 +391,8 @@ impl Tokenmint {
             ));
         }
         if roles.contains(&Role::Owner) {
-            ensure_another_owner(&tx, &caller.organization_id, &id).await?;
+            let organization = OrganizationId::from_stored(record.user.organization_id);
+            ensure_another_owner(&tx, &organization, &id).await?;
         }
         let now = self.now();
         let active: Vec<_> = tx

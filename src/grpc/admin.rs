@@ -260,6 +260,63 @@ impl AdminService for AdminApi {
         Ok(Response::new(record.into()))
     }
 
+    async fn create_organization(
+        &self,
+        request: Request<pb::CreateOrganizationRequest>,
+    ) -> Result<Response<pb::Organization>, Status> {
+        let (caller, r) = self.caller(request).await?;
+        let fields = convert::organization_fields(r.organization.unwrap_or_default());
+        Ok(Response::new(
+            self.app.create_organization(&caller, fields).await?.into(),
+        ))
+    }
+
+    async fn get_organization(
+        &self,
+        request: Request<pb::GetOrganizationRequest>,
+    ) -> Result<Response<pb::Organization>, Status> {
+        let (caller, r) = self.caller(request).await?;
+        Ok(Response::new(
+            self.app.get_organization(&caller, &r.id).await?.into(),
+        ))
+    }
+
+    async fn list_organizations(
+        &self,
+        request: Request<pb::ListOrganizationsRequest>,
+    ) -> Result<Response<pb::ListOrganizationsResponse>, Status> {
+        let (caller, r) = self.caller(request).await?;
+        let page = self
+            .app
+            .list_organizations(&caller, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListOrganizationsResponse {
+            organizations: page.organizations.into_iter().map(Into::into).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn update_organization(
+        &self,
+        request: Request<pb::UpdateOrganizationRequest>,
+    ) -> Result<Response<pb::Organization>, Status> {
+        let (caller, r) = self.caller(request).await?;
+        let organization = r.organization.unwrap_or_default();
+        let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        let (id, etag) = (organization.id.clone(), organization.etag.clone());
+        let updated = self
+            .app
+            .update_organization(
+                &caller,
+                &id,
+                &etag,
+                &mask,
+                convert::organization_fields(organization),
+            )
+            .await?;
+        Ok(Response::new(updated.into()))
+    }
+
     async fn revoke_api_key(
         &self,
         request: Request<pb::RevokeApiKeyRequest>,

@@ -2,11 +2,14 @@
 
 use crate::domain::access::NewRoleBinding;
 use crate::domain::api_keys::{KeyState, key_state};
+use crate::domain::organizations::OrganizationFields;
 use crate::domain::service_users::etag;
 use crate::error::{Error, Result};
 use crate::proto::admin::v1 as pb;
 use chrono::{DateTime, Utc};
-use tokenmint_store::{ApiKey, Role, RoleBinding, RoleScope, ServiceUserRecord, ServiceUserState};
+use tokenmint_store::{
+    ApiKey, Organization, Role, RoleBinding, RoleScope, ServiceUserRecord, ServiceUserState,
+};
 use tonic::metadata::MetadataMap;
 
 /// A protobuf timestamp.
@@ -99,6 +102,32 @@ impl From<RoleBinding> for pb::RoleBinding {
             } as i32,
             create_time: Some(timestamp(binding.create_time)),
         }
+    }
+}
+
+/// An organization as the API shows it.
+impl From<Organization> for pb::Organization {
+    fn from(organization: Organization) -> Self {
+        pb::Organization {
+            etag: crate::domain::organizations::etag(&organization),
+            id: organization.id,
+            name: organization.name,
+            display_name: organization.display_name,
+            max_service_users: organization.max_service_users,
+            max_api_keys_per_service_user: organization.max_api_keys_per_service_user,
+            create_time: Some(timestamp(organization.create_time)),
+            update_time: Some(timestamp(organization.update_time)),
+        }
+    }
+}
+
+/// The caller-supplied fields of an organization.
+pub fn organization_fields(organization: pb::Organization) -> OrganizationFields {
+    OrganizationFields {
+        name: organization.name,
+        display_name: organization.display_name,
+        max_service_users: organization.max_service_users,
+        max_api_keys_per_service_user: organization.max_api_keys_per_service_user,
     }
 }
 

@@ -352,7 +352,10 @@ async fn bad_role_binding_input_is_named_and_changes_nothing(backend: Backend) {
     assert_eq!(missing.code(), Code::NotFound);
 
     let foreign = server.foreign_principal().await;
-    let status = admin
+    let owner = server.principal_with_roles("org-owner", &["owner"]).await;
+    let status = server
+        .admin_for(&owner)
+        .await
         .add_role_binding(binding(&foreign.service_user_id, Role::Viewer))
         .await
         .unwrap_err();

@@ -682,6 +682,7 @@ impl Server {
             max_api_keys_per_service_user: 10,
             create_time: now,
             update_time: now,
+            revision: 1,
         })
         .await
         .expect("insert organization");

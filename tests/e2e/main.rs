@@ -18,4 +18,5 @@ mod secrecy;
 mod service_users;
 mod startup;
 mod surface;
+mod tenancy;
 mod tokens;

@@ -179,7 +179,9 @@ async fn unknown_and_foreign_users_are_indistinguishable_not_found(backend: Back
     let Some(server) = Server::start(backend).await else {
         return;
     };
-    let mut admin = server.admin().await;
+    // An owner, not the bootstrap superuser: a superuser sees every organization.
+    let owner = server.principal_with_roles("org-owner", &["owner"]).await;
+    let mut admin = server.admin_for(&owner).await;
     let foreign = server.foreign_principal().await;
     let unknown_id = tokenmint::ids::ServiceUserId::generate().to_string();
 

@@ -126,6 +126,8 @@ pub struct Organization {
     pub create_time: DateTime<Utc>,
     /// Last change.
     pub update_time: DateTime<Utc>,
+    /// Bumped on every change; the etag.
+    pub revision: i64,
 }
 
 /// A service user, without its administrators.
@@ -275,6 +277,7 @@ impl From<organization::Model> for Organization {
             max_api_keys_per_service_user: m.max_keys_per_user,
             create_time: m.create_time,
             update_time: m.update_time,
+            revision: m.revision,
         }
     }
 }
@@ -289,6 +292,7 @@ impl From<Organization> for organization::Model {
             max_keys_per_user: o.max_api_keys_per_service_user,
             create_time: o.create_time,
             update_time: o.update_time,
+            revision: o.revision,
         }
     }
 }

@@ -85,6 +85,53 @@ impl Store {
         find_user_record(&self.db, organization_id, id).await
     }
 
+    /// The organization a service user belongs to.
+    pub async fn organization_of_service_user(&self, id: &str) -> StoreResult<String> {
+        organization_of_user(&self.db, id).await
+    }
+
+    /// The organization an API key belongs to.
+    pub async fn organization_of_api_key(&self, id: &str) -> StoreResult<String> {
+        api_key::Entity::find_by_id(id)
+            .select_only()
+            .column(api_key::Column::OrganizationId)
+            .into_tuple::<String>()
+            .one(&self.db)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// The organization a role binding belongs to.
+    pub async fn organization_of_role_binding(&self, id: &str) -> StoreResult<String> {
+        role_binding::Entity::find_by_id(id)
+            .select_only()
+            .column(role_binding::Column::OrganizationId)
+            .into_tuple::<String>()
+            .one(&self.db)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Organizations in ID order, after `after_id`, at most `limit`.
+    pub async fn list_organizations(
+        &self,
+        after_id: Option<&str>,
+        limit: u64,
+    ) -> StoreResult<Vec<Organization>> {
+        let mut query = organization::Entity::find()
+            .order_by_asc(organization::Column::Id)
+            .limit(limit);
+        if let Some(after_id) = after_id {
+            query = query.filter(organization::Column::Id.gt(after_id));
+        }
+        Ok(query
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(Organization::from)
+            .collect())
+    }
+
     /// Users of an organization in ID order, after `after_id`, at most `limit`.
     pub async fn list_service_users(
         &self,
@@ -265,6 +312,41 @@ impl Tx {
 
     pub async fn organization(&self, id: &str) -> StoreResult<Organization> {
         find_organization(&self.txn, id).await
+    }
+
+    /// Writes an organization's mutable fields, if its stored revision is still `read_revision`.
+    pub async fn update_organization(
+        &self,
+        organization: &Organization,
+        read_revision: i64,
+    ) -> StoreResult<()> {
+        let row = organization::Model::from(organization.clone());
+        let updated = organization::Entity::update_many()
+            .col_expr(
+                organization::Column::DisplayName,
+                Expr::value(row.display_name),
+            )
+            .col_expr(
+                organization::Column::MaxServiceUsers,
+                Expr::value(row.max_service_users),
+            )
+            .col_expr(
+                organization::Column::MaxKeysPerUser,
+                Expr::value(row.max_keys_per_user),
+            )
+            .col_expr(organization::Column::Revision, Expr::value(row.revision))
+            .col_expr(
+                organization::Column::UpdateTime,
+                Expr::value(row.update_time),
+            )
+            .filter(organization::Column::Id.eq(row.id))
+            .filter(organization::Column::Revision.eq(read_revision))
+            .exec(&self.txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(StoreError::Stale);
+        }
+        Ok(())
     }
 
     /// Inserts an organization.
@@ -509,6 +591,16 @@ async fn find_organization(db: &impl ConnectionTrait, id: &str) -> StoreResult<O
         .one(db)
         .await?
         .map(Organization::from)
+        .ok_or(StoreError::NotFound)
+}
+
+async fn organization_of_user(db: &impl ConnectionTrait, id: &str) -> StoreResult<String> {
+    service_user::Entity::find_by_id(id)
+        .select_only()
+        .column(service_user::Column::OrganizationId)
+        .into_tuple::<String>()
+        .one(db)
+        .await?
         .ok_or(StoreError::NotFound)
 }
 

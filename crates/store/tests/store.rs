@@ -73,6 +73,7 @@ fn organization(id: &str) -> Organization {
         max_api_keys_per_service_user: 10,
         create_time: now(),
         update_time: now(),
+        revision: 1,
     }
 }
 

@@ -14,6 +14,8 @@ pub struct Model {
     pub max_keys_per_user: i32,
     pub create_time: DateTimeUtc,
     pub update_time: DateTimeUtc,
+    /// Bumped on every change; the etag.
+    pub revision: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
