@@ -201,6 +201,13 @@ impl Tokenmint {
         principal_id: &str,
     ) -> Result<ServiceUserRecord> {
         let (user_id, principal) = parse_pair(service_user_id, principal_id)?;
+        if user_id == principal {
+            // Someone else must keep control of a principal's credentials.
+            return Err(Error::invalid(
+                "principal_id",
+                "a service user cannot administer itself",
+            ));
+        }
         let tx = self.store.begin().await?;
         let (_, user, _) = self.managed_service_user(&tx, caller, &user_id).await?;
         let organization = user.user.organization_id;

@@ -211,17 +211,25 @@ impl Tokenmint {
             "organization.display_name",
             check::text(&fields.display_name, check::MAX_DISPLAY_NAME_LEN),
         );
-        let max_service_users = quota(
+        // On update there is no default to fall back to: a quota in the mask must be given.
+        let updated_quota = |v: &mut Violations, field: &str, value: i32| {
+            if !wants(field.trim_start_matches("organization.")) {
+                return value;
+            }
+            if !(1..=1_000_000).contains(&value) {
+                v.add(field, "must be between 1 and 1000000");
+            }
+            value
+        };
+        let max_service_users = updated_quota(
             &mut v,
             "organization.max_service_users",
-            fields.max_service_users.max(1),
-            1,
+            fields.max_service_users,
         );
-        let max_keys = quota(
+        let max_keys = updated_quota(
             &mut v,
             "organization.max_api_keys_per_service_user",
-            fields.max_api_keys_per_service_user.max(1),
-            1,
+            fields.max_api_keys_per_service_user,
         );
         v.finish()?;
         authz::read(caller, &caller.organization_scope())?;

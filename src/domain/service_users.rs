@@ -32,6 +32,9 @@ pub struct ServiceUserPage {
     pub next_page_token: String,
 }
 
+/// Most role bindings a CreateServiceUser request may carry (there are three grantable roles).
+pub const MAX_INITIAL_BINDINGS: usize = 8;
+
 /// The fields UpdateServiceUser may change.
 pub const UPDATABLE_FIELDS: [&str; 3] = ["display_name", "email", "description"];
 
@@ -81,7 +84,13 @@ impl Tokenmint {
         v.check("service_user.name", check::name(&fields.name));
         validate_details(&mut v, &fields);
         let mut roles = Vec::new();
-        for (i, binding) in role_bindings.iter().enumerate() {
+        if role_bindings.len() > MAX_INITIAL_BINDINGS {
+            v.add(
+                "role_bindings",
+                format!("at most {MAX_INITIAL_BINDINGS} entries"),
+            );
+        }
+        for (i, binding) in role_bindings.iter().enumerate().take(MAX_INITIAL_BINDINGS) {
             let field = format!("role_bindings[{i}]");
             if !binding.principal_id.is_empty() {
                 v.add(
@@ -96,6 +105,9 @@ impl Tokenmint {
                         kind: Resource::Project,
                         id: project.to_string(),
                     });
+                }
+                (Some(role), None) if roles.contains(&role) => {
+                    v.add(&format!("{field}.role"), format!("{role} is listed twice"))
                 }
                 (Some(role), None) => roles.push(role),
                 (None, None) => {}
@@ -156,9 +168,7 @@ impl Tokenmint {
                 role,
                 create_time: now,
             };
-            insert_binding(&tx, binding)
-                .await
-                .map_err(|_| Error::invalid("role_bindings", "lists the same role twice"))?;
+            insert_binding(&tx, binding).await?;
         }
         // The creator administers the new user when it holds admin or owner there by a binding
         // (a superuser creating users in another organization does not).

@@ -451,3 +451,53 @@ on_both_backends!(
     bad_role_binding_input_is_named_and_changes_nothing,
     quotas_hold_under_concurrency,
 );
+
+mod review {
+    use crate::harness::{Backend, Server, violated_fields};
+    use tokenmint::proto::admin::v1::{CreateServiceUserRequest, Role, RoleBinding, ServiceUser};
+    use tonic::Code;
+
+    /// A role listed twice, or too many initial bindings, is a named invalid field, found before
+    /// anything is written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn initial_bindings_are_validated_before_anything_is_written() {
+        let Some(server) = Server::start(Backend::Sqlite).await else {
+            return;
+        };
+        let mut admin = server.admin().await;
+        let viewer = RoleBinding {
+            role: Role::Viewer as i32,
+            ..Default::default()
+        };
+        for (bindings, field) in [
+            (
+                vec![viewer.clone(), viewer.clone()],
+                "role_bindings[1].role",
+            ),
+            (vec![viewer.clone(); 10_000], "role_bindings"),
+        ] {
+            let status = admin
+                .create_service_user(CreateServiceUserRequest {
+                    organization_id: String::new(),
+                    service_user: Some(ServiceUser {
+                        name: "twice".into(),
+                        ..Default::default()
+                    }),
+                    role_bindings: bindings,
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::InvalidArgument);
+            assert!(
+                violated_fields(&status).contains(&field.to_owned()),
+                "{status:?}"
+            );
+        }
+        let names: Vec<String> = crate::harness::list_users(&mut admin)
+            .await
+            .into_iter()
+            .map(|u| u.name)
+            .collect();
+        assert!(!names.contains(&"twice".to_owned()));
+    }
+}

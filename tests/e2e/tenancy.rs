@@ -222,3 +222,55 @@ on_both_backends!(
     a_superuser_creates_an_organization_and_its_first_owner,
     owners_rename_and_only_superusers_change_quotas,
 );
+
+mod review {
+    use crate::harness::{Backend, Server, create_user, violated_fields};
+    use tokenmint::proto::admin::v1::{
+        AddAdministratorRequest, Organization, UpdateOrganizationRequest,
+    };
+    use tonic::Code;
+
+    /// A quota set to 0 or below on update is refused, not turned into 1.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_quota_below_one_is_refused_on_update() {
+        let Some(server) = Server::start(Backend::Sqlite).await else {
+            return;
+        };
+        let mut superuser = server.admin().await;
+        for value in [0, -5] {
+            let status = superuser
+                .update_organization(UpdateOrganizationRequest {
+                    organization: Some(Organization {
+                        id: server.admin.organization_id.clone(),
+                        max_service_users: value,
+                        ..Default::default()
+                    }),
+                    update_mask: super::mask(&["max_service_users"]),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::InvalidArgument, "{value}");
+            assert_eq!(violated_fields(&status), ["organization.max_service_users"]);
+        }
+    }
+
+    /// Nobody is made administrator of itself: someone else keeps control of its credentials.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_service_user_cannot_administer_itself() {
+        let Some(server) = Server::start(Backend::Sqlite).await else {
+            return;
+        };
+        let mut admin = server.admin().await;
+        let user = create_user(&mut admin, "self-made").await;
+        server.grant_role(&user.id, "admin").await;
+        let status = admin
+            .add_administrator(AddAdministratorRequest {
+                service_user_id: user.id.clone(),
+                principal_id: user.id.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(violated_fields(&status), ["principal_id"]);
+    }
+}
