@@ -80,6 +80,10 @@ pub enum Reason {
     ApiKeyAlreadyExists,
     /// An organization of that name exists.
     OrganizationAlreadyExists,
+    /// A project of that name exists in the organization.
+    ProjectAlreadyExists,
+    /// Deleting a project that role bindings point at, without `force`.
+    ProjectHasBindings,
     /// Deleting a service user that still has active keys, without `force`.
     ServiceUserHasActiveKeys,
     /// The service user is disabled.
@@ -126,6 +130,8 @@ impl Reason {
             Reason::ServiceUserAlreadyExists => "SERVICE_USER_ALREADY_EXISTS",
             Reason::ApiKeyAlreadyExists => "API_KEY_ALREADY_EXISTS",
             Reason::OrganizationAlreadyExists => "ORGANIZATION_ALREADY_EXISTS",
+            Reason::ProjectAlreadyExists => "PROJECT_ALREADY_EXISTS",
+            Reason::ProjectHasBindings => "PROJECT_HAS_BINDINGS",
             Reason::ServiceUserHasActiveKeys => "SERVICE_USER_HAS_ACTIVE_KEYS",
             Reason::ServiceUserDisabled => "SERVICE_USER_DISABLED",
             Reason::CannotActOnSelf => "CANNOT_ACT_ON_SELF",

@@ -77,14 +77,12 @@ impl Tokenmint {
         let (Some(principal), Some(role)) = (principal, role) else {
             return Err(Error::Internal("validated fields missing".into()));
         };
-        authz::manage(caller, &caller.organization_scope())?;
         if let Some(project) = project {
-            // Projects arrive with the tenancy RPCs; until then none exists.
-            return Err(Error::NotFound {
-                kind: Resource::Project,
-                id: project.to_string(),
-            });
+            return self
+                .add_project_binding(caller, principal, project, role)
+                .await;
         }
+        authz::manage(caller, &caller.organization_scope())?;
         let tx = self.store.begin().await?;
         let (caller, user, _) = self.managed_service_user(&tx, caller, &principal).await?;
         let organization = user.user.organization_id;
@@ -109,7 +107,7 @@ impl Tokenmint {
     /// organization keeps its binding.
     pub async fn remove_role_binding(&self, caller: &Principal, id: &str) -> Result<()> {
         let id = check::id("id", id, RoleBindingId::parse, RoleBindingId::PREFIX)?;
-        authz::manage(caller, &caller.organization_scope())?;
+        manages_some_bindings(caller)?;
         let organization = self
             .store
             .organization_of_role_binding(id.as_str())
@@ -122,7 +120,20 @@ impl Tokenmint {
             .await
             .map_err(|e| Error::from_store(e, Resource::RoleBinding, id.as_str()))?;
         let principal = ServiceUserId::from_stored(binding.principal_id.clone());
-        self.managed_service_user(&tx, caller, &principal).await?;
+        if let RoleScope::Project(project) = &binding.scope {
+            // A project binding is the project's: its admins and owners remove bindings up to
+            // their own role there; the principal itself is not managed.
+            let scope = ResourceScope::Project {
+                organization_id: organization.to_string(),
+                project_id: project.clone(),
+            };
+            let caller = self
+                .reauthorize(&tx, caller, &organization, &[&principal])
+                .await?;
+            manage_project_bindings(&caller, &scope, binding.role)?;
+        } else {
+            self.managed_service_user(&tx, caller, &principal).await?;
+        }
         if binding.role == Role::Owner
             && binding.scope == RoleScope::Organization(organization.to_string())
         {
@@ -159,10 +170,15 @@ impl Tokenmint {
         let principal = principal.and_then(|p| p.ok());
         let project = project.and_then(|p| p.ok());
         let organization: OrganizationId = authz::organization(caller, organization_id)?;
-        authz::read(
-            caller,
-            &ResourceScope::Organization(organization.to_string()),
-        )?;
+        // A project's bindings are readable by the project's viewers too.
+        let read_scope = match &project {
+            Some(project) => ResourceScope::Project {
+                organization_id: organization.to_string(),
+                project_id: project.to_string(),
+            },
+            None => ResourceScope::Organization(organization.to_string()),
+        };
+        authz::read(caller, &read_scope)?;
         self.existing_organization(&organization).await?;
         let query = format!(
             "role_bindings|{organization}|{}|{}",
@@ -264,6 +280,71 @@ impl Tokenmint {
         tx.commit().await?;
         Ok(record)
     }
+}
+
+impl Tokenmint {
+    /// Grants a role on a project: by its admins and owners (of the organization or the
+    /// project), up to their own role there; the principal must belong to the organization.
+    async fn add_project_binding(
+        &self,
+        caller: &Principal,
+        principal: ServiceUserId,
+        project: ProjectId,
+        role: Role,
+    ) -> Result<RoleBinding> {
+        manages_some_bindings(caller)?;
+        let organization = self.organization_of_project(caller, &project).await?;
+        let scope = ResourceScope::Project {
+            organization_id: organization.to_string(),
+            project_id: project.to_string(),
+        };
+        let tx = self.store.begin().await?;
+        let caller = self
+            .reauthorize(&tx, caller, &organization, &[&principal])
+            .await?;
+        tx.service_user(organization.as_str(), principal.as_str())
+            .await
+            .map_err(|e| Error::from_store(e, Resource::ServiceUser, principal.as_str()))?;
+        manage_project_bindings(&caller, &scope, role)?;
+        let binding = RoleBinding {
+            id: RoleBindingId::generate().to_string(),
+            organization_id: organization.to_string(),
+            principal_id: principal.to_string(),
+            scope: RoleScope::Project(project.to_string()),
+            role,
+            create_time: self.now(),
+        };
+        insert_binding(&tx, binding.clone()).await?;
+        tx.commit().await?;
+        Ok(binding)
+    }
+}
+
+/// Before any lookup: the caller holds `admin` or `owner` in its organization or in some
+/// project, so a caller without one learns nothing about which IDs exist.
+fn manages_some_bindings(caller: &Principal) -> Result<()> {
+    let in_a_project = caller.bindings.iter().any(|b| {
+        matches!(b.scope, RoleScope::Project(_)) && matches!(b.role, Role::Admin | Role::Owner)
+    });
+    if in_a_project {
+        return Ok(());
+    }
+    authz::manage(caller, &caller.organization_scope())
+}
+
+/// The caller may add or remove a binding of `role` on the project at `scope`: it holds
+/// `admin` or `owner` there, and `role` is not above its own.
+fn manage_project_bindings(caller: &Principal, scope: &ResourceScope, role: Role) -> Result<()> {
+    if caller
+        .highest_role_in(scope)
+        .is_none_or(|r| r < Role::Admin)
+    {
+        return Err(Error::PermissionDenied(
+            Reason::RoleTooLow,
+            "managing a project's bindings needs the admin or owner role there".into(),
+        ));
+    }
+    authz::grant_scopes(caller, scope, &[role])
 }
 
 fn parse_pair(service_user_id: &str, principal_id: &str) -> Result<(ServiceUserId, ServiceUserId)> {

@@ -12,6 +12,7 @@ pub mod keyring;
 pub mod organizations;
 pub mod page_token;
 pub mod principal;
+pub mod projects;
 pub mod roles;
 pub mod service_users;
 pub mod validation;

@@ -317,6 +317,48 @@ impl AdminService for AdminApi {
         Ok(Response::new(updated.into()))
     }
 
+    async fn create_project(
+        &self,
+        request: Request<pb::CreateProjectRequest>,
+    ) -> Result<Response<pb::Project>, Status> {
+        let (caller, r) = self.caller(request).await?;
+        let project = r.project.unwrap_or_default();
+        let created = self
+            .app
+            .create_project(
+                &caller,
+                &r.organization_id,
+                project.name,
+                project.display_name,
+            )
+            .await?;
+        Ok(Response::new(created.into()))
+    }
+
+    async fn list_projects(
+        &self,
+        request: Request<pb::ListProjectsRequest>,
+    ) -> Result<Response<pb::ListProjectsResponse>, Status> {
+        let (caller, r) = self.caller(request).await?;
+        let page = self
+            .app
+            .list_projects(&caller, &r.organization_id, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListProjectsResponse {
+            projects: page.projects.into_iter().map(Into::into).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn delete_project(
+        &self,
+        request: Request<pb::DeleteProjectRequest>,
+    ) -> Result<Response<()>, Status> {
+        let (caller, r) = self.caller(request).await?;
+        self.app.delete_project(&caller, &r.id, r.force).await?;
+        Ok(Response::new(()))
+    }
+
     async fn revoke_api_key(
         &self,
         request: Request<pb::RevokeApiKeyRequest>,

@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 use crate::proto::admin::v1 as pb;
 use chrono::{DateTime, Utc};
 use tokenmint_store::{
-    ApiKey, Organization, Role, RoleBinding, RoleScope, ServiceUserRecord, ServiceUserState,
+    ApiKey, Organization, Project, Role, RoleBinding, RoleScope, ServiceUserRecord,
+    ServiceUserState,
 };
 use tonic::metadata::MetadataMap;
 
@@ -101,6 +102,19 @@ impl From<RoleBinding> for pb::RoleBinding {
                 Role::Superuser => pb::Role::Unspecified,
             } as i32,
             create_time: Some(timestamp(binding.create_time)),
+        }
+    }
+}
+
+/// A project as the API shows it.
+impl From<Project> for pb::Project {
+    fn from(project: Project) -> Self {
+        pb::Project {
+            id: project.id,
+            organization_id: project.organization_id,
+            name: project.name,
+            display_name: project.display_name,
+            create_time: Some(timestamp(project.create_time)),
         }
     }
 }

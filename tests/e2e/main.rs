@@ -14,6 +14,7 @@ mod exchange;
 mod hostile_input;
 mod lifecycle;
 mod matrix;
+mod projects;
 mod secrecy;
 mod service_users;
 mod startup;

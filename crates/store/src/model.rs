@@ -2,7 +2,7 @@
 //! they are converted here, and a stored value that cannot be read back is an error
 //! ([`StoreError::Corrupt`]), never a default that could widen a key.
 
-use crate::entity::{api_key, organization, role_binding, service_user, signing_key};
+use crate::entity::{api_key, organization, project, role_binding, service_user, signing_key};
 use crate::{StoreError, StoreResult};
 use chrono::{DateTime, TimeDelta, Utc};
 use ipnet::IpNet;
@@ -128,6 +128,45 @@ pub struct Organization {
     pub update_time: DateTime<Utc>,
     /// Bumped on every change; the etag.
     pub revision: i64,
+}
+
+/// A named scope inside an organization, for project-level roles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Project {
+    /// `prj_…`.
+    pub id: String,
+    /// Its organization.
+    pub organization_id: String,
+    /// Unique in the organization.
+    pub name: String,
+    /// Human-readable name.
+    pub display_name: String,
+    /// Creation time.
+    pub create_time: DateTime<Utc>,
+}
+
+impl From<project::Model> for Project {
+    fn from(m: project::Model) -> Self {
+        Self {
+            id: m.id,
+            organization_id: m.organization_id,
+            name: m.name,
+            display_name: m.display_name,
+            create_time: m.create_time,
+        }
+    }
+}
+
+impl From<Project> for project::Model {
+    fn from(p: Project) -> Self {
+        Self {
+            id: p.id,
+            organization_id: p.organization_id,
+            name: p.name,
+            display_name: p.display_name,
+            create_time: p.create_time,
+        }
+    }
 }
 
 /// A service user, without its administrators.

@@ -2,11 +2,12 @@
 //! commit together or not at all. The domain decides; these only fetch and persist.
 
 use crate::entity::{
-    api_key, organization, role_binding, service_user, service_user_administrator, signing_key,
+    api_key, organization, project, role_binding, service_user, service_user_administrator,
+    signing_key,
 };
 use crate::model::{
-    ApiKey, KeyPrincipal, Organization, RoleBinding, ServiceUser, ServiceUserRecord,
-    ServiceUserState, SigningKey,
+    ApiKey, KeyPrincipal, Organization, Project, RoleBinding, RoleScope, ServiceUser,
+    ServiceUserRecord, ServiceUserState, SigningKey,
 };
 use crate::{Store, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
@@ -110,6 +111,44 @@ impl Store {
             .one(&self.db)
             .await?
             .ok_or(StoreError::NotFound)
+    }
+
+    /// A project of an organization.
+    pub async fn project(&self, organization_id: &str, id: &str) -> StoreResult<Project> {
+        find_project(&self.db, organization_id, id).await
+    }
+
+    /// The organization a project belongs to.
+    pub async fn organization_of_project(&self, id: &str) -> StoreResult<String> {
+        project::Entity::find_by_id(id)
+            .select_only()
+            .column(project::Column::OrganizationId)
+            .into_tuple::<String>()
+            .one(&self.db)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Projects of an organization in ID order, after `after_id`, at most `limit`.
+    pub async fn list_projects(
+        &self,
+        organization_id: &str,
+        after_id: Option<&str>,
+        limit: u64,
+    ) -> StoreResult<Vec<Project>> {
+        let mut query = project::Entity::find()
+            .filter(project::Column::OrganizationId.eq(organization_id))
+            .order_by_asc(project::Column::Id)
+            .limit(limit);
+        if let Some(after_id) = after_id {
+            query = query.filter(project::Column::Id.gt(after_id));
+        }
+        Ok(query
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(Project::from)
+            .collect())
     }
 
     /// Organizations in ID order, after `after_id`, at most `limit`.
@@ -347,6 +386,45 @@ impl Tx {
             return Err(StoreError::Stale);
         }
         Ok(())
+    }
+
+    /// A project of an organization.
+    pub async fn project(&self, organization_id: &str, id: &str) -> StoreResult<Project> {
+        find_project(&self.txn, organization_id, id).await
+    }
+
+    /// Inserts a project.
+    pub async fn insert_project(&self, project: Project) -> StoreResult<()> {
+        project::Entity::insert(project::Model::from(project).into_active_model())
+            .exec_without_returning(&self.txn)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a project and every role binding on it; returns the principals that lost one.
+    pub async fn delete_project(&self, id: &str) -> StoreResult<Vec<String>> {
+        let scope = RoleScope::Project(id.to_owned()).to_stored();
+        let principals: Vec<String> = role_binding::Entity::find()
+            .select_only()
+            .column(role_binding::Column::PrincipalId)
+            .filter(role_binding::Column::Scope.eq(scope.clone()))
+            .into_tuple::<String>()
+            .all(&self.txn)
+            .await?;
+        role_binding::Entity::delete_many()
+            .filter(role_binding::Column::Scope.eq(scope))
+            .exec(&self.txn)
+            .await?;
+        project::Entity::delete_by_id(id).exec(&self.txn).await?;
+        Ok(principals)
+    }
+
+    /// How many role bindings apply to a project.
+    pub async fn count_project_bindings(&self, id: &str) -> StoreResult<u64> {
+        Ok(role_binding::Entity::find()
+            .filter(role_binding::Column::Scope.eq(RoleScope::Project(id.to_owned()).to_stored()))
+            .count(&self.txn)
+            .await?)
     }
 
     /// Inserts an organization.
@@ -591,6 +669,19 @@ async fn find_organization(db: &impl ConnectionTrait, id: &str) -> StoreResult<O
         .one(db)
         .await?
         .map(Organization::from)
+        .ok_or(StoreError::NotFound)
+}
+
+async fn find_project(
+    db: &impl ConnectionTrait,
+    organization_id: &str,
+    id: &str,
+) -> StoreResult<Project> {
+    project::Entity::find_by_id(id)
+        .filter(project::Column::OrganizationId.eq(organization_id))
+        .one(db)
+        .await?
+        .map(Project::from)
         .ok_or(StoreError::NotFound)
 }
 

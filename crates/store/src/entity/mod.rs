@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod organization;
+pub mod project;
 pub mod role_binding;
 pub mod service_user;
 pub mod service_user_administrator;

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_initial;
 mod m0002_explicit_key_scopes;
 mod m0003_organization_revision;
+mod m0004_projects;
 
 /// Every migration Tokenmint knows, oldest first.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_initial::Migration),
             Box::new(m0002_explicit_key_scopes::Migration),
             Box::new(m0003_organization_revision::Migration),
+            Box::new(m0004_projects::Migration),
         ]
     }
 }

@@ -1,0 +1,209 @@
+//! Projects: owners create and delete them; bindings on a project are managed by those who hold
+//! admin or owner there, up to their own role, and give no power over the organization.
+
+use crate::harness::{Backend, Server, create_user};
+use crate::on_both_backends;
+use tokenmint::proto::admin::v1::{
+    AddRoleBindingRequest, CreateProjectRequest, CreateServiceUserRequest, DeleteProjectRequest,
+    ListProjectsRequest, ListRoleBindingsRequest, Project, Role, RoleBinding, ServiceUser,
+};
+use tonic::Code;
+
+fn project_binding(principal_id: &str, project_id: &str, role: Role) -> AddRoleBindingRequest {
+    AddRoleBindingRequest {
+        role_binding: Some(RoleBinding {
+            principal_id: principal_id.into(),
+            project_id: project_id.into(),
+            role: role as i32,
+            ..Default::default()
+        }),
+    }
+}
+
+fn create_project(name: &str) -> CreateProjectRequest {
+    CreateProjectRequest {
+        organization_id: String::new(),
+        project: Some(Project {
+            name: name.into(),
+            ..Default::default()
+        }),
+    }
+}
+
+async fn owners_create_list_and_delete_projects(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let billing = admin
+        .create_project(create_project("billing"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(billing.id.starts_with("prj_"));
+    assert_eq!(billing.organization_id, server.admin.organization_id);
+    let listed = admin
+        .list_projects(ListProjectsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .projects;
+    assert_eq!(listed, [billing.clone()]);
+    let duplicate = admin
+        .create_project(create_project("billing"))
+        .await
+        .unwrap_err();
+    assert_eq!(duplicate.code(), Code::AlreadyExists);
+
+    let team_admin = server.principal_with_roles("team-admin", &["admin"]).await;
+    let refused = server
+        .admin_for(&team_admin)
+        .await
+        .create_project(create_project("mine"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    let user = create_user(&mut admin, "accountant").await;
+    admin
+        .add_role_binding(project_binding(&user.id, &billing.id, Role::Viewer))
+        .await
+        .unwrap();
+    let on_project = admin
+        .list_role_bindings(ListRoleBindingsRequest {
+            project_id: billing.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .role_bindings;
+    assert_eq!(on_project.len(), 1);
+    assert_eq!(on_project[0].project_id, billing.id);
+
+    let refused = admin
+        .delete_project(DeleteProjectRequest {
+            id: billing.id.clone(),
+            force: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    admin
+        .delete_project(DeleteProjectRequest {
+            id: billing.id.clone(),
+            force: true,
+        })
+        .await
+        .unwrap();
+    let left = admin
+        .list_role_bindings(ListRoleBindingsRequest {
+            principal_id: user.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .role_bindings;
+    assert!(
+        left.is_empty(),
+        "force removed the project's bindings with it"
+    );
+    assert!(
+        admin
+            .list_projects(ListProjectsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .projects
+            .is_empty()
+    );
+}
+
+async fn project_bindings_go_up_to_the_granters_role_and_give_no_organization_power(
+    backend: Backend,
+) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let project = admin
+        .create_project(create_project("web"))
+        .await
+        .unwrap()
+        .into_inner();
+    let team_admin = server.principal_with_roles("team-admin", &["admin"]).await;
+    let mut as_admin = server.admin_for(&team_admin).await;
+    let member = server.principal_with_roles("member", &["viewer"]).await;
+
+    // An organization admin is admin on every project: it grants up to admin there.
+    as_admin
+        .add_role_binding(project_binding(
+            &member.service_user_id,
+            &project.id,
+            Role::Admin,
+        ))
+        .await
+        .unwrap();
+    let refused = as_admin
+        .add_role_binding(project_binding(
+            &member.service_user_id,
+            &project.id,
+            Role::Owner,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let viewer = server.principal_with_roles("watcher", &["viewer"]).await;
+    let refused = server
+        .admin_for(&viewer)
+        .await
+        .add_role_binding(project_binding(
+            &viewer.service_user_id,
+            &project.id,
+            Role::Viewer,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    // The project admin role gives its holder nothing in the organization.
+    admin
+        .add_role_binding(project_binding(
+            &member.service_user_id,
+            &project.id,
+            Role::Owner,
+        ))
+        .await
+        .unwrap();
+    let refused = server
+        .admin_for(&member)
+        .await
+        .create_service_user(CreateServiceUserRequest {
+            organization_id: String::new(),
+            service_user: Some(ServiceUser {
+                name: "sneaky".into(),
+                ..Default::default()
+            }),
+            role_bindings: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    // A project of another organization does not exist here.
+    let missing = admin
+        .add_role_binding(project_binding(
+            &member.service_user_id,
+            &tokenmint::ids::ProjectId::generate().to_string(),
+            Role::Viewer,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+}
+
+on_both_backends!(
+    owners_create_list_and_delete_projects,
+    project_bindings_go_up_to_the_granters_role_and_give_no_organization_power,
+);
