@@ -48,7 +48,7 @@ async fn owners_create_list_and_delete_projects(backend: Backend) {
         .unwrap()
         .into_inner()
         .projects;
-    assert_eq!(listed, [billing.clone()]);
+    assert_eq!(listed, vec![billing.clone()]);
     let duplicate = admin
         .create_project(create_project("billing"))
         .await
