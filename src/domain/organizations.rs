@@ -182,30 +182,9 @@ impl Tokenmint {
             OrganizationId::parse,
             OrganizationId::PREFIX,
         )?;
-        let expected = crate::domain::service_users::parse_etag("organization.etag", etag)?;
+        let expected = check::etag("organization.etag", etag)?;
         let mut v = Violations::new();
-        if mask.is_empty() {
-            v.add(
-                "update_mask",
-                format!(
-                    "is required; updatable fields: {}",
-                    UPDATABLE_FIELDS.join(", ")
-                ),
-            );
-        }
-        for path in mask
-            .iter()
-            .filter(|p| !UPDATABLE_FIELDS.contains(&p.as_str()))
-        {
-            v.add(
-                "update_mask",
-                format!(
-                    "{} cannot be updated; updatable fields: {}",
-                    check::echo(path),
-                    UPDATABLE_FIELDS.join(", ")
-                ),
-            );
-        }
+        check::update_mask(&mut v, mask, &UPDATABLE_FIELDS);
         let wants = |field: &str| mask.iter().any(|p| p == field);
         v.check(
             "organization.display_name",

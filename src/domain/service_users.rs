@@ -43,18 +43,6 @@ pub fn etag(user: &ServiceUser) -> String {
     format!("\"{}\"", user.revision)
 }
 
-/// The revision an etag names; `None` for an empty etag. `field` names the etag in errors.
-pub(crate) fn parse_etag(field: &str, etag: &str) -> Result<Option<i64>> {
-    if etag.is_empty() {
-        return Ok(None);
-    }
-    etag.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse()
-        .map(Some)
-        .map_err(|_| Error::invalid(field, "is not an etag returned by this service"))
-}
-
 fn parse_id(field: &str, id: &str) -> Result<ServiceUserId> {
     check::id(field, id, ServiceUserId::parse, ServiceUserId::PREFIX)
 }
@@ -290,30 +278,9 @@ impl Tokenmint {
         fields: ServiceUserFields,
     ) -> Result<ServiceUserRecord> {
         let id = parse_id("service_user.id", id)?;
-        let expected_revision = parse_etag("service_user.etag", etag)?;
+        let expected_revision = check::etag("service_user.etag", etag)?;
         let mut v = Violations::new();
-        if mask.is_empty() {
-            v.add(
-                "update_mask",
-                format!(
-                    "is required; updatable fields: {}",
-                    UPDATABLE_FIELDS.join(", ")
-                ),
-            );
-        }
-        for path in mask
-            .iter()
-            .filter(|p| !UPDATABLE_FIELDS.contains(&p.as_str()))
-        {
-            v.add(
-                "update_mask",
-                format!(
-                    "{} cannot be updated; updatable fields: {}",
-                    check::echo(path),
-                    UPDATABLE_FIELDS.join(", ")
-                ),
-            );
-        }
+        check::update_mask(&mut v, mask, &UPDATABLE_FIELDS);
         validate_details(&mut v, &fields);
         v.finish()?;
         let tx = self.store.begin().await?;

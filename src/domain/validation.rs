@@ -156,6 +156,38 @@ pub fn email(value: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// Records what is wrong with a field mask: empty, or naming a field not in `updatable`.
+pub fn update_mask(v: &mut Violations, mask: &[String], updatable: &[&str]) {
+    let fields = updatable.join(", ");
+    if mask.is_empty() {
+        v.add(
+            "update_mask",
+            format!("is required; updatable fields: {fields}"),
+        );
+    }
+    for path in mask.iter().filter(|p| !updatable.contains(&p.as_str())) {
+        v.add(
+            "update_mask",
+            format!(
+                "{} cannot be updated; updatable fields: {fields}",
+                echo(path)
+            ),
+        );
+    }
+}
+
+/// The revision an etag names; `None` for an empty etag. `field` names the etag in errors.
+pub fn etag(field: &str, etag: &str) -> Result<Option<i64>> {
+    if etag.is_empty() {
+        return Ok(None);
+    }
+    etag.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .map(Some)
+        .map_err(|_| Error::invalid(field, "is not an etag returned by this service"))
+}
+
 /// A page size: 0 means the default; negative or over the maximum is refused.
 pub fn page_size(value: i32) -> std::result::Result<u64, String> {
     match value {
