@@ -1,15 +1,15 @@
 //! API keys: creation (the one time a secret is shown), reads and revocation.
 
-use crate::domain::roles::ResourceScope;
+use crate::domain::roles::{ResourceScope, TokenScope, roles_in};
 use crate::domain::roles::{Role, narrow};
 use crate::domain::validation::{self as check, Violations};
 use crate::domain::{Tokenmint, authz, principal::Principal};
 use crate::error::{Error, Reason, Resource, Result};
-use crate::ids::{ApiKeyId, OrganizationId, ServiceUserId};
+use crate::ids::{ApiKeyId, OrganizationId, ProjectId, ServiceUserId};
 use chrono::TimeDelta;
 use ipnet::IpNet;
 use std::time::Duration;
-use tokenmint_store::{ApiKey, ServiceUserState, StoreError};
+use tokenmint_store::{ApiKey, ProjectRole, RoleScope, ServiceUserState, StoreError};
 use tokenmint_token::ApiSecret;
 
 /// Shortest key validity.
@@ -118,29 +118,37 @@ pub fn parse_cidr(cidr: &str) -> Option<IpNet> {
     Some(net.trunc())
 }
 
-/// Parses a request's scopes, one role name per entry, recording each bad entry. An empty
-/// entry is an error, not "no restriction".
-fn parse_scopes(v: &mut Violations, scopes: &[String]) -> Vec<Role> {
-    let mut roles = Vec::new();
+/// Parses a request's scopes, one role per entry (an organization role, or `prj_…:role`),
+/// recording each bad entry. An empty entry is an error, not "no restriction".
+fn parse_scopes(v: &mut Violations, scopes: &[String]) -> TokenScope {
+    let mut parsed = TokenScope::default();
     if scopes.len() > MAX_SCOPES {
         v.add("scopes", format!("at most {MAX_SCOPES} entries"));
-        return roles;
+        return parsed;
     }
     for (i, scope) in scopes.iter().enumerate() {
-        match Role::parse(scope) {
-            Some(role) => roles.push(role),
-            None => v.add(
+        let entry = if scope.contains(':') {
+            ProjectRole::parse(scope)
+                .filter(|p| ProjectId::parse(&p.project_id).is_some())
+                .map(|p| parsed.projects.push(p))
+        } else {
+            Role::parse(scope).map(|r| parsed.roles.push(r))
+        };
+        if entry.is_none() {
+            v.add(
                 &format!("scopes[{i}]"),
                 format!(
-                    "{} is not a role; roles: viewer, admin, owner, superuser",
+                    "{} is not a role; roles: viewer, admin, owner, superuser, or prj_…:role",
                     check::echo(scope)
                 ),
-            ),
+            );
         }
     }
-    roles.sort();
-    roles.dedup();
-    roles
+    parsed.roles.sort();
+    parsed.roles.dedup();
+    parsed.projects.sort();
+    parsed.projects.dedup();
+    parsed
 }
 
 /// Parses a request's CIDR allowlist, recording each bad entry.
@@ -231,22 +239,53 @@ impl Tokenmint {
             )));
         }
         let scope = ResourceScope::Organization(organization.clone());
+        let user_bindings = tx.role_bindings_of(user_id.as_str()).await?;
         // The key's roles are fixed now, never resolved later: a grant to the user after this
         // call must not widen a key whose creator could not have granted it.
-        let scopes = if requested_scopes.is_empty() {
-            narrow(&caller.effective_roles_in(&scope), &user_roles)
+        let (scopes, project_scopes) = if requested_scopes.is_empty() {
+            let projects = user_bindings
+                .iter()
+                .filter_map(|b| match &b.scope {
+                    RoleScope::Project(project_id) => Some(ProjectRole {
+                        project_id: project_id.clone(),
+                        role: b.role,
+                    }),
+                    _ => None,
+                })
+                .filter(|p| {
+                    let there = project_scope(&organization, &p.project_id);
+                    !narrow(&caller.effective_roles_in(&there), &[p.role]).is_empty()
+                })
+                .collect();
+            (
+                narrow(&caller.effective_roles_in(&scope), &user_roles),
+                projects,
+            )
         } else {
-            authz::grant_scopes(&caller, &scope, &requested_scopes)?;
+            authz::grant_scopes(&caller, &scope, &requested_scopes.roles)?;
             // A key carries only roles its user holds now: a dormant scope would come alive
             // when the user is granted more, beyond what the grantor meant for this key.
-            let held = narrow(&user_roles, &requested_scopes);
-            if let Some(role) = requested_scopes.iter().find(|r| !held.contains(r)) {
+            let held = narrow(&user_roles, &requested_scopes.roles);
+            if let Some(role) = requested_scopes.roles.iter().find(|r| !held.contains(r)) {
                 return Err(Error::invalid(
                     "scopes",
                     format!("the service user does not hold the {role} role"),
                 ));
             }
-            requested_scopes
+            for wanted in &requested_scopes.projects {
+                tx.project(&organization, &wanted.project_id)
+                    .await
+                    .map_err(|e| Error::from_store(e, Resource::Project, &wanted.project_id))?;
+                let there = project_scope(&organization, &wanted.project_id);
+                authz::grant_scopes(&caller, &there, &[wanted.role])?;
+                if narrow(&roles_in(&user_bindings, &there), &[wanted.role]).is_empty() {
+                    return Err(Error::invalid(
+                        "scopes",
+                        format!("the service user does not hold {wanted}"),
+                    ));
+                }
+            }
+            (requested_scopes.roles, requested_scopes.projects)
         };
 
         let secret = ApiSecret::generate(&self.rng)?;
@@ -260,6 +299,7 @@ impl Tokenmint {
             token_lifetime: seconds(token_lifetime),
             allowed_cidrs: cidrs,
             scopes,
+            project_scopes,
             creator: caller.service_user_id.to_string(),
             create_time: now,
             expire_time: now + seconds(expires_in),
@@ -397,6 +437,13 @@ impl Tokenmint {
             .await
             .map_err(|e| Error::from_store(e, Resource::ApiKey, id.as_str()))?;
         caller.visible(organization, Resource::ApiKey, id.as_str())
+    }
+}
+
+fn project_scope(organization: &str, project_id: &str) -> ResourceScope {
+    ResourceScope::Project {
+        organization_id: organization.to_owned(),
+        project_id: project_id.to_owned(),
     }
 }
 

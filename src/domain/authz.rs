@@ -153,6 +153,7 @@ mod tests {
             roles: roles.to_vec(),
             bindings,
             token_scope: Role::ALL.to_vec(),
+            token_projects: Vec::new(),
             token_expiry: 0,
         }
     }

@@ -86,6 +86,7 @@ impl Tokenmint {
                 allowed_cidrs: Vec::new(),
                 // Keys store their roles explicitly; see `api_keys::create_api_key`.
                 scopes: vec![Role::Owner, Role::Superuser],
+                project_scopes: Vec::new(),
                 creator: service_user_id.to_string(),
                 create_time: now,
                 expire_time: now + chrono::TimeDelta::days(BOOTSTRAP_KEY_DAYS),

@@ -3,7 +3,7 @@
 
 use crate::domain::key_cache::CachedKey;
 use crate::domain::principal::{Principal, UNAUTHENTICATED, active_now};
-use crate::domain::roles::{ResourceScope, Role, narrow, parse_scope, roles_in, scope_string};
+use crate::domain::roles::{ResourceScope, Role, TokenScope, narrow, roles_in};
 use crate::domain::validation::Violations;
 use crate::domain::{Tokenmint, authz};
 use crate::error::{Error, Reason, Result};
@@ -13,6 +13,7 @@ use ring::rand::SecureRandom;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokenmint_store::{ProjectRole, RoleScope};
 use tokenmint_token::{AccessTokenClaims, ApiSecret};
 
 /// Longest audience string.
@@ -71,12 +72,12 @@ impl Tokenmint {
                 format!("must be at most {MAX_AUDIENCE_LEN} characters without spaces"),
             );
         }
-        let requested_roles = parse_scope(&request.scope)
+        let requested = TokenScope::parse(&request.scope)
             .map_err(|unknown| {
                 v.add(
                     "scope",
                     format!(
-                        "{} is not a role; roles: viewer, admin, owner, superuser",
+                        "{} is not a role; roles: viewer, admin, owner, superuser, or prj_…:role",
                         crate::domain::validation::echo(&unknown)
                     ),
                 )
@@ -113,19 +114,42 @@ impl Tokenmint {
             ));
         }
 
-        let roles = match requested_roles.filter(|r| !r.is_empty()) {
-            None => key.roles.clone(),
+        let carried = match requested.filter(|r| !r.is_empty()) {
+            None => TokenScope {
+                roles: key.roles.clone(),
+                projects: key.project_roles.clone(),
+            },
             Some(requested) => {
-                let covered = narrow(&key.roles, &requested);
-                let refused: Vec<Role> = requested
-                    .iter()
-                    .copied()
-                    .filter(|r| !covered.contains(r))
-                    .collect();
+                let covered = narrow(&key.roles, &requested.roles);
+                let refused = TokenScope {
+                    roles: requested
+                        .roles
+                        .iter()
+                        .copied()
+                        .filter(|r| !covered.contains(r))
+                        .collect(),
+                    projects: requested
+                        .projects
+                        .iter()
+                        .filter(|p| {
+                            let held: Vec<Role> = key
+                                .project_roles
+                                .iter()
+                                .filter(|k| k.project_id == p.project_id)
+                                .map(|k| k.role)
+                                .collect();
+                            narrow(&held, &[p.role]).is_empty()
+                        })
+                        .cloned()
+                        .collect(),
+                };
                 if !refused.is_empty() {
                     return Err(Error::invalid(
                         "scope",
-                        format!("this key may not carry: {}", scope_string(&refused)),
+                        format!(
+                            "this key may not carry: {}",
+                            crate::domain::validation::echo(&refused.to_string())
+                        ),
                     ));
                 }
                 requested
@@ -142,7 +166,7 @@ impl Tokenmint {
         } else {
             request.audience
         };
-        let scope = scope_string(&roles);
+        let scope = carried.to_string();
         let claims = AccessTokenClaims {
             iss: self.settings.issuer.clone(),
             sub: key.service_user_id.clone(),
@@ -187,6 +211,33 @@ impl Tokenmint {
         let user_roles = roles_in(&found.role_bindings, &organization);
         // A key carries the roles fixed at its creation that its user still holds.
         let roles = narrow(&user_roles, &found.api_key.scopes);
+        let mut project_roles: Vec<ProjectRole> = found
+            .role_bindings
+            .iter()
+            .filter(|b| b.organization_id == found.user.organization_id)
+            .filter_map(|b| match &b.scope {
+                RoleScope::Project(project_id) => Some((project_id, b.role)),
+                _ => None,
+            })
+            .flat_map(|(project_id, held)| {
+                let fixed: Vec<Role> = found
+                    .api_key
+                    .project_scopes
+                    .iter()
+                    .filter(|s| &s.project_id == project_id)
+                    .map(|s| s.role)
+                    .collect();
+                narrow(&[held], &fixed)
+                    .into_iter()
+                    .map(|role| ProjectRole {
+                        project_id: project_id.clone(),
+                        role,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        project_roles.sort();
+        project_roles.dedup();
         let entry = Arc::new(CachedKey::new(
             found.api_key.id,
             found.user.id,
@@ -196,6 +247,7 @@ impl Tokenmint {
             found.api_key.token_lifetime.num_seconds(),
             found.api_key.allowed_cidrs,
             roles,
+            project_roles,
         ));
         self.key_cache.insert(generation, entry.clone());
         Ok(Some(entry))

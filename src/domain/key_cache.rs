@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokenmint_store::ProjectRole;
 
 /// What an exchange needs to know about an active key.
 #[derive(Debug)]
@@ -29,6 +30,8 @@ pub struct CachedKey {
     pub allowed_cidrs: Vec<IpNet>,
     /// Roles its tokens may carry: the user's roles, narrowed by the key's scopes.
     pub roles: Vec<Role>,
+    /// Project roles its tokens may carry, narrowed the same way.
+    pub project_roles: Vec<ProjectRole>,
 }
 
 impl CachedKey {
@@ -43,6 +46,7 @@ impl CachedKey {
         token_lifetime_seconds: i64,
         allowed_cidrs: Vec<IpNet>,
         roles: Vec<Role>,
+        project_roles: Vec<ProjectRole>,
     ) -> Self {
         Self {
             key_id,
@@ -53,6 +57,7 @@ impl CachedKey {
             token_lifetime_seconds,
             allowed_cidrs,
             roles,
+            project_roles,
         }
     }
 }
@@ -254,6 +259,7 @@ mod tests {
             vec![],
             0,
             60,
+            vec![],
             vec![],
             vec![],
         ))

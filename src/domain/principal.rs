@@ -3,11 +3,11 @@
 //! introspection share.
 
 use crate::domain::Tokenmint;
-use crate::domain::roles::{ResourceScope, Role, roles_in};
+use crate::domain::roles::{ResourceScope, Role, TokenScope, roles_in};
 use crate::error::{Error, Resource, Result};
 use crate::ids::{ApiKeyId, OrganizationId, ServiceUserId};
 use chrono::{DateTime, Utc};
-use tokenmint_store::{KeyPrincipal, RoleBinding, ServiceUserState, Tx};
+use tokenmint_store::{KeyPrincipal, ProjectRole, RoleBinding, ServiceUserState, Tx};
 
 /// The one message every authentication failure gets, so a caller learns nothing from it.
 pub const UNAUTHENTICATED: &str = "invalid or expired credentials";
@@ -25,8 +25,11 @@ pub struct Principal {
     pub roles: Vec<Role>,
     /// Its current role bindings in every scope, to resolve roles for a project.
     pub bindings: Vec<RoleBinding>,
-    /// The roles its token carries; what it may use is the intersection with `roles`.
+    /// The organization roles its token carries; what it may use is the intersection with
+    /// `roles`.
     pub token_scope: Vec<Role>,
+    /// The project roles its token carries.
+    pub token_projects: Vec<ProjectRole>,
     /// When its token expires (seconds since the epoch).
     pub token_expiry: i64,
 }
@@ -53,7 +56,25 @@ impl Principal {
         if organization != self.organization_id.as_str() {
             return Vec::new();
         }
-        super::roles::narrow(&roles_in(&self.bindings, scope), &self.token_scope)
+        let mut carried = self.token_scope.clone();
+        if let ResourceScope::Project { project_id, .. } = scope {
+            carried.extend(
+                self.token_projects
+                    .iter()
+                    .filter(|p| &p.project_id == project_id)
+                    .map(|p| p.role),
+            );
+        }
+        super::roles::narrow(&roles_in(&self.bindings, scope), &carried)
+    }
+
+    /// The token's scope as the token carries it.
+    pub fn token_scope_string(&self) -> String {
+        TokenScope {
+            roles: self.token_scope.clone(),
+            projects: self.token_projects.clone(),
+        }
+        .to_string()
     }
 
     /// The caller holds, and its token carries, the platform `superuser` role.
@@ -145,20 +166,20 @@ impl Tokenmint {
                     && p.user.id == caller.service_user_id.as_str()
                     && p.user.organization_id == caller.organization_id.as_str()
             })
-            .map(|p| {
-                let scope = super::roles::scope_string(&caller.token_scope);
-                principal_from(p, &scope, caller.token_expiry)
-            })
+            .map(|p| principal_from(p, &caller.token_scope_string(), caller.token_expiry))
             .ok_or(Error::Unauthenticated(UNAUTHENTICATED))
     }
 }
 
 fn principal_from(found: KeyPrincipal, token_scope: &str, token_expiry: i64) -> Principal {
+    // A scope we minted always parses; anything else carries nothing.
+    let parsed_scope = TokenScope::parse(token_scope).unwrap_or_default();
     let organization = ResourceScope::Organization(found.user.organization_id.clone());
     Principal {
         roles: roles_in(&found.role_bindings, &organization),
         bindings: found.role_bindings,
-        token_scope: super::roles::parse_scope(token_scope).unwrap_or_default(),
+        token_scope: parsed_scope.roles,
+        token_projects: parsed_scope.projects,
         service_user_id: ServiceUserId::from_stored(found.user.id),
         service_user_name: found.user.name,
         organization_id: OrganizationId::from_stored(found.user.organization_id),

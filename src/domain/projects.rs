@@ -85,10 +85,20 @@ impl Tokenmint {
     ) -> Result<ProjectPage> {
         let limit = check::page_size(page_size).map_err(|d| Error::invalid("page_size", d))?;
         let organization = authz::organization(caller, organization_id)?;
-        authz::read(
+        // Readers of the organization see every project; a principal whose roles are on
+        // projects only sees those projects.
+        let org_reader = authz::read(
             caller,
             &ResourceScope::Organization(organization.to_string()),
-        )?;
+        );
+        let project_reader = caller.organization_id == organization
+            && caller
+                .bindings
+                .iter()
+                .any(|b| matches!(b.scope, tokenmint_store::RoleScope::Project(_)));
+        if !project_reader && let Err(denied) = org_reader {
+            return Err(denied);
+        }
         self.existing_organization(&organization).await?;
         let query = format!("projects|{organization}");
         let after = self
@@ -101,6 +111,15 @@ impl Tokenmint {
         let next_page_token = self
             .page_tokens
             .next_page(&mut projects, limit, &query, |p| &p.id);
+        if org_reader.is_err() {
+            projects.retain(|p| {
+                let scope = ResourceScope::Project {
+                    organization_id: organization.to_string(),
+                    project_id: p.id.clone(),
+                };
+                !caller.effective_roles_in(&scope).is_empty()
+            });
+        }
         Ok(ProjectPage {
             projects,
             next_page_token,

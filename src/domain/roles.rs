@@ -1,7 +1,7 @@
 //! Roles, lowest to highest, and the scopes tokens carry.
 
 pub use tokenmint_store::Role;
-use tokenmint_store::{RoleBinding, RoleScope};
+use tokenmint_store::{ProjectRole, RoleBinding, RoleScope};
 
 /// What a decision is about: the organization, or one project inside it. Roles are resolved
 /// for that scope only, so a project-level binding never acts organization-wide.
@@ -79,6 +79,65 @@ pub fn scope_string(roles: &[Role]) -> String {
         .map(|r| r.as_str())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The roles a token or an exchange request names: organization roles as bare words, project
+/// roles as `prj_…:role`, space-separated.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenScope {
+    /// Organization roles (and `superuser`), lowest first.
+    pub roles: Vec<Role>,
+    /// Project roles, sorted.
+    pub projects: Vec<ProjectRole>,
+}
+
+impl TokenScope {
+    /// Parses a scope string; `Err` names the first entry that is neither.
+    pub fn parse(scope: &str) -> Result<Self, String> {
+        let mut parsed = TokenScope::default();
+        for entry in scope.split_ascii_whitespace() {
+            if entry.contains(':') {
+                parsed
+                    .projects
+                    .push(ProjectRole::parse(entry).ok_or_else(|| entry.to_owned())?);
+            } else {
+                parsed
+                    .roles
+                    .push(Role::parse(entry).ok_or_else(|| entry.to_owned())?);
+            }
+        }
+        parsed.roles.sort();
+        parsed.roles.dedup();
+        parsed.projects.sort();
+        parsed.projects.dedup();
+        Ok(parsed)
+    }
+
+    /// Nothing named.
+    pub fn is_empty(&self) -> bool {
+        self.roles.is_empty() && self.projects.is_empty()
+    }
+
+    /// The roles named for `project_id`.
+    pub fn roles_on(&self, project_id: &str) -> Vec<Role> {
+        self.projects
+            .iter()
+            .filter(|p| p.project_id == project_id)
+            .map(|p| p.role)
+            .collect()
+    }
+}
+
+impl std::fmt::Display for TokenScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let entries: Vec<String> = self
+            .roles
+            .iter()
+            .map(ToString::to_string)
+            .chain(self.projects.iter().map(ToString::to_string))
+            .collect();
+        f.write_str(&entries.join(" "))
+    }
 }
 
 /// Parses a scope string; `Err` names the first unknown role.
@@ -169,6 +228,16 @@ mod tests {
         let mut inconsistent = binding(RoleScope::Organization("org_a".into()), Role::Owner);
         inconsistent.organization_id = "org_b".into();
         assert_eq!(roles_in(&[inconsistent], &org), []);
+    }
+
+    #[test]
+    fn token_scopes_carry_project_roles() {
+        let scope = TokenScope::parse("prj_x:admin viewer prj_x:admin").unwrap();
+        assert_eq!(scope.roles, [Role::Viewer]);
+        assert_eq!(scope.roles_on("prj_x"), [Role::Admin]);
+        assert_eq!(scope.to_string(), "viewer prj_x:admin");
+        assert!(TokenScope::parse("prj_x:superuser").is_err());
+        assert!(TokenScope::parse("org_x:admin").is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `tokenmint.auth.v1.AuthService`: translation only; the rules are in `domain`.
 
-use crate::domain::{Tokenmint, exchange::ExchangeRequest, roles::scope_string};
+use crate::domain::{Tokenmint, exchange::ExchangeRequest};
 use crate::grpc::convert::{bearer, duration, timestamp_from_seconds};
 use crate::proto::auth::v1::{self as pb, auth_service_server::AuthService};
 use std::sync::Arc;
@@ -104,8 +104,18 @@ impl AuthService for AuthApi {
             service_user_name: caller.service_user_name.clone(),
             organization_id: caller.organization_id.to_string(),
             api_key_id: caller.api_key_id.to_string(),
-            roles: caller.roles.iter().map(|r| r.as_str().to_owned()).collect(),
-            scope: scope_string(&caller.token_scope),
+            roles: caller
+                .roles
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .chain(caller.bindings.iter().filter_map(|b| match &b.scope {
+                    tokenmint_store::RoleScope::Project(project) => {
+                        Some(format!("{project}:{}", b.role))
+                    }
+                    _ => None,
+                }))
+                .collect(),
+            scope: caller.token_scope_string(),
             expire_time: Some(timestamp_from_seconds(caller.token_expiry)),
         }))
     }

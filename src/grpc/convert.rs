@@ -190,7 +190,12 @@ pub fn api_key(key: ApiKey, now: DateTime<Utc>) -> pb::ApiKey {
             nanos: 0,
         }),
         allowed_cidrs: key.allowed_cidrs.iter().map(ToString::to_string).collect(),
-        scopes: key.scopes.iter().map(|r| r.as_str().to_owned()).collect(),
+        scopes: key
+            .scopes
+            .iter()
+            .map(ToString::to_string)
+            .chain(key.project_scopes.iter().map(ToString::to_string))
+            .collect(),
         last_used_time: key.last_used_time.map(timestamp),
         last_used_address: key.last_used_address.unwrap_or_default(),
         revoke_time: key.revoke_time.map(timestamp),

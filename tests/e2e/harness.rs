@@ -711,6 +711,7 @@ impl Server {
             token_lifetime: chrono::TimeDelta::seconds(3600),
             allowed_cidrs: Vec::new(),
             scopes: roles.to_vec(),
+            project_scopes: Vec::new(),
             creator: user.to_string(),
             create_time: now,
             expire_time: now + chrono::Duration::days(1),

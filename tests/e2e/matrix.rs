@@ -1,22 +1,26 @@
-//! The authorization matrix: every AdminService RPC that acts on a service user, its keys or its
-//! bindings, called by every kind of caller, each cell the expected code; every denied cell also
-//! checks that nothing stored changed.
+//! The authorization matrix: every AdminService RPC, called by every kind of caller, each cell
+//! the expected code; every denied cell also checks that nothing stored changed (the target user,
+//! its keys and bindings, the organization and its projects).
 
 use crate::harness::{Admin, Backend, Credential, Server, create_key, create_user, key_request};
 use crate::on_both_backends;
 use tokenmint::proto::admin::v1::{
-    AddAdministratorRequest, AddRoleBindingRequest, DeleteServiceUserRequest,
-    DisableServiceUserRequest, EnableServiceUserRequest, GetApiKeyRequest, GetServiceUserRequest,
-    ListApiKeysRequest, ListRoleBindingsRequest, ListServiceUsersRequest,
+    AddAdministratorRequest, AddRoleBindingRequest, CreateOrganizationRequest,
+    CreateProjectRequest, CreateServiceUserRequest, DeleteProjectRequest, DeleteServiceUserRequest,
+    DisableServiceUserRequest, EnableServiceUserRequest, GetApiKeyRequest, GetOrganizationRequest,
+    GetServiceUserRequest, ListApiKeysRequest, ListOrganizationsRequest, ListProjectsRequest,
+    ListRoleBindingsRequest, ListServiceUsersRequest, Organization, Project,
     RemoveAdministratorRequest, RemoveRoleBindingRequest, RevokeApiKeyRequest, Role, RoleBinding,
-    ServiceUser, UpdateServiceUserRequest,
+    ServiceUser, UpdateOrganizationRequest, UpdateServiceUserRequest,
 };
 use tonic::Code;
 
 /// The callers, in the matrix's column order.
-const CALLERS: [&str; 7] = [
+const CALLERS: [&str; 9] = [
     "no role",
     "viewer",
+    "project viewer",
+    "project admin",
     "admin, not administrator",
     "admin administrator",
     "owner",
@@ -30,22 +34,30 @@ const NF: Code = Code::NotFound;
 
 /// Each RPC with its expected code per caller (in `CALLERS` order). Lists answer OK to a caller
 /// of another organization but never show the target (checked separately).
-const MATRIX: [(&str, [Code; 7]); 15] = [
-    ("GetServiceUser", [PD, OK, OK, OK, OK, NF, OK]),
-    ("ListServiceUsers", [PD, OK, OK, OK, OK, OK, OK]),
-    ("UpdateServiceUser", [PD, PD, PD, OK, OK, NF, OK]),
-    ("DisableServiceUser", [PD, PD, PD, OK, OK, NF, OK]),
-    ("EnableServiceUser", [PD, PD, PD, OK, OK, NF, OK]),
-    ("DeleteServiceUser", [PD, PD, PD, OK, OK, NF, OK]),
-    ("CreateApiKey", [PD, PD, PD, OK, OK, NF, OK]),
-    ("GetApiKey", [PD, OK, OK, OK, OK, NF, OK]),
-    ("ListApiKeys", [PD, OK, OK, OK, OK, NF, OK]),
-    ("RevokeApiKey", [PD, PD, PD, OK, OK, NF, OK]),
-    ("AddRoleBinding", [PD, PD, PD, OK, OK, NF, OK]),
-    ("RemoveRoleBinding", [PD, PD, PD, OK, OK, NF, OK]),
-    ("ListRoleBindings", [PD, OK, OK, OK, OK, OK, OK]),
-    ("AddAdministrator", [PD, PD, PD, OK, OK, NF, OK]),
-    ("RemoveAdministrator", [PD, PD, PD, OK, OK, NF, OK]),
+const MATRIX: [(&str, [Code; 9]); 23] = [
+    ("CreateOrganization", [PD, PD, PD, PD, PD, PD, PD, PD, OK]),
+    ("CreateServiceUser", [PD, PD, PD, PD, OK, OK, OK, OK, OK]),
+    ("GetOrganization", [PD, OK, PD, PD, OK, OK, OK, NF, OK]),
+    ("ListOrganizations", [PD, OK, PD, PD, OK, OK, OK, OK, OK]),
+    ("UpdateOrganization", [PD, PD, PD, PD, PD, PD, OK, NF, OK]),
+    ("CreateProject", [PD, PD, PD, PD, PD, PD, OK, OK, OK]),
+    ("ListProjects", [PD, OK, OK, OK, OK, OK, OK, OK, OK]),
+    ("DeleteProject", [PD, PD, PD, PD, PD, PD, OK, NF, OK]),
+    ("GetServiceUser", [PD, OK, PD, PD, OK, OK, OK, NF, OK]),
+    ("ListServiceUsers", [PD, OK, PD, PD, OK, OK, OK, OK, OK]),
+    ("UpdateServiceUser", [PD, PD, PD, PD, PD, OK, OK, NF, OK]),
+    ("DisableServiceUser", [PD, PD, PD, PD, PD, OK, OK, NF, OK]),
+    ("EnableServiceUser", [PD, PD, PD, PD, PD, OK, OK, NF, OK]),
+    ("DeleteServiceUser", [PD, PD, PD, PD, PD, OK, OK, NF, OK]),
+    ("CreateApiKey", [PD, PD, PD, PD, PD, OK, OK, NF, OK]),
+    ("GetApiKey", [PD, OK, PD, PD, OK, OK, OK, NF, OK]),
+    ("ListApiKeys", [PD, OK, PD, PD, OK, OK, OK, NF, OK]),
+    ("RevokeApiKey", [PD, PD, PD, PD, PD, OK, OK, NF, OK]),
+    ("AddRoleBinding", [PD, PD, PD, PD, PD, OK, OK, NF, OK]),
+    ("RemoveRoleBinding", [PD, PD, PD, PD, PD, OK, OK, NF, OK]),
+    ("ListRoleBindings", [PD, OK, PD, PD, OK, OK, OK, OK, OK]),
+    ("AddAdministrator", [PD, PD, PD, PD, PD, OK, OK, NF, OK]),
+    ("RemoveAdministrator", [PD, PD, PD, PD, PD, OK, OK, NF, OK]),
 ];
 
 /// A fresh target: a viewer service user with one key, administered by `administrator`.
@@ -53,6 +65,10 @@ struct Target {
     user_id: String,
     key_id: String,
     binding_id: String,
+    organization_id: String,
+    project_id: String,
+    /// Distinguishes the names a cell creates.
+    cell: usize,
 }
 
 /// What is stored about a target, to compare before and after a denied call.
@@ -80,7 +96,19 @@ async fn snapshot(admin: &mut Admin, target: &Target) -> String {
         .await
         .map(|r| format!("{:?}", r.into_inner().role_bindings))
         .unwrap_or_default();
-    format!("{user}\n{keys}\n{bindings}")
+    let organization = admin
+        .get_organization(GetOrganizationRequest {
+            id: target.organization_id.clone(),
+        })
+        .await
+        .map(|r| format!("{:?}", r.into_inner()))
+        .unwrap_or_default();
+    let projects = admin
+        .list_projects(ListProjectsRequest::default())
+        .await
+        .map(|r| format!("{:?}", r.into_inner().projects))
+        .unwrap_or_default();
+    format!("{user}\n{keys}\n{bindings}\n{organization}\n{projects}")
 }
 
 async fn call(rpc: &str, client: &mut Admin, target: &Target, other_admin: &str) -> Code {
@@ -183,6 +211,70 @@ async fn call(rpc: &str, client: &mut Admin, target: &Target, other_admin: &str)
             })
             .await
             .map(|_| ()),
+        "CreateServiceUser" => client
+            .create_service_user(CreateServiceUserRequest {
+                organization_id: String::new(),
+                service_user: Some(ServiceUser {
+                    name: format!("made-{}", target.cell),
+                    ..Default::default()
+                }),
+                role_bindings: Vec::new(),
+            })
+            .await
+            .map(|_| ()),
+        "CreateOrganization" => client
+            .create_organization(CreateOrganizationRequest {
+                organization: Some(Organization {
+                    name: format!("org-{}", target.cell),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map(|_| ()),
+        "GetOrganization" => client
+            .get_organization(GetOrganizationRequest {
+                id: target.organization_id.clone(),
+            })
+            .await
+            .map(|_| ()),
+        "ListOrganizations" => client
+            .list_organizations(ListOrganizationsRequest::default())
+            .await
+            .map(|_| ()),
+        "UpdateOrganization" => client
+            .update_organization(UpdateOrganizationRequest {
+                organization: Some(Organization {
+                    id: target.organization_id.clone(),
+                    display_name: format!("changed {}", target.cell),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["display_name".into()],
+                }),
+            })
+            .await
+            .map(|_| ()),
+        "CreateProject" => client
+            .create_project(CreateProjectRequest {
+                organization_id: String::new(),
+                project: Some(Project {
+                    name: format!("made-{}", target.cell),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map(|_| ()),
+        "ListProjects" => client
+            .list_projects(ListProjectsRequest::default())
+            .await
+            .map(|_| ()),
+        "DeleteProject" => client
+            .delete_project(DeleteProjectRequest {
+                id: target.project_id.clone(),
+                force: true,
+            })
+            .await
+            .map(|_| ()),
         other => panic!("no such RPC in the matrix: {other}"),
     };
     match result {
@@ -197,6 +289,22 @@ async fn every_rpc_answers_every_caller_as_the_matrix_says(backend: Backend) {
     };
     let nobody = server.principal_with_roles("nobody", &[]).await;
     let viewer = server.principal_with_roles("viewer", &["viewer"]).await;
+    // Project roles only: they must give no power over the organization's users.
+    let mut bootstrap_for_projects = server.admin().await;
+    let project = bootstrap_for_projects
+        .create_project(tokenmint::proto::admin::v1::CreateProjectRequest {
+            organization_id: String::new(),
+            project: Some(tokenmint::proto::admin::v1::Project {
+                name: "matrix".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let project_viewer =
+        project_principal(&server, "project-viewer", &project.id, Role::Viewer).await;
+    let project_admin = project_principal(&server, "project-admin", &project.id, Role::Admin).await;
     let admin_other = server.principal_with_roles("admin-other", &["admin"]).await;
     let admin_of = server.principal_with_roles("admin-of", &["admin"]).await;
     let owner = server.principal_with_roles("owner", &["owner"]).await;
@@ -204,9 +312,11 @@ async fn every_rpc_answers_every_caller_as_the_matrix_says(backend: Backend) {
         .foreign_principal_with(&[tokenmint_store::Role::Owner])
         .await;
     let superuser = server.admin.clone();
-    let callers: [&Credential; 7] = [
+    let callers: [&Credential; 9] = [
         &nobody,
         &viewer,
+        &project_viewer,
+        &project_admin,
         &admin_other,
         &admin_of,
         &owner,
@@ -244,10 +354,24 @@ async fn every_rpc_answers_every_caller_as_the_matrix_says(backend: Backend) {
                 })
                 .await
                 .unwrap();
+            let project = bootstrap
+                .create_project(CreateProjectRequest {
+                    organization_id: String::new(),
+                    project: Some(Project {
+                        name: format!("p{n}"),
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .unwrap()
+                .into_inner();
             let target = Target {
                 user_id: user.id,
                 key_id: key.id,
                 binding_id: binding.id,
+                organization_id: server.admin.organization_id.clone(),
+                project_id: project.id,
+                cell: n,
             };
             // AddAdministrator adds the admin that is not yet one; RemoveAdministrator removes
             // the one that is.
@@ -287,6 +411,36 @@ async fn every_rpc_answers_every_caller_as_the_matrix_says(backend: Backend) {
             .iter()
             .all(|u| u.organization_id == foreign.organization_id)
     );
+}
+
+/// A service user whose only role is `role` on `project_id`, with a key carrying it.
+async fn project_principal(
+    server: &Server,
+    name: &str,
+    project_id: &str,
+    role: Role,
+) -> Credential {
+    let mut bootstrap = server.admin().await;
+    let user = create_user(&mut bootstrap, name).await;
+    bootstrap
+        .add_role_binding(AddRoleBindingRequest {
+            role_binding: Some(RoleBinding {
+                principal_id: user.id.clone(),
+                project_id: project_id.into(),
+                role: role as i32,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let (key, secret) = create_key(&mut bootstrap, &user.id, "main").await;
+    assert_eq!(key.scopes.len(), 1, "the key carries the project role");
+    Credential {
+        organization_id: user.organization_id,
+        service_user_id: user.id,
+        key_id: key.id,
+        secret,
+    }
 }
 
 on_both_backends!(every_rpc_answers_every_caller_as_the_matrix_says);

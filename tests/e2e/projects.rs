@@ -203,7 +203,92 @@ async fn project_bindings_go_up_to_the_granters_role_and_give_no_organization_po
     assert_eq!(missing.code(), Code::NotFound);
 }
 
+/// A project role travels in tokens as `prj_…:role` and acts on its project only.
+async fn a_project_role_travels_in_tokens_and_acts_only_on_its_project(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let web = admin
+        .create_project(create_project("web"))
+        .await
+        .unwrap()
+        .into_inner();
+    let api = admin
+        .create_project(create_project("api"))
+        .await
+        .unwrap()
+        .into_inner();
+    let lead = create_user(&mut admin, "web-lead").await;
+    let member = create_user(&mut admin, "web-member").await;
+    admin
+        .add_role_binding(project_binding(&lead.id, &web.id, Role::Admin))
+        .await
+        .unwrap();
+
+    let (key, secret) = crate::harness::create_key(&mut admin, &lead.id, "main").await;
+    let project_admin = format!("{}:admin", web.id);
+    assert_eq!(key.scopes, vec![project_admin.clone()]);
+    let token = server.exchange(&key.id, &secret, "").await.unwrap();
+    assert_eq!(token.scope, project_admin);
+    let narrowed = server
+        .exchange(&key.id, &secret, &format!("{}:viewer", web.id))
+        .await
+        .unwrap();
+    assert_eq!(narrowed.scope, format!("{}:viewer", web.id));
+    let refused = server
+        .exchange(&key.id, &secret, &format!("{}:viewer", api.id))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+
+    let mut as_lead = server.admin_as(&token.access_token).await;
+    as_lead
+        .add_role_binding(project_binding(&member.id, &web.id, Role::Viewer))
+        .await
+        .unwrap();
+    let on_web = as_lead
+        .list_role_bindings(ListRoleBindingsRequest {
+            project_id: web.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .role_bindings;
+    assert_eq!(on_web.len(), 2);
+    let elsewhere = as_lead
+        .add_role_binding(project_binding(&member.id, &api.id, Role::Viewer))
+        .await
+        .unwrap_err();
+    assert_eq!(elsewhere.code(), Code::PermissionDenied);
+    let above = as_lead
+        .add_role_binding(project_binding(&member.id, &web.id, Role::Owner))
+        .await
+        .unwrap_err();
+    assert_eq!(above.code(), Code::PermissionDenied);
+    let organization_wide = as_lead
+        .list_service_users(tokenmint::proto::admin::v1::ListServiceUsersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(organization_wide.code(), Code::PermissionDenied);
+
+    // Explicit project scopes on a key: only roles the user holds there.
+    let mut request = crate::harness::key_request(&lead.id, "narrow");
+    request.scopes = vec![format!("{}:owner", web.id)];
+    let status = admin.create_api_key(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let mut request = crate::harness::key_request(&lead.id, "reader");
+    request.scopes = vec![format!("{}:viewer", web.id)];
+    let reader = admin.create_api_key(request).await.unwrap().into_inner();
+    assert_eq!(
+        reader.api_key.unwrap().scopes,
+        [format!("{}:viewer", web.id)]
+    );
+}
+
 on_both_backends!(
     owners_create_list_and_delete_projects,
     project_bindings_go_up_to_the_granters_role_and_give_no_organization_power,
+    a_project_role_travels_in_tokens_and_acts_only_on_its_project,
 );

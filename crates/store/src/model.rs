@@ -47,6 +47,33 @@ impl fmt::Display for Role {
     }
 }
 
+/// A role on one project, as it appears in scope strings: `prj_…:admin`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProjectRole {
+    /// The project.
+    pub project_id: String,
+    /// The role there (never `superuser`).
+    pub role: Role,
+}
+
+impl ProjectRole {
+    /// Parses `prj_…:role`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (project_id, role) = text.split_once(':')?;
+        let role = Role::parse(role).filter(|r| *r != Role::Superuser)?;
+        (project_id.starts_with("prj_") && project_id.len() > 4).then(|| Self {
+            project_id: project_id.to_owned(),
+            role,
+        })
+    }
+}
+
+impl fmt::Display for ProjectRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.project_id, self.role)
+    }
+}
+
 /// Where a role binding applies.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RoleScope {
@@ -239,8 +266,10 @@ pub struct ApiKey {
     pub token_lifetime: TimeDelta,
     /// Where it may be exchanged from; empty means anywhere.
     pub allowed_cidrs: Vec<IpNet>,
-    /// The roles its tokens may carry, fixed at creation.
+    /// The organization roles its tokens may carry, fixed at creation.
     pub scopes: Vec<Role>,
+    /// The project roles its tokens may carry, fixed at creation.
+    pub project_scopes: Vec<ProjectRole>,
     /// The principal that created it.
     pub creator: String,
     /// Creation time.
@@ -285,6 +314,11 @@ pub struct KeyPrincipal {
 }
 
 // --- conversions to and from rows ---
+
+enum ScopeEntry {
+    Organization(Role),
+    Project(ProjectRole),
+}
 
 fn json_list<T: ToString>(items: &[T]) -> String {
     let strings: Vec<String> = items.iter().map(ToString::to_string).collect();
@@ -407,12 +441,28 @@ impl TryFrom<api_key::Model> for ApiKey {
     type Error = StoreError;
 
     fn try_from(m: api_key::Model) -> StoreResult<Self> {
-        let scopes = parse_list("the scope list", &m.id, &m.scopes, Role::parse)?;
+        // One stored list: organization roles by name, project roles as `prj_…:role`.
+        let entries = parse_list("the scope list", &m.id, &m.scopes, |entry| {
+            if entry.contains(':') {
+                ProjectRole::parse(entry).map(ScopeEntry::Project)
+            } else {
+                Role::parse(entry).map(ScopeEntry::Organization)
+            }
+        })?;
+        let mut scopes = Vec::new();
+        let mut project_scopes = Vec::new();
+        for entry in entries {
+            match entry {
+                ScopeEntry::Organization(role) => scopes.push(role),
+                ScopeEntry::Project(role) => project_scopes.push(role),
+            }
+        }
         let allowed_cidrs = parse_list("the CIDR allowlist", &m.id, &m.allowed_cidrs, |c| {
             c.parse::<IpNet>().ok()
         })?;
         Ok(Self {
             scopes,
+            project_scopes,
             allowed_cidrs,
             token_lifetime: TimeDelta::try_seconds(m.token_lifetime_seconds)
                 .filter(|lifetime| *lifetime > TimeDelta::zero())
@@ -442,7 +492,11 @@ impl TryFrom<api_key::Model> for ApiKey {
 impl From<ApiKey> for api_key::Model {
     fn from(k: ApiKey) -> Self {
         Self {
-            scopes: json_list(&k.scopes),
+            scopes: {
+                let mut entries: Vec<String> = k.scopes.iter().map(ToString::to_string).collect();
+                entries.extend(k.project_scopes.iter().map(ToString::to_string));
+                json_list(&entries)
+            },
             allowed_cidrs: json_list(&k.allowed_cidrs),
             token_lifetime_seconds: k.token_lifetime.num_seconds(),
             id: k.id,

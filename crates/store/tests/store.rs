@@ -54,6 +54,10 @@ fn key(id: &str, user_id: &str, org: &str) -> ApiKey {
         token_lifetime: Duration::seconds(3600),
         allowed_cidrs: vec!["10.0.0.0/8".parse().unwrap()],
         scopes: vec![Role::Viewer, Role::Admin],
+        project_scopes: vec![tokenmint_store::ProjectRole {
+            project_id: "prj_1".into(),
+            role: Role::Admin,
+        }],
         creator: "su_creator".into(),
         create_time: now(),
         expire_time: now() + Duration::days(1),
