@@ -316,6 +316,7 @@ impl Tokenmint {
         };
         insert_binding(&tx, binding.clone()).await?;
         tx.commit().await?;
+        self.key_cache.forget_user(principal.as_str());
         Ok(binding)
     }
 }

@@ -145,8 +145,12 @@ impl Tokenmint {
                 ),
             ));
         }
-        tx.delete_project(id.as_str()).await?;
+        let lost_a_role = tx.delete_project(id.as_str()).await?;
         tx.commit().await?;
+        // Their keys may carry a role on the project: exchanges re-read them now.
+        for principal in lost_a_role {
+            self.key_cache.forget_user(&principal);
+        }
         Ok(())
     }
 
