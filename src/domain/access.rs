@@ -302,6 +302,10 @@ impl Tokenmint {
         let caller = self
             .reauthorize(&tx, caller, &organization, &[&principal])
             .await?;
+        // Again under the organization's lock: a project deleted meanwhile takes no binding.
+        tx.project(organization.as_str(), project.as_str())
+            .await
+            .map_err(|e| Error::from_store(e, Resource::Project, project.as_str()))?;
         tx.service_user(organization.as_str(), principal.as_str())
             .await
             .map_err(|e| Error::from_store(e, Resource::ServiceUser, principal.as_str()))?;

@@ -226,8 +226,27 @@ impl Tokenmint {
             .service_user(organization.as_str(), id.as_str())
             .await
             .map_err(|e| Error::from_store(e, Resource::ServiceUser, id.as_str()))?;
-        let roles = roles_in(&tx.role_bindings_of(id.as_str()).await?, &scope);
+        let bindings = tx.role_bindings_of(id.as_str()).await?;
+        let roles = roles_in(&bindings, &scope);
         authz::manage_service_user(&caller, &scope, &user.administrators, &roles)?;
+        // Nor a user holding a project role above the caller's role on that project.
+        for binding in &bindings {
+            if let RoleScope::Project(project_id) = &binding.scope {
+                let there = ResourceScope::Project {
+                    organization_id: organization.to_string(),
+                    project_id: project_id.clone(),
+                };
+                if narrow(&caller.effective_roles_in(&there), &[binding.role]).is_empty() {
+                    return Err(Error::PermissionDenied(
+                        Reason::TargetOutranksCaller,
+                        format!(
+                            "this service user holds {project_id}:{}, above your own role there",
+                            binding.role
+                        ),
+                    ));
+                }
+            }
+        }
         Ok((caller, user, roles))
     }
 

@@ -292,3 +292,94 @@ on_both_backends!(
     project_bindings_go_up_to_the_granters_role_and_give_no_organization_power,
     a_project_role_travels_in_tokens_and_acts_only_on_its_project,
 );
+
+mod review {
+    use super::{create_project, project_binding};
+    use crate::harness::{Backend, Server, create_user};
+    use tokenmint::proto::admin::v1::{
+        DeleteProjectRequest, DisableServiceUserRequest, ListRoleBindingsRequest, Role,
+    };
+    use tonic::Code;
+
+    /// A binding racing a forced delete never outlives the project.
+    async fn no_binding_outlives_a_force_deleted_project(backend: Backend) {
+        let Some(server) = Server::start(backend).await else {
+            return;
+        };
+        let mut admin = server.admin().await;
+        let mut users = Vec::new();
+        for i in 0..8 {
+            users.push(create_user(&mut admin, &format!("racer-{i}")).await.id);
+        }
+        for round in 0..5 {
+            let project = admin
+                .create_project(create_project(&format!("doomed-{round}")))
+                .await
+                .unwrap()
+                .into_inner();
+            let mut grants = Vec::new();
+            for user in &users {
+                let mut client = admin.clone();
+                let request = project_binding(user, &project.id, Role::Admin);
+                grants.push(tokio::spawn(async move {
+                    client.add_role_binding(request).await
+                }));
+            }
+            let mut deleter = admin.clone();
+            let delete = deleter.delete_project(DeleteProjectRequest {
+                id: project.id.clone(),
+                force: true,
+            });
+            delete.await.unwrap();
+            for grant in grants {
+                let _ = grant.await.unwrap();
+            }
+            let left = admin
+                .list_role_bindings(ListRoleBindingsRequest {
+                    project_id: project.id.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .role_bindings;
+            assert!(
+                left.is_empty(),
+                "round {round}: {} bindings outlived the project",
+                left.len()
+            );
+        }
+    }
+
+    /// An organization admin does not manage a user holding a project role above its own there.
+    async fn a_project_owner_is_not_managed_by_an_organization_admin(backend: Backend) {
+        let Some(server) = Server::start(backend).await else {
+            return;
+        };
+        let mut admin = server.admin().await;
+        let project = admin
+            .create_project(create_project("web"))
+            .await
+            .unwrap()
+            .into_inner();
+        let team_admin = server.principal_with_roles("team-admin", &["admin"]).await;
+        let mut as_admin = server.admin_for(&team_admin).await;
+        let lead = create_user(&mut as_admin, "web-lead").await;
+        admin
+            .add_role_binding(project_binding(&lead.id, &project.id, Role::Owner))
+            .await
+            .unwrap();
+        let status = as_admin
+            .disable_service_user(DisableServiceUserRequest {
+                id: lead.id.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    }
+
+    crate::on_both_backends!(
+        no_binding_outlives_a_force_deleted_project,
+        a_project_owner_is_not_managed_by_an_organization_admin,
+    );
+}
