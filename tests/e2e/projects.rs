@@ -20,6 +20,19 @@ fn project_binding(principal_id: &str, project_id: &str, role: Role) -> AddRoleB
     }
 }
 
+/// The role bindings on one project, as `client` sees them.
+async fn bindings_on(client: &mut crate::harness::Admin, project_id: &str) -> Vec<RoleBinding> {
+    client
+        .list_role_bindings(ListRoleBindingsRequest {
+            project_id: project_id.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list a project's bindings")
+        .into_inner()
+        .role_bindings
+}
+
 fn create_project(name: &str) -> CreateProjectRequest {
     CreateProjectRequest {
         organization_id: String::new(),
@@ -69,15 +82,7 @@ async fn owners_create_list_and_delete_projects(backend: Backend) {
         .add_role_binding(project_binding(&user.id, &billing.id, Role::Viewer))
         .await
         .unwrap();
-    let on_project = admin
-        .list_role_bindings(ListRoleBindingsRequest {
-            project_id: billing.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .role_bindings;
+    let on_project = bindings_on(&mut admin, &billing.id).await;
     assert_eq!(on_project.len(), 1);
     assert_eq!(on_project[0].project_id, billing.id);
 
@@ -247,15 +252,7 @@ async fn a_project_role_travels_in_tokens_and_acts_only_on_its_project(backend: 
         .add_role_binding(project_binding(&member.id, &web.id, Role::Viewer))
         .await
         .unwrap();
-    let on_web = as_lead
-        .list_role_bindings(ListRoleBindingsRequest {
-            project_id: web.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .role_bindings;
+    let on_web = bindings_on(&mut as_lead, &web.id).await;
     assert_eq!(on_web.len(), 2);
     let elsewhere = as_lead
         .add_role_binding(project_binding(&member.id, &api.id, Role::Viewer))
@@ -294,11 +291,9 @@ on_both_backends!(
 );
 
 mod review {
-    use super::{create_project, project_binding};
+    use super::{bindings_on, create_project, project_binding};
     use crate::harness::{Backend, Server, create_user};
-    use tokenmint::proto::admin::v1::{
-        DeleteProjectRequest, DisableServiceUserRequest, ListRoleBindingsRequest, Role,
-    };
+    use tokenmint::proto::admin::v1::{DeleteProjectRequest, DisableServiceUserRequest, Role};
     use tonic::Code;
 
     /// A binding racing a forced delete never outlives the project.
@@ -334,15 +329,7 @@ mod review {
             for grant in grants {
                 let _ = grant.await.unwrap();
             }
-            let left = admin
-                .list_role_bindings(ListRoleBindingsRequest {
-                    project_id: project.id.clone(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .role_bindings;
+            let left = bindings_on(&mut admin, &project.id).await;
             assert!(
                 left.is_empty(),
                 "round {round}: {} bindings outlived the project",
