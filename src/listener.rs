@@ -194,11 +194,6 @@ impl LimitedStream {
         }
     }
 
-    /// The peer's address.
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.peer_addr()
-    }
-
     /// `Err` once the connection has had no call in flight for the idle timeout; otherwise
     /// re-arms the check for when it could next be idle that long.
     fn check_idle(&mut self, cx: &mut Context<'_>) -> io::Result<()> {

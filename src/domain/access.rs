@@ -88,19 +88,14 @@ impl Tokenmint {
         let organization = user.user.organization_id;
         let scope = ResourceScope::Organization(organization.clone());
         authz::grant_scopes(&caller, &scope, &[role])?;
-        let binding = RoleBinding {
-            id: RoleBindingId::generate().to_string(),
-            organization_id: organization.clone(),
-            principal_id: principal.to_string(),
-            scope: RoleScope::Organization(organization),
+        let binding = new_binding(
+            &organization,
+            principal.as_str(),
+            RoleScope::Organization(organization.clone()),
             role,
-            create_time: self.now(),
-        };
-        insert_binding(&tx, binding.clone()).await?;
-        tx.commit().await?;
-        // The user's keys carry their fixed scopes narrowed to its roles: re-read them now.
-        self.key_cache.forget_user(principal.as_str());
-        Ok(binding)
+            self.now(),
+        );
+        self.grant(tx, binding).await
     }
 
     /// Removes a role binding of a service user the caller manages. The last active owner of the
@@ -310,18 +305,41 @@ impl Tokenmint {
             .await
             .map_err(|e| Error::from_store(e, Resource::ServiceUser, principal.as_str()))?;
         manage_project_bindings(&caller, &scope, role)?;
-        let binding = RoleBinding {
-            id: RoleBindingId::generate().to_string(),
-            organization_id: organization.to_string(),
-            principal_id: principal.to_string(),
-            scope: RoleScope::Project(project.to_string()),
+        let binding = new_binding(
+            organization.as_str(),
+            principal.as_str(),
+            RoleScope::Project(project.to_string()),
             role,
-            create_time: self.now(),
-        };
+            self.now(),
+        );
+        self.grant(tx, binding).await
+    }
+
+    /// Writes a decided grant and commits; the principal's keys carry their fixed scopes
+    /// narrowed to its roles, so its cached keys are dropped to be re-read.
+    async fn grant(&self, tx: Tx, binding: RoleBinding) -> Result<RoleBinding> {
         insert_binding(&tx, binding.clone()).await?;
         tx.commit().await?;
-        self.key_cache.forget_user(principal.as_str());
+        self.key_cache.forget_user(&binding.principal_id);
         Ok(binding)
+    }
+}
+
+/// A new binding of `role` at `scope` for `principal_id`.
+pub(crate) fn new_binding(
+    organization_id: &str,
+    principal_id: &str,
+    scope: RoleScope,
+    role: Role,
+    now: chrono::DateTime<chrono::Utc>,
+) -> RoleBinding {
+    RoleBinding {
+        id: RoleBindingId::generate().to_string(),
+        organization_id: organization_id.to_owned(),
+        principal_id: principal_id.to_owned(),
+        scope,
+        role,
+        create_time: now,
     }
 }
 

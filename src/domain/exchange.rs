@@ -3,7 +3,7 @@
 
 use crate::domain::key_cache::CachedKey;
 use crate::domain::principal::{Principal, UNAUTHENTICATED, active_now};
-use crate::domain::roles::{ResourceScope, Role, TokenScope, narrow, roles_in};
+use crate::domain::roles::{ResourceScope, TokenScope, narrow, roles_in, roles_on};
 use crate::domain::validation::Violations;
 use crate::domain::{Tokenmint, authz};
 use crate::error::{Error, Reason, Result};
@@ -132,13 +132,8 @@ impl Tokenmint {
                         .projects
                         .iter()
                         .filter(|p| {
-                            let held: Vec<Role> = key
-                                .project_roles
-                                .iter()
-                                .filter(|k| k.project_id == p.project_id)
-                                .map(|k| k.role)
-                                .collect();
-                            narrow(&held, &[p.role]).is_empty()
+                            narrow(&roles_on(&key.project_roles, &p.project_id), &[p.role])
+                                .is_empty()
                         })
                         .cloned()
                         .collect(),
@@ -220,20 +215,16 @@ impl Tokenmint {
                 _ => None,
             })
             .flat_map(|(project_id, held)| {
-                let fixed: Vec<Role> = found
-                    .api_key
-                    .project_scopes
-                    .iter()
-                    .filter(|s| &s.project_id == project_id)
-                    .map(|s| s.role)
-                    .collect();
-                narrow(&[held], &fixed)
-                    .into_iter()
-                    .map(|role| ProjectRole {
-                        project_id: project_id.clone(),
-                        role,
-                    })
-                    .collect::<Vec<_>>()
+                narrow(
+                    &[held],
+                    &roles_on(&found.api_key.project_scopes, project_id),
+                )
+                .into_iter()
+                .map(|role| ProjectRole {
+                    project_id: project_id.clone(),
+                    role,
+                })
+                .collect::<Vec<_>>()
             })
             .collect();
         project_roles.sort();

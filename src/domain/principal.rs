@@ -3,7 +3,7 @@
 //! introspection share.
 
 use crate::domain::Tokenmint;
-use crate::domain::roles::{ResourceScope, Role, TokenScope, roles_in};
+use crate::domain::roles::{ResourceScope, Role, TokenScope, roles_in, roles_on};
 use crate::error::{Error, Resource, Result};
 use crate::ids::{ApiKeyId, OrganizationId, ServiceUserId};
 use chrono::{DateTime, Utc};
@@ -58,12 +58,7 @@ impl Principal {
         }
         let mut carried = self.token_scope.clone();
         if let ResourceScope::Project { project_id, .. } = scope {
-            carried.extend(
-                self.token_projects
-                    .iter()
-                    .filter(|p| &p.project_id == project_id)
-                    .map(|p| p.role),
-            );
+            carried.extend(roles_on(&self.token_projects, project_id));
         }
         super::roles::narrow(&roles_in(&self.bindings, scope), &carried)
     }

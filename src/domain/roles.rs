@@ -69,18 +69,6 @@ pub fn narrow(held: &[Role], wanted: &[Role]) -> Vec<Role> {
     covered
 }
 
-/// Renders roles as an OAuth scope string: space-separated, lowest first, no duplicates.
-pub fn scope_string(roles: &[Role]) -> String {
-    let mut roles = roles.to_vec();
-    roles.sort();
-    roles.dedup();
-    roles
-        .iter()
-        .map(|r| r.as_str())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// The roles a token or an exchange request names: organization roles as bare words, project
 /// roles as `prj_…:role`, space-separated.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -117,15 +105,6 @@ impl TokenScope {
     pub fn is_empty(&self) -> bool {
         self.roles.is_empty() && self.projects.is_empty()
     }
-
-    /// The roles named for `project_id`.
-    pub fn roles_on(&self, project_id: &str) -> Vec<Role> {
-        self.projects
-            .iter()
-            .filter(|p| p.project_id == project_id)
-            .map(|p| p.role)
-            .collect()
-    }
 }
 
 impl std::fmt::Display for TokenScope {
@@ -140,15 +119,13 @@ impl std::fmt::Display for TokenScope {
     }
 }
 
-/// Parses a scope string; `Err` names the first unknown role.
-pub fn parse_scope(scope: &str) -> Result<Vec<Role>, String> {
-    let mut roles = scope
-        .split_ascii_whitespace()
-        .map(|s| Role::parse(s).ok_or_else(|| s.to_owned()))
-        .collect::<Result<Vec<_>, _>>()?;
-    roles.sort();
-    roles.dedup();
-    Ok(roles)
+/// The roles `projects` name on `project_id`.
+pub fn roles_on(projects: &[ProjectRole], project_id: &str) -> Vec<Role> {
+    projects
+        .iter()
+        .filter(|p| p.project_id == project_id)
+        .map(|p| p.role)
+        .collect()
 }
 
 #[cfg(test)]
@@ -234,7 +211,7 @@ mod tests {
     fn token_scopes_carry_project_roles() {
         let scope = TokenScope::parse("prj_x:admin viewer prj_x:admin").unwrap();
         assert_eq!(scope.roles, [Role::Viewer]);
-        assert_eq!(scope.roles_on("prj_x"), [Role::Admin]);
+        assert_eq!(roles_on(&scope.projects, "prj_x"), [Role::Admin]);
         assert_eq!(scope.to_string(), "viewer prj_x:admin");
         assert!(TokenScope::parse("prj_x:superuser").is_err());
         assert!(TokenScope::parse("org_x:admin").is_err());
@@ -242,12 +219,10 @@ mod tests {
 
     #[test]
     fn scope_strings_round_trip_sorted_and_deduplicated() {
-        assert_eq!(
-            parse_scope("owner viewer owner"),
-            Ok(vec![Role::Viewer, Role::Owner])
-        );
-        assert_eq!(scope_string(&[Role::Owner, Role::Viewer]), "viewer owner");
-        assert_eq!(parse_scope("owner root"), Err("root".to_owned()));
-        assert_eq!(parse_scope(""), Ok(vec![]));
+        let scope = TokenScope::parse("owner viewer owner").unwrap();
+        assert_eq!(scope.roles, [Role::Viewer, Role::Owner]);
+        assert_eq!(scope.to_string(), "viewer owner");
+        assert_eq!(TokenScope::parse("owner root"), Err("root".to_owned()));
+        assert!(TokenScope::parse("").unwrap().is_empty());
     }
 }

@@ -1,14 +1,16 @@
 //! Service users: creation, reads, updates with etags, state changes and deletion.
 
-use crate::domain::access::{NewRoleBinding, ensure_another_owner, insert_binding, parse_binding};
+use crate::domain::access::{
+    NewRoleBinding, ensure_another_owner, insert_binding, new_binding, parse_binding,
+};
 use crate::domain::api_keys::{KeyState, key_state};
 use crate::domain::roles::{ResourceScope, Role, narrow, roles_in};
 use crate::domain::validation::{self as check, Violations};
 use crate::domain::{Tokenmint, authz, principal::Principal};
 use crate::error::{Error, Reason, Resource, Result};
-use crate::ids::{OrganizationId, RoleBindingId, ServiceUserId};
+use crate::ids::{OrganizationId, ServiceUserId};
 use tokenmint_store::{
-    RoleBinding, RoleScope, ServiceUser, ServiceUserRecord, ServiceUserState, StoreError, Tx,
+    RoleScope, ServiceUser, ServiceUserRecord, ServiceUserState, StoreError, Tx,
 };
 
 /// The caller-supplied fields of a service user.
@@ -148,14 +150,13 @@ impl Tokenmint {
             other => other.into(),
         })?;
         for role in roles {
-            let binding = RoleBinding {
-                id: RoleBindingId::generate().to_string(),
-                organization_id: organization.to_string(),
-                principal_id: record.user.id.clone(),
-                scope: RoleScope::Organization(organization.to_string()),
+            let binding = new_binding(
+                organization.as_str(),
+                &record.user.id,
+                RoleScope::Organization(organization.to_string()),
                 role,
-                create_time: now,
-            };
+                now,
+            );
             insert_binding(&tx, binding).await?;
         }
         // The creator administers the new user when it holds admin or owner there by a binding

@@ -50,6 +50,8 @@ pub struct Server {
     extra_args: Vec<String>,
     /// Replicas share the first server's database and leave dropping it to that server.
     owns_database: bool,
+    /// When set, `serve` starts with this open-files soft limit (through `sh -c ulimit`).
+    pub open_files_soft_limit: Option<u32>,
 }
 
 static SKIP_NOTICE: Once = Once::new();
@@ -146,6 +148,7 @@ impl Server {
             logs: Arc::default(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             owns_database: true,
+            open_files_soft_limit: None,
         };
         Some(server)
     }
@@ -171,6 +174,7 @@ impl Server {
             logs: Arc::default(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             owns_database: false,
+            open_files_soft_limit: None,
         };
         replica.spawn();
         replica
@@ -220,7 +224,16 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(binary())
+        let mut command = match self.open_files_soft_limit {
+            None => Command::new(binary()),
+            Some(limit) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -S -n {limit} && exec \"$0\" \"$@\"")])
+                    .arg(binary());
+                sh
+            }
+        };
+        let mut child = command
             .args([
                 "--log-format",
                 "json",
@@ -748,13 +761,7 @@ impl Server {
     /// Grants `role` to a principal in the bootstrap organization, written straight into the
     /// database: no RPC grants roles yet.
     pub async fn grant_role(&self, principal_id: &str, role: &str) {
-        let organization_id = self.admin.organization_id.clone();
-        self.grant_role_in(&organization_id, principal_id, role)
-            .await;
-    }
-
-    /// Grants `role` to a principal in `organization_id`, straight in the database.
-    pub async fn grant_role_in(&self, organization_id: &str, principal_id: &str, role: &str) {
+        let organization_id = self.admin.organization_id.as_str();
         let tx = self.store().await.begin().await.expect("begin");
         tx.add_role_binding(tokenmint_store::RoleBinding {
             id: tokenmint::ids::RoleBindingId::generate().to_string(),
