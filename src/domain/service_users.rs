@@ -219,7 +219,11 @@ impl Tokenmint {
         id: &ServiceUserId,
     ) -> Result<(Principal, ServiceUserRecord, Vec<Role>)> {
         authz::manage(caller, &caller.organization_scope())?;
-        let organization = self.organization_of_user(caller, id).await?;
+        let organization = tx
+            .organization_of_service_user(id.as_str())
+            .await
+            .map_err(|e| Error::from_store(e, Resource::ServiceUser, id.as_str()))?;
+        let organization = caller.visible(organization, Resource::ServiceUser, id.as_str())?;
         let scope = ResourceScope::Organization(organization.to_string());
         let caller = self.reauthorize(tx, caller, &organization, &[id]).await?;
         authz::manage(&caller, &scope)?;

@@ -441,7 +441,56 @@ async fn quotas_hold_under_concurrency(backend: Backend) {
     create_key(&mut admin, &user.id, "after-revocation").await;
 }
 
+/// A unit of work reads only through its own transaction: with a two-connection pool, changes
+/// queued behind one another's locks all complete instead of waiting for a connection that every
+/// waiting unit holds.
+async fn concurrent_changes_complete_on_a_small_connection_pool(backend: Backend) {
+    let Some(server) = Server::start_with(backend, &["--database-max-connections", "2"]).await
+    else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "bot").await;
+    let creates = (0..8).map(|i| {
+        let mut client = admin.clone();
+        let request = crate::harness::key_request(&user.id, &format!("k{i}"));
+        async move { client.create_api_key(request).await }
+    });
+    let created = futures::future::join_all(creates).await;
+    let failures: Vec<_> = created.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    let revokes = created.iter().flatten().map(|r| {
+        let mut client = admin.clone();
+        let id = r
+            .get_ref()
+            .api_key
+            .as_ref()
+            .map(|k| k.id.clone())
+            .unwrap_or_default();
+        async move {
+            client
+                .revoke_api_key(tokenmint::proto::admin::v1::RevokeApiKeyRequest {
+                    id,
+                    reason: String::new(),
+                })
+                .await
+        }
+    });
+    let revoked = futures::future::join_all(revokes).await;
+    let failures: Vec<_> = revoked.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    let stored = server
+        .store()
+        .await
+        .list_api_keys(&user.organization_id, &user.id, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 8);
+    assert!(stored.iter().all(|k| k.revoke_time.is_some()));
+}
+
 on_both_backends!(
+    concurrent_changes_complete_on_a_small_connection_pool,
     an_owner_grants_a_role_and_the_users_new_key_carries_it,
     nobody_grants_or_creates_above_their_own_role,
     a_created_users_role_bindings_are_granted_with_it,

@@ -435,6 +435,12 @@ impl Tx {
         Ok(())
     }
 
+    /// The organization a service user belongs to, read inside this unit (a unit never reads
+    /// through the pool: with every connection held by a waiting unit, it would wait forever).
+    pub async fn organization_of_service_user(&self, id: &str) -> StoreResult<String> {
+        organization_of_user(&self.txn, id).await
+    }
+
     /// The key, its user and the user's role bindings, read inside this unit.
     pub async fn key_principal(&self, key_id: &str) -> StoreResult<Option<KeyPrincipal>> {
         find_key_principal(&self.txn, key_id).await
