@@ -27,11 +27,52 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process; boxing the big variant would only add noise to every match.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the gRPC and HTTP servers (bootstrapping an empty database first).
     Serve(ServeArgs),
     /// Create the first organization, admin user and key on an empty database and print them.
     Bootstrap(BootstrapArgs),
+    /// List the JWT signing keys, or publish the next one.
+    #[command(subcommand)]
+    SigningKeys(SigningKeysCommand),
+}
+
+/// `tokenmint signing-keys …`.
+#[derive(Debug, Subcommand)]
+pub enum SigningKeysCommand {
+    /// Every signing key with its state (PENDING, ACTIVE, RETIRED, EXPIRED) and times.
+    List(SigningKeysArgs),
+    /// Publish the next signing key now; it signs after the publication period (every replica
+    /// follows within its refresh period).
+    Rotate(RotateSigningKeyArgs),
+}
+
+/// `tokenmint signing-keys list`.
+#[derive(Clone, Debug, Args)]
+pub struct SigningKeysArgs {
+    /// Shared settings.
+    #[command(flatten)]
+    pub core: CoreArgs,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tokenmint signing-keys rotate`.
+#[derive(Clone, Debug, Args)]
+pub struct RotateSigningKeyArgs {
+    /// Shared settings.
+    #[command(flatten)]
+    pub core: CoreArgs,
+    /// Sign with the new key at once (an emergency): verifiers that cached the JWKS will not
+    /// know it until they fetch it again.
+    #[arg(long)]
+    pub now: bool,
+    /// Print the new key as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Log output format.
@@ -102,6 +143,41 @@ pub struct CoreArgs {
     /// How long a call waits for a database connection before answering UNAVAILABLE.
     #[arg(long, env = "TOKENMINT_DATABASE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub database_timeout: Duration,
+    /// Algorithm of signing keys made from now on: EdDSA (Ed25519), ES256 or RS256 (for
+    /// verifiers without EdDSA). Existing keys keep theirs until they rotate out.
+    #[arg(long, env = "TOKENMINT_SIGNING_ALGORITHM", default_value = "EdDSA", value_parser = parse_algorithm)]
+    pub signing_algorithm: tokenmint_token::SigningAlgorithm,
+    /// How long a signing key signs before the next one takes over (`0s` turns scheduled
+    /// rotation off).
+    #[arg(long, env = "TOKENMINT_SIGNING_KEY_ROTATION_PERIOD", default_value = "30d", value_parser = parse_duration)]
+    pub signing_key_rotation_period: Duration,
+    /// How long a new signing key is published in the JWKS before it signs: at least as long
+    /// as verifiers cache the JWKS.
+    #[arg(long, env = "TOKENMINT_SIGNING_KEY_PUBLICATION_PERIOD", default_value = "1h", value_parser = parse_duration)]
+    pub signing_key_publication_period: Duration,
+    /// Audiences tokens may be minted for, besides the issuer (comma-separated). Unset means
+    /// any well-formed audience.
+    #[arg(long, env = "TOKENMINT_ALLOWED_AUDIENCES", value_delimiter = ',')]
+    pub allowed_audiences: Vec<String>,
+    /// Failed secret checks one address (IPv6: one /64) may make per throttle window before it
+    /// is refused outright until the window ends (`0` turns throttling off).
+    #[arg(
+        long,
+        env = "TOKENMINT_THROTTLE_FAILURES_PER_ADDRESS",
+        default_value_t = 20
+    )]
+    pub throttle_failures_per_address: u32,
+    /// Failed secret checks against one key ID per throttle window before addresses that have
+    /// failed are refused for it; clean addresses (its owner) still get in.
+    #[arg(
+        long,
+        env = "TOKENMINT_THROTTLE_FAILURES_PER_KEY",
+        default_value_t = 10
+    )]
+    pub throttle_failures_per_key: u32,
+    /// Length of a throttle window.
+    #[arg(long, env = "TOKENMINT_THROTTLE_WINDOW", default_value = "1m", value_parser = parse_duration)]
+    pub throttle_window: Duration,
 }
 
 /// `tokenmint serve`.
@@ -144,6 +220,29 @@ pub struct ServeArgs {
     /// calls are bounded by their own lifetime, not by this).
     #[arg(long, env = "TOKENMINT_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// Proxies (comma-separated CIDR blocks) whose `x-forwarded-for` names the real client,
+    /// for throttling and key allowlists. Unset: the header is ignored.
+    #[arg(long, env = "TOKENMINT_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How often each replica re-reads the signing keys (and adds the next one when due).
+    #[arg(long, env = "TOKENMINT_SIGNING_KEY_REFRESH_PERIOD", default_value = "1m", value_parser = parse_duration)]
+    pub signing_key_refresh_period: Duration,
+    /// PEM certificate chain: serve gRPC and HTTP over TLS (with `--tls-key`).
+    #[arg(long, env = "TOKENMINT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "TOKENMINT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+fn parse_algorithm(text: &str) -> Result<tokenmint_token::SigningAlgorithm, String> {
+    tokenmint_token::SigningAlgorithm::parse(text)
+        .ok_or_else(|| format!("{text:?} is not one of EdDSA, ES256, RS256"))
+}
+
+fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
+    crate::domain::api_keys::parse_cidr(text.trim())
+        .ok_or_else(|| format!("{text:?} is not a CIDR block like 10.0.0.0/8"))
 }
 
 /// `tokenmint bootstrap`.
@@ -201,8 +300,24 @@ pub fn apply_config_file(
             break i;
         }
     };
-    let Some(subcommand) = root.find_subcommand(&text[subcommand_at]) else {
+    let Some(mut subcommand) = root.find_subcommand(&text[subcommand_at]) else {
         return Ok(args);
+    };
+    let mut subcommand_at = subcommand_at;
+    // `signing-keys rotate`: the flags go after the innermost subcommand.
+    while let Some(inner) = text
+        .get(subcommand_at + 1)
+        .and_then(|name| subcommand.find_subcommand(name))
+    {
+        subcommand = inner;
+        subcommand_at += 1;
+    }
+    let known_anywhere = |long: &str| {
+        fn walk(command: &clap::Command, long: &str) -> bool {
+            command.get_arguments().any(|a| a.get_long() == Some(long))
+                || command.get_subcommands().any(|c| walk(c, long))
+        }
+        walk(&root, long)
     };
 
     let mut injected = Vec::new();
@@ -211,8 +326,14 @@ pub fn apply_config_file(
         let arg = subcommand
             .get_arguments()
             .chain(root.get_arguments())
-            .find(|a| a.get_long() == Some(long.as_str()) && long != "config")
-            .ok_or_else(|| format!("config file {path}: unknown setting {key:?}"))?;
+            .find(|a| a.get_long() == Some(long.as_str()) && long != "config");
+        let Some(arg) = arg else {
+            // One file serves every command: a `serve` setting is no error for `bootstrap`.
+            if long != "config" && known_anywhere(&long) {
+                continue;
+            }
+            return Err(format!("config file {path}: unknown setting {key:?}"));
+        };
         let flag = format!("--{long}");
         let given_as_flag = text
             .iter()

@@ -108,6 +108,10 @@ pub enum Reason {
     QuotaExceeded,
     /// The database cannot be reached; nothing was written.
     DatabaseUnavailable,
+    /// The API key is revoked or expired, and the call needs an active one.
+    ApiKeyNotActive,
+    /// Too many failed attempts from this address or against this key ID; retry later.
+    TooManyFailures,
     /// A bug or corrupt state.
     Internal,
 }
@@ -144,6 +148,8 @@ impl Reason {
             Reason::NetworkNotAllowed => "NETWORK_NOT_ALLOWED",
             Reason::QuotaExceeded => "QUOTA_EXCEEDED",
             Reason::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
+            Reason::ApiKeyNotActive => "API_KEY_NOT_ACTIVE",
+            Reason::TooManyFailures => "TOO_MANY_FAILURES",
             Reason::Internal => "INTERNAL",
         }
     }
@@ -176,6 +182,10 @@ pub enum Error {
     /// A quota would be exceeded; the message names it.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// Too many recent failures from the caller's address or against the key ID it named;
+    /// the caller may retry after the given time.
+    #[error("too many failed attempts; retry in {} seconds", .0.as_secs().max(1))]
+    Throttled(std::time::Duration),
     /// Missing, malformed or wrong credentials. The message is deliberately the same for all.
     #[error("{0}")]
     Unauthenticated(&'static str),
@@ -238,6 +248,7 @@ impl Error {
             | Error::PermissionDenied(reason, _) => *reason,
             Error::Aborted(_) => Reason::EtagMismatch,
             Error::ResourceExhausted(_) => Reason::QuotaExceeded,
+            Error::Throttled(_) => Reason::TooManyFailures,
             Error::Unauthenticated(_) => Reason::InvalidCredentials,
             Error::Unavailable(_) => Reason::DatabaseUnavailable,
             Error::Store(_) | Error::Internal(_) => Reason::Internal,

@@ -77,6 +77,7 @@ pub fn oauth2_error(err: &Error) -> (StatusCode, &'static str) {
         | Error::FailedPrecondition(..)
         | Error::Aborted(_)
         | Error::ResourceExhausted(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        Error::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "slow_down"),
         Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
         Error::Store(_) | Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     }

@@ -1,8 +1,8 @@
-//! The `tokenmint` command: `serve` and `bootstrap`.
+//! The `tokenmint` command: `serve`, `bootstrap` and `signing-keys`.
 
 use clap::Parser;
 use std::process::ExitCode;
-use tokenmint::config::{Cli, Command};
+use tokenmint::config::{Cli, Command, SigningKeysCommand};
 use tokenmint::server::{self, StartError};
 
 #[tokio::main]
@@ -33,6 +33,10 @@ async fn main() -> ExitCode {
         },
         Command::Bootstrap(args) => match bootstrap(args).await {
             Ok(code) => code,
+            Err(e) => fail(e),
+        },
+        Command::SigningKeys(command) => match signing_keys(command).await {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),
         },
     }
@@ -79,4 +83,55 @@ async fn bootstrap(args: tokenmint::config::BootstrapArgs) -> Result<ExitCode, S
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn signing_keys(command: SigningKeysCommand) -> Result<(), StartError> {
+    let (core, json) = match &command {
+        SigningKeysCommand::List(args) => (&args.core, args.json),
+        SigningKeysCommand::Rotate(args) => (&args.core, args.json),
+    };
+    let issuer = core
+        .issuer
+        .clone()
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+    let app = server::open(core, issuer).await?;
+    let keys = match &command {
+        SigningKeysCommand::List(_) => app.list_signing_keys().await?,
+        SigningKeysCommand::Rotate(args) => vec![app.rotate_signing_key(args.now).await?],
+    };
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_else(|| "-".into())
+    };
+    if !json {
+        println!(
+            "{:<44} {:<6} {:<8} {:<21} {:<21} REPLACED",
+            "KID", "ALG", "STATE", "CREATED", "SIGNS FROM"
+        );
+    }
+    for k in keys {
+        if json {
+            let line = serde_json::json!({
+                "kid": k.key.kid,
+                "algorithm": k.key.algorithm,
+                "state": k.state.name(),
+                "create_time": time(Some(k.key.create_time)),
+                "activate_time": time(Some(k.key.activate_time)),
+                "replace_time": time(k.replace_time),
+            });
+            println!("{line}");
+        } else {
+            println!(
+                "{:<44} {:<6} {:<8} {:<21} {:<21} {}",
+                k.key.kid,
+                k.key.algorithm,
+                k.state.name(),
+                time(Some(k.key.create_time)),
+                time(Some(k.key.activate_time)),
+                time(k.replace_time)
+            );
+        }
+    }
+    app.store.clone().close().await.ok();
+    Ok(())
 }

@@ -5,8 +5,9 @@ use crate::config::{CoreArgs, ServeArgs};
 use crate::domain::bootstrap::BootstrapCredential;
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::key_cache::KeyCache;
-use crate::domain::keyring::Keyring;
+use crate::domain::keyring::{Keyring, SigningSchedule};
 use crate::domain::page_token::PageTokens;
+use crate::domain::throttle::{Throttle, ThrottleLimits};
 use crate::domain::{Settings, Tokenmint};
 use crate::local_secrets::LocalSecrets;
 use crate::proto::{
@@ -29,9 +30,6 @@ use tokio::sync::watch;
 /// connection counts as dead.
 const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// How often each replica re-reads the signing keys, besides when it meets an unknown `kid`.
-const KEYRING_REFRESH_PERIOD: Duration = Duration::from_secs(60);
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -88,24 +86,59 @@ pub async fn open(core: &CoreArgs, issuer: String) -> Result<Arc<Tokenmint>, Sta
     let kek = KeyEncryptionKey::new(&secrets.key_encryption_key)
         .map_err(|e| StartError::Config(e.to_string()))?;
     let rng = SystemRandom::new();
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let keyring = Arc::new(Keyring::load_or_create(&store, kek, &issuer, &rng, clock.now()).await?);
-    tracing::info!(backend = store.backend_name(), kid = keyring.current().signer.kid(), issuer = %issuer, "database ready");
+    let clock = clock()?;
+    let schedule = SigningSchedule {
+        algorithm: core.signing_algorithm,
+        rotation_period: core.signing_key_rotation_period,
+        publication_period: core.signing_key_publication_period,
+    };
+    if !schedule.rotation_period.is_zero()
+        && schedule.rotation_period <= schedule.publication_period
+    {
+        return Err(StartError::Config(
+            "--signing-key-rotation-period must be longer than --signing-key-publication-period"
+                .into(),
+        ));
+    }
+    let keyring =
+        Arc::new(Keyring::load_or_create(&store, kek, &issuer, schedule, clock.now()).await?);
+    let signer_kid = keyring.current().signer(clock.now())?.kid().to_owned();
+    tracing::info!(backend = store.backend_name(), kid = %signer_kid, issuer = %issuer, "database ready");
     Ok(Arc::new(Tokenmint {
         store,
         keyring,
         hasher: SecretHasher::new(&secrets.secret_pepper),
         page_tokens: PageTokens::new(&secrets.secret_pepper),
         key_cache: KeyCache::new(core.key_cache_ttl, core.key_cache_size, core.key_cache_size),
+        throttle: Throttle::new(ThrottleLimits {
+            failures_per_address: core.throttle_failures_per_address,
+            failures_per_key: core.throttle_failures_per_key,
+            window: core.throttle_window,
+            ..ThrottleLimits::default()
+        }),
         settings: Settings {
             issuer,
             default_token_lifetime: core.default_token_lifetime,
             default_max_service_users: core.default_max_service_users,
             default_max_api_keys_per_service_user: core.default_max_api_keys_per_service_user,
+            allowed_audiences: core.allowed_audiences.clone(),
         },
         rng,
         clock,
     }))
+}
+
+/// The clock every time decision reads: the system's, or in a build with the `test-clock`
+/// feature, one the end-to-end tests move through a file (never through the network).
+fn clock() -> Result<Arc<dyn Clock>, StartError> {
+    #[cfg(feature = "test-clock")]
+    if let Some(path) = std::env::var_os("TOKENMINT_TEST_CLOCK_FILE") {
+        tracing::warn!(
+            "test-clock build: the clock follows TOKENMINT_TEST_CLOCK_FILE; never run this build in production"
+        );
+        return Ok(Arc::new(crate::domain::clock::FileClock::new(path.into())));
+    }
+    Ok(Arc::new(SystemClock))
 }
 
 /// The issuer: configured, or derived from the HTTP address.
@@ -164,9 +197,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         announce(&args.core, &credential)?;
     }
 
-    tokio::spawn(app.keyring.clone().refresh_every(KEYRING_REFRESH_PERIOD));
-    let (routes, health) = crate::grpc::routes(app.clone(), args.max_request_bytes)
-        .map_err(|e| StartError::Grpc(e.to_string()))?;
+    tokio::spawn(
+        app.keyring
+            .clone()
+            .refresh_every(app.clock.clone(), args.signing_key_refresh_period),
+    );
+    let (routes, health) = crate::grpc::routes(
+        app.clone(),
+        args.max_request_bytes,
+        args.trusted_proxies.clone().into(),
+    )
+    .map_err(|e| StartError::Grpc(e.to_string()))?;
     health
         .set_serving::<AuthServiceServer<crate::grpc::auth::AuthApi>>()
         .await;

@@ -9,7 +9,9 @@ use crate::ids::{ApiKeyId, OrganizationId, ProjectId, ServiceUserId};
 use chrono::TimeDelta;
 use ipnet::IpNet;
 use std::time::Duration;
-use tokenmint_store::{ApiKey, ProjectRole, RoleScope, ServiceUserState, StoreError};
+use tokenmint_store::{
+    ApiKey, PreviousSecret, ProjectRole, RoleScope, ServiceUserState, StoreError, Tx,
+};
 use tokenmint_token::ApiSecret;
 
 /// Shortest key validity.
@@ -20,6 +22,8 @@ pub const MAX_KEY_VALIDITY: Duration = Duration::from_secs(365 * 86_400);
 pub const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// Longest token lifetime a key may mint.
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
+/// Longest grace period in which a rotated-out secret still exchanges.
+pub const MAX_GRACE_PERIOD: Duration = Duration::from_secs(7 * 86_400);
 /// Most CIDR blocks on one key.
 pub const MAX_ALLOWED_CIDRS: usize = 64;
 /// Most entries in a key's scope list (there are four roles).
@@ -52,6 +56,17 @@ pub struct CreatedApiKey {
     pub secret: ApiSecret,
 }
 
+/// A key with its new secret, after a rotation.
+#[derive(Debug)]
+pub struct RotatedApiKey {
+    /// The key, as stored after the rotation.
+    pub api_key: ApiKey,
+    /// The new secret, which exists only here and in the response built from it.
+    pub secret: ApiSecret,
+    /// Until when the previous secret still exchanges; `None` when it stopped at once.
+    pub previous_secret_expire_time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// One page of keys.
 #[derive(Debug)]
 pub struct ApiKeyPage {
@@ -61,14 +76,7 @@ pub struct ApiKeyPage {
 }
 
 /// Where a key stands now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyState {
-    /// Can be exchanged.
-    Active,
-    Revoked,
-    /// Past its expiry.
-    Expired,
-}
+pub use tokenmint_store::ApiKeyState as KeyState;
 
 /// The state of a stored key at `now`.
 pub fn key_state(key: &ApiKey, now: chrono::DateTime<chrono::Utc>) -> KeyState {
@@ -307,6 +315,8 @@ impl Tokenmint {
             last_used_address: None,
             revoke_time: None,
             revoke_reason: None,
+            previous_secret: None,
+            rotate_time: None,
         };
         let name = key.name.clone();
         tx.insert_api_key(key.clone()).await.map_err(|e| match e {
@@ -350,7 +360,9 @@ impl Tokenmint {
         service_user_id: &str,
         page_size: i32,
         page_token: &str,
+        filter: &str,
     ) -> Result<ApiKeyPage> {
+        let state = parse_key_state_filter(filter)?;
         let user_id = check::id(
             "service_user_id",
             service_user_id,
@@ -364,7 +376,7 @@ impl Tokenmint {
             caller,
             &ResourceScope::Organization(organization.to_string()),
         )?;
-        let query = format!("api_keys|{user_id}");
+        let query = format!("api_keys|{user_id}|{state:?}");
         let after = self
             .page_tokens
             .decode(&query, page_token, |id| ApiKeyId::parse(id).is_some())?;
@@ -375,6 +387,7 @@ impl Tokenmint {
                 user_id.as_str(),
                 after.as_deref(),
                 limit + 1,
+                state.map(|state| (state, self.now())),
             )
             .await
             .map_err(|e| Error::from_store(e, Resource::ServiceUser, user_id.as_str()))?;
@@ -424,6 +437,131 @@ impl Tokenmint {
     }
 }
 
+/// A grace period as asked for: unset means none; at most [`MAX_GRACE_PERIOD`].
+pub(crate) fn grace_period(grace: Option<Duration>) -> std::result::Result<Duration, String> {
+    match grace {
+        None => Ok(Duration::ZERO),
+        Some(d) if d.subsec_nanos() != 0 => Err("must be a whole number of seconds".into()),
+        Some(d) if d > MAX_GRACE_PERIOD => Err(format!(
+            "must be at most {} seconds (7 days)",
+            MAX_GRACE_PERIOD.as_secs()
+        )),
+        Some(d) => Ok(d),
+    }
+}
+
+impl Tokenmint {
+    /// Gives a key of a service user the caller manages a new secret. The old secret keeps
+    /// exchanging for `grace` (never past the key's expiry); an earlier grace period ends now.
+    pub async fn rotate_api_key(
+        &self,
+        caller: &Principal,
+        id: &str,
+        grace: Option<Duration>,
+    ) -> Result<RotatedApiKey> {
+        let id = check::id("id", id, ApiKeyId::parse, ApiKeyId::PREFIX)?;
+        let grace = grace_period(grace).map_err(|d| Error::invalid("grace_period", d))?;
+        authz::manage(caller, &caller.organization_scope())?;
+        let organization = self.organization_of_key(caller, &id).await?;
+        let tx = self.store.begin().await?;
+        let key = tx
+            .api_key(organization.as_str(), id.as_str())
+            .await
+            .map_err(|e| Error::from_store(e, Resource::ApiKey, id.as_str()))?;
+        let owner = ServiceUserId::from_stored(key.service_user_id.clone());
+        self.managed_service_user(&tx, caller, &owner).await?;
+        // Read again under the owner's lock: two rotations run one after the other.
+        let key = tx
+            .api_key(organization.as_str(), id.as_str())
+            .await
+            .map_err(|e| Error::from_store(e, Resource::ApiKey, id.as_str()))?;
+        match key_state(&key, self.now()) {
+            KeyState::Active => self.rotate_in(tx, key, grace).await,
+            state => Err(Error::FailedPrecondition(
+                Reason::ApiKeyNotActive,
+                format!(
+                    "the key is {}; only an active key can be rotated",
+                    format!("{state:?}").to_lowercase()
+                ),
+            )),
+        }
+    }
+
+    /// Self-rotation: the holder of a key proves it with the key's newest secret (a secret in
+    /// its grace period may exchange but not rotate) and gets a new one, no admin token needed.
+    /// Throttled like an exchange, and bound by the key's network allowlist.
+    pub async fn rotate_own_api_key(
+        &self,
+        key_id: &str,
+        secret: &str,
+        grace: Option<Duration>,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<RotatedApiKey> {
+        let mut v = Violations::new();
+        if key_id.is_empty() {
+            v.add("key_id", "is required");
+        } else if ApiKeyId::parse(key_id).is_none() {
+            v.add("key_id", "must be an ID like ak_…");
+        }
+        if secret.is_empty() {
+            v.add("secret", "is required");
+        }
+        let grace = grace_period(grace)
+            .map_err(|d| v.add("grace_period", d))
+            .ok();
+        v.finish()?;
+        let grace = grace.unwrap_or_default();
+        let cached = self.check_secret(key_id, secret, peer, false).await?;
+        crate::domain::exchange::check_network(&cached.allowed_cidrs, peer)?;
+        let tx = self.store.begin().await?;
+        tx.lock_organization(&cached.organization_id).await?;
+        tx.lock_service_users(&[cached.service_user_id.as_str()])
+            .await?;
+        // Checked again under the locks against the stored key, not the cached copy: of two
+        // rotations racing with one secret, the second finds that secret replaced.
+        let found = tx.key_principal(key_id).await?;
+        let Some(found) = found.filter(|f| {
+            crate::domain::principal::active_now(f, self.now())
+                && ApiSecret::parse(secret)
+                    .is_ok_and(|s| self.hasher.verify(&s, &f.api_key.secret_hash))
+        }) else {
+            return Err(Error::Unauthenticated(
+                crate::domain::principal::UNAUTHENTICATED,
+            ));
+        };
+        self.rotate_in(tx, found.api_key, grace).await
+    }
+
+    /// Writes a decided rotation of `key` and commits.
+    pub(crate) async fn rotate_in(
+        &self,
+        tx: Tx,
+        mut key: ApiKey,
+        grace: Duration,
+    ) -> Result<RotatedApiKey> {
+        let now = self.now();
+        let secret = ApiSecret::generate(&self.rng)?;
+        // At most two secrets work at once: the one rotated out now replaces any earlier one.
+        let previous = (!grace.is_zero()).then(|| PreviousSecret {
+            hash: key.secret_hash.clone(),
+            expire_time: (now + seconds(grace)).min(key.expire_time),
+        });
+        let hash = self.hasher.hash(&secret);
+        tx.rotate_api_key(&key.id, hash.clone(), previous.clone(), now)
+            .await?;
+        tx.commit().await?;
+        self.key_cache.forget_key(&key.id);
+        key.secret_hash = hash;
+        key.previous_secret = previous;
+        key.rotate_time = Some(now);
+        Ok(RotatedApiKey {
+            previous_secret_expire_time: key.previous_secret.as_ref().map(|p| p.expire_time),
+            api_key: key,
+            secret,
+        })
+    }
+}
+
 impl Tokenmint {
     /// The organization of API key `id`, if the caller may see it.
     async fn organization_of_key(
@@ -437,6 +575,20 @@ impl Tokenmint {
             .await
             .map_err(|e| Error::from_store(e, Resource::ApiKey, id.as_str()))?;
         caller.visible(organization, Resource::ApiKey, id.as_str())
+    }
+}
+
+fn parse_key_state_filter(filter: &str) -> Result<Option<KeyState>> {
+    let compact: String = filter.chars().filter(|c| !c.is_whitespace()).collect();
+    match compact.as_str() {
+        "" => Ok(None),
+        "state=ACTIVE" => Ok(Some(KeyState::Active)),
+        "state=REVOKED" => Ok(Some(KeyState::Revoked)),
+        "state=EXPIRED" => Ok(Some(KeyState::Expired)),
+        _ => Err(Error::invalid(
+            "filter",
+            "supported filters: `state = ACTIVE`, `state = REVOKED`, `state = EXPIRED`",
+        )),
     }
 }
 

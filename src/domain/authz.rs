@@ -122,6 +122,19 @@ fn require(caller: &Principal, scope: &ResourceScope, minimum: Role, action: &st
     }
 }
 
+/// PERMISSION_DENIED unless the caller is a superuser; `action` completes "only a superuser
+/// may …".
+pub fn superuser_only(caller: &Principal, action: &str) -> Result<()> {
+    if caller.is_superuser() {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(
+            Reason::RoleTooLow,
+            format!("only a superuser may {action}"),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -94,6 +94,8 @@ impl Tokenmint {
                 last_used_address: None,
                 revoke_time: None,
                 revoke_reason: None,
+                previous_secret: None,
+                rotate_time: None,
             },
         };
         match self.store.bootstrap(bootstrap).await {

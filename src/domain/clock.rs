@@ -43,3 +43,29 @@ impl Clock for FakeClock {
         *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// The system's clock moved by a number of seconds read from a file on every call; absent or
+/// unreadable means no offset. Compiled only into `test-clock` builds, for end-to-end tests that
+/// move a running server's time (grace periods, expiry, key schedules) without sleeping.
+#[cfg(feature = "test-clock")]
+#[derive(Debug)]
+pub struct FileClock(std::path::PathBuf);
+
+#[cfg(feature = "test-clock")]
+impl FileClock {
+    /// A clock offset by the seconds in `path`.
+    pub fn new(path: std::path::PathBuf) -> Self {
+        Self(path)
+    }
+}
+
+#[cfg(feature = "test-clock")]
+impl Clock for FileClock {
+    fn now(&self) -> DateTime<Utc> {
+        let offset = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|text| text.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        SystemClock.now() + TimeDelta::seconds(offset)
+    }
+}

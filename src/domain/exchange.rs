@@ -46,6 +46,21 @@ pub struct IssuedToken {
     pub scope: String,
 }
 
+/// PERMISSION_DENIED unless `peer` is inside `allowed` (an empty list allows anywhere).
+pub(crate) fn check_network(allowed: &[ipnet::IpNet], peer: Option<IpAddr>) -> Result<()> {
+    if allowed.is_empty()
+        || peer
+            .map(|ip| ip.to_canonical())
+            .is_some_and(|ip| allowed.iter().any(|n| n.contains(&ip)))
+    {
+        return Ok(());
+    }
+    Err(Error::PermissionDenied(
+        Reason::NetworkNotAllowed,
+        "this API key may not be used from your network address".into(),
+    ))
+}
+
 fn unauthenticated() -> Error {
     Error::Unauthenticated(UNAUTHENTICATED)
 }
@@ -86,33 +101,26 @@ impl Tokenmint {
         if request.requested_ttl.is_some_and(|ttl| ttl.is_zero()) {
             v.add("requested_ttl", "must be positive");
         }
+        if !request.audience.is_empty()
+            && request.audience != self.settings.issuer
+            && !self.settings.allowed_audiences.is_empty()
+            && !self.settings.allowed_audiences.contains(&request.audience)
+        {
+            v.add(
+                "audience",
+                format!(
+                    "{} is not an audience this server mints tokens for",
+                    crate::domain::validation::echo(&request.audience)
+                ),
+            );
+        }
         v.finish()?;
 
-        // A mistyped or foreign secret fails its checksum here, before any lookup.
-        let secret = ApiSecret::parse(&request.secret).map_err(|_| unauthenticated())?;
-        let Some(key) = self.active_key(&request.key_id).await? else {
-            self.hasher.verify_unknown(&secret);
-            return Err(unauthenticated());
-        };
-        if !self.hasher.verify(&secret, &key.secret_hash) {
-            return Err(unauthenticated());
-        }
+        let key = self
+            .check_secret(&request.key_id, &request.secret, request.peer, true)
+            .await?;
         let now = self.now().timestamp();
-        if key.expire_time <= now {
-            self.key_cache.forget_key(&key.key_id);
-            return Err(unauthenticated());
-        }
-        if !key.allowed_cidrs.is_empty()
-            && !request
-                .peer
-                .map(|ip| ip.to_canonical())
-                .is_some_and(|ip| key.allowed_cidrs.iter().any(|n| n.contains(&ip)))
-        {
-            return Err(Error::PermissionDenied(
-                Reason::NetworkNotAllowed,
-                "this API key may not be used from your network address".into(),
-            ));
-        }
+        check_network(&key.allowed_cidrs, request.peer)?;
 
         let carried = match requested.filter(|r| !r.is_empty()) {
             None => TokenScope {
@@ -174,13 +182,66 @@ impl Tokenmint {
             scope: scope.clone(),
             organization_id: key.organization_id.clone(),
         };
-        let access_token = self.keyring.current().signer.sign(&claims)?;
+        let access_token = self.keyring.sign(&claims, self.now())?;
         Ok(IssuedToken {
             access_token,
             expires_in: lifetime,
             expire_time: claims.exp,
             scope,
         })
+    }
+
+    /// The active key `key_id` if `secret` is its secret, or (when `grace` allows) its previous
+    /// secret within the grace period. Refused without a look at the secret while the caller's
+    /// address or the key ID is throttled; every failure counts towards both.
+    pub(crate) async fn check_secret(
+        &self,
+        key_id: &str,
+        secret: &str,
+        peer: Option<IpAddr>,
+        grace: bool,
+    ) -> Result<Arc<CachedKey>> {
+        let now = self.now();
+        self.throttle
+            .check(peer, key_id, now)
+            .map_err(Error::Throttled)?;
+        let verified = self.verify_secret(key_id, secret, grace, now).await?;
+        if verified.is_none() {
+            self.throttle.record_failure(peer, key_id, now);
+        }
+        verified.ok_or_else(unauthenticated)
+    }
+
+    async fn verify_secret(
+        &self,
+        key_id: &str,
+        secret: &str,
+        grace: bool,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Arc<CachedKey>>> {
+        // A mistyped or foreign secret fails its checksum here, before any lookup.
+        let Ok(secret) = ApiSecret::parse(secret) else {
+            return Ok(None);
+        };
+        let Some(key) = self.active_key(key_id).await? else {
+            self.hasher.verify_unknown(&secret);
+            return Ok(None);
+        };
+        let now = now.timestamp();
+        let current = self.hasher.verify(&secret, &key.secret_hash);
+        // Checked whether or not the current one matched, so both take the same time.
+        let previous = key
+            .previous_secret
+            .as_ref()
+            .is_some_and(|(hash, until)| self.hasher.verify(&secret, hash) && now < *until);
+        if !(current || (grace && previous)) {
+            return Ok(None);
+        }
+        if key.expire_time <= now {
+            self.key_cache.forget_key(&key.key_id);
+            return Ok(None);
+        }
+        Ok(Some(key))
     }
 
     /// The verification data of an active key, from the cache or the database.
@@ -234,6 +295,10 @@ impl Tokenmint {
             found.user.id,
             found.user.organization_id,
             found.api_key.secret_hash,
+            found
+                .api_key
+                .previous_secret
+                .map(|p| (p.hash, p.expire_time.timestamp())),
             found.api_key.expire_time.timestamp(),
             found.api_key.token_lifetime.num_seconds(),
             found.api_key.allowed_cidrs,

@@ -22,6 +22,9 @@ pub struct CachedKey {
     pub organization_id: String,
     /// HMAC of the secret.
     pub secret_hash: Vec<u8>,
+    /// HMAC of the secret before the last rotation, and until when (seconds since the epoch)
+    /// it still exchanges.
+    pub previous_secret: Option<(Vec<u8>, i64)>,
     /// Key expiry, seconds since the epoch.
     pub expire_time: i64,
     /// Lifetime of minted tokens, seconds.
@@ -42,6 +45,7 @@ impl CachedKey {
         service_user_id: String,
         organization_id: String,
         secret_hash: Vec<u8>,
+        previous_secret: Option<(Vec<u8>, i64)>,
         expire_time: i64,
         token_lifetime_seconds: i64,
         allowed_cidrs: Vec<IpNet>,
@@ -53,6 +57,7 @@ impl CachedKey {
             service_user_id,
             organization_id,
             secret_hash,
+            previous_secret,
             expire_time,
             token_lifetime_seconds,
             allowed_cidrs,
@@ -257,6 +262,7 @@ mod tests {
             user.into(),
             "org".into(),
             vec![],
+            None,
             0,
             60,
             vec![],

@@ -15,6 +15,8 @@ pub mod principal;
 pub mod projects;
 pub mod roles;
 pub mod service_users;
+pub mod signing_keys;
+pub mod throttle;
 pub mod validation;
 
 #[cfg(test)]
@@ -38,6 +40,8 @@ pub struct Settings {
     pub default_max_service_users: i32,
     /// Active-key quota per service user of new organizations.
     pub default_max_api_keys_per_service_user: i32,
+    /// Audiences tokens may be minted for besides the issuer; empty means any.
+    pub allowed_audiences: Vec<String>,
 }
 
 /// The running service's state: the store, the keys and the caches. One per process.
@@ -51,6 +55,8 @@ pub struct Tokenmint {
     pub page_tokens: page_token::PageTokens,
     /// Active keys' verification data, for exchanges without a database round trip.
     pub key_cache: KeyCache,
+    /// Failed secret checks per address and key ID.
+    pub throttle: throttle::Throttle,
     pub settings: Settings,
     /// The system's cryptographic RNG.
     pub rng: SystemRandom,

@@ -53,17 +53,6 @@ fn quota(v: &mut Violations, field: &str, value: i32, default: i32) -> i32 {
     }
 }
 
-fn superuser_only(caller: &Principal, action: &str) -> Result<()> {
-    if caller.is_superuser() {
-        Ok(())
-    } else {
-        Err(Error::PermissionDenied(
-            Reason::RoleTooLow,
-            format!("only a superuser may {action}"),
-        ))
-    }
-}
-
 impl Tokenmint {
     /// Creates an organization; superusers only.
     pub async fn create_organization(
@@ -90,12 +79,12 @@ impl Tokenmint {
             self.settings.default_max_api_keys_per_service_user,
         );
         v.finish()?;
-        superuser_only(caller, "create organizations")?;
+        authz::superuser_only(caller, "create organizations")?;
         let tx = self.store.begin().await?;
         let caller = self
             .reauthorize(&tx, caller, &caller.organization_id, &[])
             .await?;
-        superuser_only(&caller, "create organizations")?;
+        authz::superuser_only(&caller, "create organizations")?;
         let now = self.now();
         let organization = Organization {
             id: OrganizationId::generate().to_string(),
@@ -223,7 +212,7 @@ impl Tokenmint {
             ));
         }
         if wants("max_service_users") || wants("max_api_keys_per_service_user") {
-            superuser_only(&caller, "change quotas")?;
+            authz::superuser_only(&caller, "change quotas")?;
         }
         let mut organization = tx
             .organization(id.as_str())

@@ -36,7 +36,7 @@ async fn fixture() -> Fixture {
     let clock = Arc::new(FakeClock::new(chrono::Utc::now()));
     let rng = SystemRandom::new();
     let kek = KeyEncryptionKey::new(&[7u8; 32]).unwrap();
-    let keyring = Keyring::load_or_create(&store, kek, ISSUER, &rng, clock.now())
+    let keyring = Keyring::load_or_create(&store, kek, ISSUER, Default::default(), clock.now())
         .await
         .unwrap();
     let app = Tokenmint {
@@ -45,11 +45,13 @@ async fn fixture() -> Fixture {
         hasher: SecretHasher::new(&[9u8; 32]),
         page_tokens: PageTokens::new(&[9u8; 32]),
         key_cache: KeyCache::new(Duration::from_secs(5), 1000, 1000),
+        throttle: crate::domain::throttle::Throttle::new(Default::default()),
         settings: Settings {
             issuer: ISSUER.into(),
             default_token_lifetime: Duration::from_secs(3600),
             default_max_service_users: 1000,
             default_max_api_keys_per_service_user: 10,
+            allowed_audiences: Vec::new(),
         },
         rng,
         clock: clock.clone(),

@@ -182,7 +182,13 @@ impl AdminService for AdminApi {
         let (caller, r) = self.caller(request).await?;
         let page = self
             .app
-            .list_api_keys(&caller, &r.service_user_id, r.page_size, &r.page_token)
+            .list_api_keys(
+                &caller,
+                &r.service_user_id,
+                r.page_size,
+                &r.page_token,
+                &r.filter,
+            )
             .await?;
         Ok(Response::new(pb::ListApiKeysResponse {
             api_keys: page
@@ -367,6 +373,29 @@ impl AdminService for AdminApi {
         Ok(Response::new(convert::api_key(
             self.app.revoke_api_key(&caller, &r.id, &r.reason).await?,
             self.app.now(),
+        )))
+    }
+
+    async fn rotate_api_key(
+        &self,
+        request: Request<pb::RotateApiKeyRequest>,
+    ) -> Result<Response<pb::RotateApiKeyResponse>, Status> {
+        let (caller, r) = self.caller(request).await?;
+        let grace = convert::duration("grace_period", r.grace_period)?;
+        let rotated = self.app.rotate_api_key(&caller, &r.id, grace).await?;
+        Ok(Response::new(convert::rotated_api_key(
+            rotated,
+            self.app.now(),
+        )))
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        request: Request<pb::RotateSigningKeyRequest>,
+    ) -> Result<Response<pb::SigningKey>, Status> {
+        let (caller, r) = self.caller(request).await?;
+        Ok(Response::new(convert::signing_key(
+            self.app.rotate_signing_key_as(&caller, r.immediate).await?,
         )))
     }
 }

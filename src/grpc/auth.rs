@@ -1,7 +1,9 @@
 //! `tokenmint.auth.v1.AuthService`: translation only; the rules are in `domain`.
 
 use crate::domain::{Tokenmint, exchange::ExchangeRequest};
-use crate::grpc::convert::{bearer, duration, timestamp_from_seconds};
+use crate::grpc::convert::{
+    bearer, client_address, duration, rotated_api_key, timestamp_from_seconds,
+};
 use crate::proto::auth::v1::{self as pb, auth_service_server::AuthService};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -10,6 +12,8 @@ use tonic::{Request, Response, Status};
 pub struct AuthApi {
     /// Shared state.
     pub app: Arc<Tokenmint>,
+    /// Proxies whose `x-forwarded-for` is believed.
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 #[tonic::async_trait]
@@ -18,11 +22,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::ExchangeApiKeyRequest>,
     ) -> Result<Response<pb::ExchangeApiKeyResponse>, Status> {
-        let peer = request
-            .extensions()
-            .get::<crate::listener::PeerInfo>()
-            .and_then(|p| p.addr)
-            .map(|a| a.ip());
+        let peer = client_address(&request, &self.trusted_proxies);
         let r = request.into_inner();
         let issued = self
             .app
@@ -87,9 +87,30 @@ impl AuthService for AuthApi {
                     alg: k.alg.clone(),
                     r#use: k.use_.clone(),
                     x: k.x.clone(),
+                    y: k.y.clone(),
+                    n: k.n.clone(),
+                    e: k.e.clone(),
                 })
                 .collect(),
         }))
+    }
+
+    async fn rotate_own_api_key(
+        &self,
+        request: Request<pb::RotateOwnApiKeyRequest>,
+    ) -> Result<Response<crate::proto::admin::v1::RotateApiKeyResponse>, Status> {
+        let peer = client_address(&request, &self.trusted_proxies);
+        let r = request.into_inner();
+        let rotated = self
+            .app
+            .rotate_own_api_key(
+                &r.key_id,
+                &r.secret,
+                duration("grace_period", r.grace_period)?,
+                peer,
+            )
+            .await?;
+        Ok(Response::new(rotated_api_key(rotated, self.app.now())))
     }
 
     async fn who_am_i(

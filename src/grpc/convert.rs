@@ -43,6 +43,43 @@ pub fn duration(
     }
 }
 
+/// The caller's address: the connection's peer, or, when the peer is a trusted proxy, the
+/// right-most `x-forwarded-for` entry that is not itself a trusted proxy. A client can write any
+/// `x-forwarded-for` it likes, so the header counts only as far as trusted proxies vouch for it.
+pub fn client_address<T>(
+    request: &tonic::Request<T>,
+    trusted_proxies: &[ipnet::IpNet],
+) -> Option<std::net::IpAddr> {
+    let peer = request
+        .extensions()
+        .get::<crate::listener::PeerInfo>()
+        .and_then(|p| p.addr)
+        .map(|a| a.ip().to_canonical())?;
+    let trusted = |ip: &std::net::IpAddr| trusted_proxies.iter().any(|n| n.contains(ip));
+    if !trusted(&peer) {
+        return Some(peer);
+    }
+    let mut hops: Vec<std::net::IpAddr> = Vec::new();
+    for value in request.metadata().get_all("x-forwarded-for").iter() {
+        let Ok(text) = value.to_str() else {
+            return Some(peer);
+        };
+        for entry in text.split(',') {
+            match entry.trim().parse::<std::net::IpAddr>() {
+                Ok(ip) => hops.push(ip.to_canonical()),
+                // An unreadable hop: nothing left of it can be trusted; the proxy is the client.
+                Err(_) => return Some(peer),
+            }
+        }
+    }
+    Some(
+        hops.into_iter()
+            .rev()
+            .find(|ip| !trusted(ip))
+            .unwrap_or(peer),
+    )
+}
+
 /// The token in `authorization: Bearer <token>`, if any. More than one `authorization` header
 /// is refused: proxies and servers disagree on which one counts.
 pub fn bearer(metadata: &MetadataMap) -> Result<Option<&str>> {
@@ -200,5 +237,42 @@ pub fn api_key(key: ApiKey, now: DateTime<Utc>) -> pb::ApiKey {
         last_used_address: key.last_used_address.unwrap_or_default(),
         revoke_time: key.revoke_time.map(timestamp),
         revoke_reason: key.revoke_reason.unwrap_or_default(),
+        rotate_time: key.rotate_time.map(timestamp),
+        previous_secret_expire_time: key
+            .previous_secret
+            .map(|p| p.expire_time)
+            .filter(|until| *until > now)
+            .map(timestamp),
+    }
+}
+
+/// The response to a rotation, carrying the new secret this once.
+pub fn rotated_api_key(
+    rotated: crate::domain::api_keys::RotatedApiKey,
+    now: DateTime<Utc>,
+) -> pb::RotateApiKeyResponse {
+    pb::RotateApiKeyResponse {
+        secret: rotated.secret.expose().to_owned(),
+        previous_secret_expire_time: rotated.previous_secret_expire_time.map(timestamp),
+        api_key: Some(api_key(rotated.api_key, now)),
+    }
+}
+
+/// A signing key with its place in the schedule.
+pub fn signing_key(key: crate::domain::keyring::ScheduledKey) -> pb::SigningKey {
+    use crate::domain::keyring::SigningKeyState as S;
+    let state = match key.state {
+        S::Pending => pb::signing_key::State::Pending,
+        S::Active => pb::signing_key::State::Active,
+        S::Retired => pb::signing_key::State::Retired,
+        S::Expired => pb::signing_key::State::Expired,
+    };
+    pb::SigningKey {
+        kid: key.key.kid,
+        algorithm: key.key.algorithm,
+        state: state as i32,
+        create_time: Some(timestamp(key.key.create_time)),
+        activate_time: Some(timestamp(key.key.activate_time)),
+        replace_time: key.replace_time.map(timestamp),
     }
 }

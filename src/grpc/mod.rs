@@ -18,6 +18,7 @@ use tonic_health::server::HealthReporter;
 pub fn routes(
     app: Arc<Tokenmint>,
     max_request_bytes: usize,
+    trusted_proxies: Arc<[ipnet::IpNet]>,
 ) -> Result<(Routes, HealthReporter), tonic_reflection::server::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -30,8 +31,11 @@ pub fn routes(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let auth = AuthServiceServer::new(auth::AuthApi { app: app.clone() })
-        .max_decoding_message_size(max_request_bytes);
+    let auth = AuthServiceServer::new(auth::AuthApi {
+        app: app.clone(),
+        trusted_proxies,
+    })
+    .max_decoding_message_size(max_request_bytes);
     let admin = AdminServiceServer::new(admin::AdminApi { app })
         .max_decoding_message_size(max_request_bytes);
     let routes = Routes::new(health_service)

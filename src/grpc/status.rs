@@ -15,7 +15,7 @@ pub fn code(err: &Error) -> Code {
         Error::AlreadyExists(..) => Code::AlreadyExists,
         Error::FailedPrecondition(..) => Code::FailedPrecondition,
         Error::Aborted(_) => Code::Aborted,
-        Error::ResourceExhausted(_) => Code::ResourceExhausted,
+        Error::ResourceExhausted(_) | Error::Throttled(_) => Code::ResourceExhausted,
         Error::Unauthenticated(_) => Code::Unauthenticated,
         Error::PermissionDenied(..) => Code::PermissionDenied,
         Error::Unavailable(_) => Code::Unavailable,
@@ -28,6 +28,11 @@ impl From<Error> for Status {
         log_server_side(&err);
         let mut details = ErrorDetails::new();
         details.set_error_info(err.reason().as_str(), ERROR_DOMAIN, HashMap::new());
+        if let Error::Throttled(retry_after) = &err {
+            // Whole seconds, rounded up, so a client that waits exactly this long gets in.
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            details.set_retry_info(Some(std::time::Duration::from_secs(secs.max(1))));
+        }
         if let Error::InvalidArgument(violations) = &err {
             for v in violations {
                 details.add_bad_request_violation(v.field.clone(), v.description.clone());

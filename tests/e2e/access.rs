@@ -482,7 +482,7 @@ async fn concurrent_changes_complete_on_a_small_connection_pool(backend: Backend
     let stored = server
         .store()
         .await
-        .list_api_keys(&user.organization_id, &user.id, None, 100)
+        .list_api_keys(&user.organization_id, &user.id, None, 100, None)
         .await
         .unwrap();
     assert_eq!(stored.len(), 8);

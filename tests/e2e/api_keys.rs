@@ -177,6 +177,7 @@ async fn key_listing_pages_through_every_key_once(backend: Backend) {
                 service_user_id: user.id.clone(),
                 page_size: 3,
                 page_token: token,
+                filter: String::new(),
             })
             .await
             .unwrap()

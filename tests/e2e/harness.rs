@@ -732,6 +732,8 @@ impl Server {
             last_used_address: None,
             revoke_time: None,
             revoke_reason: None,
+            previous_secret: None,
+            rotate_time: None,
         })
         .await
         .expect("insert API key");

@@ -338,19 +338,19 @@ async fn a_signing_key_added_by_another_replica_verifies_without_a_restart(backe
     let rng = ring::rand::SystemRandom::new();
     let pair = tokenmint_token::generate_ed25519(&rng).unwrap();
     let sealed = kek.seal(&rng, &pair.kid, &pair.private_pkcs8).unwrap();
-    server
-        .store()
-        .await
-        .insert_signing_key(tokenmint_store::SigningKey {
-            kid: pair.kid.clone(),
-            algorithm: pair.algorithm.to_owned(),
-            public_key: pair.public_key.clone(),
-            encrypted_private_key: sealed,
-            create_time: chrono::Utc::now(),
-            retire_time: None,
-        })
-        .await
-        .unwrap();
+    let tx = server.store().await.begin().await.unwrap();
+    tx.insert_signing_key(tokenmint_store::SigningKey {
+        kid: pair.kid.clone(),
+        algorithm: pair.algorithm.to_owned(),
+        public_key: pair.public_key.clone(),
+        encrypted_private_key: sealed,
+        create_time: chrono::Utc::now(),
+        retire_time: None,
+        activate_time: chrono::Utc::now() + chrono::TimeDelta::hours(1),
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
     let signed_by_new_key = sign(&pair.kid, &pair.private_pkcs8, &claims_of(&genuine));
     assert_eq!(whoami_code(&server, &signed_by_new_key).await, Code::Ok);
     assert!(

@@ -284,6 +284,29 @@ pub struct ApiKey {
     pub revoke_time: Option<DateTime<Utc>>,
     /// Why it was revoked.
     pub revoke_reason: Option<String>,
+    /// The secret it had before its last rotation, while that still works.
+    pub previous_secret: Option<PreviousSecret>,
+    /// When its secret was last rotated.
+    pub rotate_time: Option<DateTime<Utc>>,
+}
+
+/// Where an API key stands at a given moment, computed from its times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiKeyState {
+    /// Can be exchanged.
+    Active,
+    Revoked,
+    /// Past its expiry (and not revoked).
+    Expired,
+}
+
+/// A rotated-out secret, accepted for exchange until its grace period ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreviousSecret {
+    /// HMAC-SHA-256 of the secret under the pepper.
+    pub hash: Vec<u8>,
+    /// The end of its grace period.
+    pub expire_time: DateTime<Utc>,
 }
 
 /// A JWT signing key pair; the private half encrypted under the key-encryption key.
@@ -299,8 +322,11 @@ pub struct SigningKey {
     pub encrypted_private_key: Vec<u8>,
     /// Creation time.
     pub create_time: DateTime<Utc>,
-    /// Set once the key no longer signs.
+    /// Set when the key is withdrawn by hand: it neither signs nor is published.
     pub retire_time: Option<DateTime<Utc>>,
+    /// When it starts signing. It is published from `create_time`, so verifiers that cache the
+    /// JWKS know it before they see a token it signed.
+    pub activate_time: DateTime<Utc>,
 }
 
 /// What the exchange and authentication paths need to know about one key, read in one go.
@@ -478,6 +504,11 @@ impl TryFrom<api_key::Model> for ApiKey {
             name: m.name,
             description: m.description,
             secret_hash: m.secret_hash,
+            previous_secret: match (m.previous_secret_hash, m.previous_secret_expire_time) {
+                (Some(hash), Some(expire_time)) => Some(PreviousSecret { hash, expire_time }),
+                _ => None,
+            },
+            rotate_time: m.rotate_time,
             creator: m.creator,
             create_time: m.create_time,
             expire_time: m.expire_time,
@@ -512,6 +543,9 @@ impl From<ApiKey> for api_key::Model {
             last_used_address: k.last_used_address,
             revoke_time: k.revoke_time,
             revoke_reason: k.revoke_reason,
+            previous_secret_expire_time: k.previous_secret.as_ref().map(|p| p.expire_time),
+            previous_secret_hash: k.previous_secret.map(|p| p.hash),
+            rotate_time: k.rotate_time,
         }
     }
 }
@@ -523,6 +557,7 @@ impl From<signing_key::Model> for SigningKey {
             algorithm: m.algorithm,
             public_key: m.public_key,
             encrypted_private_key: m.encrypted_private_key,
+            activate_time: m.activate_time.unwrap_or(m.create_time),
             create_time: m.create_time,
             retire_time: m.retire_time,
         }
@@ -538,6 +573,7 @@ impl From<SigningKey> for signing_key::Model {
             encrypted_private_key: k.encrypted_private_key,
             create_time: k.create_time,
             retire_time: k.retire_time,
+            activate_time: Some(k.activate_time),
         }
     }
 }

@@ -6,8 +6,8 @@ use crate::entity::{
     signing_key,
 };
 use crate::model::{
-    ApiKey, KeyPrincipal, Organization, Project, RoleBinding, RoleScope, ServiceUser,
-    ServiceUserRecord, ServiceUserState, SigningKey,
+    ApiKey, ApiKeyState, KeyPrincipal, Organization, PreviousSecret, Project, RoleBinding,
+    RoleScope, ServiceUser, ServiceUserRecord, ServiceUserState, SigningKey,
 };
 use crate::{Store, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
@@ -224,12 +224,25 @@ impl Store {
         service_user_id: &str,
         after_id: Option<&str>,
         limit: u64,
+        state_at: Option<(ApiKeyState, DateTime<Utc>)>,
     ) -> StoreResult<Vec<ApiKey>> {
         find_user(&self.db, organization_id, service_user_id).await?;
         let mut query = api_key::Entity::find()
             .filter(api_key::Column::ServiceUserId.eq(service_user_id))
             .order_by_asc(api_key::Column::Id)
             .limit(limit);
+        query = match state_at {
+            None => query,
+            Some((ApiKeyState::Revoked, _)) => {
+                query.filter(api_key::Column::RevokeTime.is_not_null())
+            }
+            Some((ApiKeyState::Active, now)) => query
+                .filter(api_key::Column::RevokeTime.is_null())
+                .filter(api_key::Column::ExpireTime.gt(now)),
+            Some((ApiKeyState::Expired, now)) => query
+                .filter(api_key::Column::RevokeTime.is_null())
+                .filter(api_key::Column::ExpireTime.lte(now)),
+        };
         if let Some(after_id) = after_id {
             query = query.filter(api_key::Column::Id.gt(after_id));
         }
@@ -300,22 +313,7 @@ impl Store {
 
     /// Every signing key, oldest first.
     pub async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
-        Ok(signing_key::Entity::find()
-            .order_by_asc(signing_key::Column::CreateTime)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(SigningKey::from)
-            .collect())
-    }
-
-    /// Stores a new signing key.
-    pub async fn insert_signing_key(&self, key: SigningKey) -> StoreResult<()> {
-        let tx = self.begin().await?;
-        signing_key::Entity::insert(signing_key::Model::from(key).into_active_model())
-            .exec_without_returning(&tx.txn)
-            .await?;
-        tx.commit().await
+        signing_keys(&self.db).await
     }
 }
 
@@ -653,6 +651,69 @@ impl Tx {
         Ok(())
     }
 
+    /// Gives a key a new secret hash, keeping the old one as `previous` (or none).
+    pub async fn rotate_api_key(
+        &self,
+        id: &str,
+        secret_hash: Vec<u8>,
+        previous: Option<PreviousSecret>,
+        time: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let (previous_hash, previous_expire) = match previous {
+            Some(p) => (Some(p.hash), Some(p.expire_time)),
+            None => (None, None),
+        };
+        api_key::Entity::update_many()
+            .col_expr(api_key::Column::SecretHash, Expr::value(secret_hash))
+            .col_expr(
+                api_key::Column::PreviousSecretHash,
+                Expr::value(previous_hash),
+            )
+            .col_expr(
+                api_key::Column::PreviousSecretExpireTime,
+                Expr::value(previous_expire),
+            )
+            .col_expr(api_key::Column::RotateTime, Expr::value(time))
+            .filter(api_key::Column::Id.eq(id))
+            .exec(&self.txn)
+            .await?;
+        Ok(())
+    }
+
+    /// Locks the signing keys until the unit ends, so two replicas deciding at once that a new
+    /// key is due add one between them. SQLite's units already run one at a time.
+    pub async fn lock_signing_keys(&self) -> StoreResult<()> {
+        if self.backend == DbBackend::Postgres {
+            self.txn
+                .execute_unprepared("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Every signing key, oldest first.
+    pub async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+        signing_keys(&self.txn).await
+    }
+
+    /// Stores a new signing key.
+    pub async fn insert_signing_key(&self, key: SigningKey) -> StoreResult<()> {
+        signing_key::Entity::insert(signing_key::Model::from(key).into_active_model())
+            .exec_without_returning(&self.txn)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves a signing key's activation to `time`.
+    pub async fn activate_signing_key(&self, kid: &str, time: DateTime<Utc>) -> StoreResult<()> {
+        signing_key::Entity::update_many()
+            .col_expr(signing_key::Column::ActivateTime, Expr::value(time))
+            .filter(signing_key::Column::Kid.eq(kid))
+            .exec(&self.txn)
+            .await?;
+        Ok(())
+    }
+
     /// Marks a key revoked at `time` for `reason`.
     pub async fn revoke_api_key(
         &self,
@@ -668,6 +729,17 @@ impl Tx {
             .await?;
         Ok(())
     }
+}
+
+async fn signing_keys(db: &impl ConnectionTrait) -> StoreResult<Vec<SigningKey>> {
+    Ok(signing_key::Entity::find()
+        .order_by_asc(signing_key::Column::CreateTime)
+        .order_by_asc(signing_key::Column::Kid)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(SigningKey::from)
+        .collect())
 }
 
 async fn find_organization(db: &impl ConnectionTrait, id: &str) -> StoreResult<Organization> {

@@ -65,6 +65,8 @@ fn key(id: &str, user_id: &str, org: &str) -> ApiKey {
         last_used_address: None,
         revoke_time: None,
         revoke_reason: None,
+        previous_secret: None,
+        rotate_time: None,
     }
 }
 
@@ -194,7 +196,7 @@ async fn a_corrupt_scope_list_fails_closed_on_every_read() {
         Err(StoreError::Corrupt(_))
     ));
     assert!(matches!(
-        f.store.list_api_keys("org_a", "su_1", None, 10).await,
+        f.store.list_api_keys("org_a", "su_1", None, 10, None).await,
         Err(StoreError::Corrupt(_))
     ));
     assert!(matches!(

@@ -1,12 +1,48 @@
 //! Signing key pairs and the key-encryption key that protects their private halves at rest.
 
-use crate::{CryptoError, b64url};
+use crate::CryptoError;
 use ring::{
-    aead, digest,
+    aead,
     rand::SecureRandom,
     signature::{Ed25519KeyPair, KeyPair},
 };
 use std::fmt;
+
+/// The JOSE algorithms Tokenmint signs with. EdDSA (Ed25519) is the default; ES256 and RS256
+/// are for verifiers without EdDSA support.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SigningAlgorithm {
+    /// Ed25519 (RFC 8037).
+    EdDsa,
+    /// ECDSA on P-256 with SHA-256.
+    Es256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256, 2048-bit keys.
+    Rs256,
+}
+
+impl SigningAlgorithm {
+    /// The JOSE `alg` name.
+    pub fn jose_name(self) -> &'static str {
+        match self {
+            Self::EdDsa => "EdDSA",
+            Self::Es256 => "ES256",
+            Self::Rs256 => "RS256",
+        }
+    }
+
+    /// The algorithm named `name` (its JOSE name, any case).
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::EdDsa, Self::Es256, Self::Rs256]
+            .into_iter()
+            .find(|a| a.jose_name().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for SigningAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.jose_name())
+    }
+}
 
 /// A freshly generated signing key pair.
 pub struct SigningKeyPair {
@@ -14,7 +50,8 @@ pub struct SigningKeyPair {
     pub kid: String,
     /// JOSE algorithm name.
     pub algorithm: &'static str,
-    /// The raw 32-byte Ed25519 public key.
+    /// The public key: raw 32 bytes (Ed25519), the uncompressed point (P-256), or PKCS#1 DER
+    /// (RSA); what [`Jwk::new`](crate::Jwk::new) takes.
     pub public_key: Vec<u8>,
     /// The private key as PKCS#8 (never store it unencrypted).
     pub private_pkcs8: Vec<u8>,
@@ -34,21 +71,55 @@ pub fn generate_ed25519(rng: &dyn SecureRandom) -> Result<SigningKeyPair, Crypto
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
         .map_err(|e| CryptoError::InvalidKey(e.to_string()))?;
     let public_key = pair.public_key().as_ref().to_vec();
-    Ok(SigningKeyPair {
-        kid: ed25519_thumbprint(&public_key),
-        algorithm: "EdDSA",
-        public_key,
-        private_pkcs8: pkcs8.as_ref().to_vec(),
-    })
+    finish(SigningAlgorithm::EdDsa, public_key, pkcs8.as_ref().to_vec())
 }
 
-/// RFC 7638: SHA-256 over the required JWK members in lexicographic order.
-fn ed25519_thumbprint(public_key: &[u8]) -> String {
-    let canonical = format!(
-        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
-        b64url(public_key)
-    );
-    b64url(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
+/// Generates a key pair for `algorithm`.
+pub fn generate_signing_key(
+    algorithm: SigningAlgorithm,
+    rng: &dyn SecureRandom,
+) -> Result<SigningKeyPair, CryptoError> {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::KeyPair as _;
+    match algorithm {
+        SigningAlgorithm::EdDsa => generate_ed25519(rng),
+        SigningAlgorithm::Es256 => {
+            let pair = aws_lc_rs::signature::EcdsaKeyPair::generate(
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            )
+            .map_err(|_| CryptoError::Random)?;
+            let pkcs8 = pair.to_pkcs8v1().map_err(|_| CryptoError::Random)?;
+            finish(
+                algorithm,
+                pair.public_key().as_ref().to_vec(),
+                pkcs8.as_ref().to_vec(),
+            )
+        }
+        SigningAlgorithm::Rs256 => {
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(|_| CryptoError::Random)?;
+            let pkcs8 = pair.as_der().map_err(|_| CryptoError::Random)?;
+            finish(
+                algorithm,
+                pair.public_key().as_ref().to_vec(),
+                pkcs8.as_ref().to_vec(),
+            )
+        }
+    }
+}
+
+fn finish(
+    algorithm: SigningAlgorithm,
+    public_key: Vec<u8>,
+    private_pkcs8: Vec<u8>,
+) -> Result<SigningKeyPair, CryptoError> {
+    let jwk = crate::Jwk::new(algorithm, "", &public_key)?;
+    Ok(SigningKeyPair {
+        kid: jwk.thumbprint(),
+        algorithm: algorithm.jose_name(),
+        public_key,
+        private_pkcs8,
+    })
 }
 
 /// AES-256-GCM key that encrypts signing keys at rest, so every replica sharing the database
@@ -165,8 +236,18 @@ mod tests {
     #[test]
     fn kid_is_a_stable_thumbprint() {
         let pair = generate_ed25519(&SystemRandom::new()).unwrap();
-        assert_eq!(pair.kid, ed25519_thumbprint(&pair.public_key));
         assert_eq!(pair.kid.len(), 43);
+        // RFC 8037 appendix A.3.
+        use base64::Engine;
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+            .unwrap();
+        assert_eq!(
+            crate::Jwk::new(SigningAlgorithm::EdDsa, "", &x)
+                .unwrap()
+                .thumbprint(),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
         assert_eq!(pair.public_key.len(), 32);
     }
 }

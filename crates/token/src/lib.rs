@@ -1,5 +1,5 @@
-//! Tokenmint credentials: API-key secrets (format, checksum, keyed hashing), Ed25519 signing keys
-//! (generation, encryption at rest), RFC 9068 access tokens (signing and verification) and the
+//! Tokenmint credentials: API-key secrets (format, checksum, keyed hashing), signing keys (Ed25519,
+//! ES256, RS256: generation, encryption at rest), RFC 9068 access tokens (signing and verification) and the
 //! JWKS. Knows nothing of gRPC or the database.
 
 mod claims;
@@ -11,10 +11,12 @@ mod verifier;
 
 pub use claims::AccessTokenClaims;
 pub use jwks::{Jwk, JwkSet};
-pub use keys::{KeyEncryptionKey, SigningKeyPair, generate_ed25519};
+pub use keys::{
+    KeyEncryptionKey, SigningAlgorithm, SigningKeyPair, generate_ed25519, generate_signing_key,
+};
 pub use secret::{ApiSecret, SECRET_PREFIX, SecretFormatError, SecretHasher};
 pub use signer::TokenSigner;
-pub use verifier::{TokenVerifier, VerifyError};
+pub use verifier::{PublicKey, TokenVerifier, VerifyError};
 
 /// The JWT `typ` header of access tokens (RFC 9068 section 2.1).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";

@@ -1,7 +1,7 @@
 //! Verifies access tokens: only our algorithm, only our keys, and `typ`, `exp`, `iss` and `aud`
 //! all required.
 
-use crate::{ACCESS_TOKEN_TYPE, AccessTokenClaims, JwkSet};
+use crate::{ACCESS_TOKEN_TYPE, AccessTokenClaims, JwkSet, SigningAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use std::collections::HashMap;
 
@@ -23,7 +23,8 @@ pub enum VerifyError {
 #[derive(Clone)]
 pub struct TokenVerifier {
     issuer: String,
-    keys: HashMap<String, DecodingKey>,
+    /// Each key with the one algorithm it verifies: a token naming another `alg` is refused.
+    keys: HashMap<String, (Algorithm, DecodingKey)>,
     jwks: JwkSet,
     leeway_seconds: u64,
 }
@@ -37,17 +38,38 @@ impl std::fmt::Debug for TokenVerifier {
     }
 }
 
+/// One published key: its kid, algorithm and public key (as [`Jwk::new`](crate::Jwk::new)
+/// takes it).
+pub struct PublicKey<'a> {
+    pub kid: &'a str,
+    pub algorithm: SigningAlgorithm,
+    pub public_key: &'a [u8],
+}
+
 impl TokenVerifier {
-    /// A verifier for tokens from `issuer` signed by any of `public_keys` (kid, raw Ed25519 key).
-    pub fn new<'a>(
-        issuer: &str,
-        public_keys: impl IntoIterator<Item = (&'a str, &'a [u8])>,
-    ) -> Self {
+    /// A verifier for tokens from `issuer` signed by any of `public_keys`. A key that cannot be
+    /// read is left out (and so is its JWK) rather than failing the whole set.
+    pub fn new<'a>(issuer: &str, public_keys: impl IntoIterator<Item = PublicKey<'a>>) -> Self {
         let mut keys = HashMap::new();
         let mut jwks = JwkSet::default();
-        for (kid, public_key) in public_keys {
-            keys.insert(kid.to_owned(), DecodingKey::from_ed_der(public_key));
-            jwks.keys.push(crate::Jwk::ed25519(kid, public_key));
+        for key in public_keys {
+            let Ok(jwk) = crate::Jwk::new(key.algorithm, key.kid, key.public_key) else {
+                continue;
+            };
+            let decoding =
+                match key.algorithm {
+                    SigningAlgorithm::EdDsa => {
+                        Ok((Algorithm::EdDSA, DecodingKey::from_ed_der(key.public_key)))
+                    }
+                    SigningAlgorithm::Es256 => DecodingKey::from_ec_components(&jwk.x, &jwk.y)
+                        .map(|k| (Algorithm::ES256, k)),
+                    SigningAlgorithm::Rs256 => DecodingKey::from_rsa_components(&jwk.n, &jwk.e)
+                        .map(|k| (Algorithm::RS256, k)),
+                };
+            if let Ok(decoding) = decoding {
+                keys.insert(key.kid.to_owned(), decoding);
+                jwks.keys.push(jwk);
+            }
         }
         Self {
             issuer: issuer.to_owned(),
@@ -77,12 +99,17 @@ impl TokenVerifier {
             t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE)
                 || t.eq_ignore_ascii_case("application/at+jwt")
         });
-        if header.alg != Algorithm::EdDSA || !typ_ok {
+        if !typ_ok {
             return Err(VerifyError::Malformed);
         }
         let kid = header.kid.ok_or(VerifyError::Malformed)?;
-        let key = self.keys.get(&kid).ok_or(VerifyError::UnknownKey)?;
-        let mut validation = Validation::new(Algorithm::EdDSA);
+        let (algorithm, key) = self.keys.get(&kid).ok_or(VerifyError::UnknownKey)?;
+        // The key decides the algorithm, never the token: `none`, or HS256 keyed with a public
+        // key, are refused here.
+        if header.alg != *algorithm {
+            return Err(VerifyError::Malformed);
+        }
+        let mut validation = Validation::new(*algorithm);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.set_issuer(&[&self.issuer]);
         validation.validate_exp = false;
@@ -135,11 +162,18 @@ mod tests {
             .unwrap()
     }
 
+    fn public(pair: &crate::SigningKeyPair) -> PublicKey<'_> {
+        PublicKey {
+            kid: &pair.kid,
+            algorithm: SigningAlgorithm::parse(pair.algorithm).unwrap(),
+            public_key: &pair.public_key,
+        }
+    }
+
     fn setup() -> (TokenSigner, TokenVerifier) {
         let pair = generate_ed25519(&SystemRandom::new()).unwrap();
         let signer = TokenSigner::ed25519(&pair.kid, &pair.private_pkcs8).unwrap();
-        let verifier =
-            TokenVerifier::new(ISSUER, [(pair.kid.as_str(), pair.public_key.as_slice())]);
+        let verifier = TokenVerifier::new(ISSUER, [public(&pair)]);
         (signer, verifier)
     }
 
@@ -226,8 +260,7 @@ mod tests {
     #[test]
     fn plain_jwt_typ_is_rejected() {
         let pair = generate_ed25519(&SystemRandom::new()).unwrap();
-        let verifier =
-            TokenVerifier::new(ISSUER, [(pair.kid.as_str(), pair.public_key.as_slice())]);
+        let verifier = TokenVerifier::new(ISSUER, [public(&pair)]);
         let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
         header.kid = Some(pair.kid.clone());
         let token = jsonwebtoken::encode(
@@ -257,6 +290,58 @@ mod tests {
         assert!(
             verifier.verify(&token, None, now() - 31).is_err(),
             "before nbf"
+        );
+    }
+
+    #[test]
+    fn every_algorithm_signs_tokens_that_verify_against_its_jwk() {
+        for algorithm in [
+            SigningAlgorithm::EdDsa,
+            SigningAlgorithm::Es256,
+            SigningAlgorithm::Rs256,
+        ] {
+            let pair = crate::generate_signing_key(algorithm, &SystemRandom::new()).unwrap();
+            let signer = TokenSigner::new(algorithm, &pair.kid, &pair.private_pkcs8).unwrap();
+            let verifier = TokenVerifier::new(ISSUER, [public(&pair)]);
+            let claims = claims(now());
+            let token = signer.sign(&claims).unwrap();
+            assert_eq!(
+                verifier.verify(&token, Some("api"), now()).unwrap(),
+                claims,
+                "{algorithm}"
+            );
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            assert_eq!(format!("{:?}", header.alg), algorithm.jose_name());
+            // An outside verifier given only the JWKS agrees.
+            let jwk: jsonwebtoken::jwk::Jwk =
+                serde_json::from_str(&serde_json::to_string(&verifier.jwks().keys[0]).unwrap())
+                    .unwrap();
+            let key = DecodingKey::from_jwk(&jwk).unwrap();
+            let mut validation = Validation::new(header.alg);
+            validation.set_audience(&["api"]);
+            assert!(jsonwebtoken::decode::<AccessTokenClaims>(&token, &key, &validation).is_ok());
+            assert_eq!(verifier.jwks().keys[0].thumbprint(), pair.kid);
+        }
+    }
+
+    #[test]
+    fn a_token_naming_another_algorithm_than_its_key_is_refused() {
+        let pair =
+            crate::generate_signing_key(SigningAlgorithm::Rs256, &SystemRandom::new()).unwrap();
+        let verifier = TokenVerifier::new(ISSUER, [public(&pair)]);
+        // HS256 keyed with the public key's bytes: the classic confusion attack.
+        let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+        header.kid = Some(pair.kid.clone());
+        header.typ = Some("at+jwt".into());
+        let token = jsonwebtoken::encode(
+            &header,
+            &claims(now()),
+            &jsonwebtoken::EncodingKey::from_secret(&pair.public_key),
+        )
+        .unwrap();
+        assert_eq!(
+            verifier.verify(&token, Some("api"), now()),
+            Err(VerifyError::Malformed)
         );
     }
 

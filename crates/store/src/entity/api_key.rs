@@ -25,6 +25,10 @@ pub struct Model {
     pub last_used_address: Option<String>,
     pub revoke_time: Option<DateTimeUtc>,
     pub revoke_reason: Option<String>,
+    /// HMAC of the secret before the last rotation, valid until `previous_secret_expire_time`.
+    pub previous_secret_hash: Option<Vec<u8>>,
+    pub previous_secret_expire_time: Option<DateTimeUtc>,
+    pub rotate_time: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -15,6 +15,8 @@ pub struct Model {
     pub create_time: DateTimeUtc,
     /// Set once the key no longer signs; it is still published until its last token expired.
     pub retire_time: Option<DateTimeUtc>,
+    /// When it starts signing; published (in the JWKS) from `create_time`.
+    pub activate_time: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,6 +6,7 @@ mod m0001_initial;
 mod m0002_explicit_key_scopes;
 mod m0003_organization_revision;
 mod m0004_projects;
+mod m0005_rotation;
 
 /// Every migration Tokenmint knows, oldest first.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_explicit_key_scopes::Migration),
             Box::new(m0003_organization_revision::Migration),
             Box::new(m0004_projects::Migration),
+            Box::new(m0005_rotation::Migration),
         ]
     }
 }
