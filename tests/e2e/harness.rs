@@ -52,6 +52,9 @@ pub struct Server {
     owns_database: bool,
     /// When set, `serve` starts with this open-files soft limit (through `sh -c ulimit`).
     pub open_files_soft_limit: Option<u32>,
+    /// The file the server's clock reads its offset from (a `test-clock` build); replicas
+    /// share the first server's, so one `advance_clock` moves them all.
+    clock_file: PathBuf,
 }
 
 static SKIP_NOTICE: Once = Once::new();
@@ -131,7 +134,9 @@ impl Server {
             },
         };
         let data_dir = tempfile::tempdir().expect("temp dir");
+        let clock_file = data_dir.path().join("clock-offset");
         let server = Server {
+            clock_file,
             child: None,
             backend,
             grpc_url: String::new(),
@@ -163,6 +168,7 @@ impl Server {
         )
         .expect("copy secrets");
         let mut replica = Server {
+            clock_file: self.clock_file.clone(),
             child: None,
             backend: self.backend,
             grpc_url: String::new(),
@@ -247,6 +253,7 @@ impl Server {
             ])
             .args(self.core_args())
             .args(&self.extra_args)
+            .env("TOKENMINT_TEST_CLOCK_FILE", &self.clock_file)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -274,6 +281,29 @@ impl Server {
         self.grpc_url = format!("http://{grpc}");
         self.http_url = format!("http://{http}");
         self.child = Some(child);
+    }
+
+    /// Moves the server's clock (and its replicas') forward by `seconds`.
+    pub fn advance_clock(&self, seconds: i64) {
+        let now: i64 = std::fs::read_to_string(&self.clock_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        let temp = self.clock_file.with_extension("tmp");
+        std::fs::write(&temp, (now + seconds).to_string()).expect("write clock offset");
+        // Renamed into place, so the server never reads a half-written number.
+        std::fs::rename(&temp, &self.clock_file).expect("move clock offset");
+    }
+
+    /// A channel whose client socket is bound to `local` (e.g. 127.0.0.2), so a test can call
+    /// from several source addresses.
+    pub async fn channel_from(&self, local: &str) -> Channel {
+        Channel::from_shared(self.grpc_url.clone())
+            .expect("url")
+            .local_address(Some(local.parse().expect("local address")))
+            .connect()
+            .await
+            .expect("connect to server")
     }
 
     /// The server process's ID.
