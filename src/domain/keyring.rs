@@ -191,6 +191,16 @@ impl Keyring {
         }
         tx.commit().await?;
         keyring.refresh_at(now).await?;
+        if let Ok(signer) = keyring.current().signer(now)
+            && signer.algorithm() != schedule.algorithm
+        {
+            tracing::warn!(
+                kid = signer.kid(),
+                signing = %signer.algorithm(),
+                configured = %schedule.algorithm,
+                "the key in force has another algorithm than configured; new keys will have the configured one: run `tokenmint signing-keys rotate` to publish one now"
+            );
+        }
         Ok(keyring)
     }
 

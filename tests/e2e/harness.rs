@@ -283,6 +283,16 @@ impl Server {
         self.child = Some(child);
     }
 
+    /// Runs `tokenmint <args>` against this server's database and secrets.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(binary())
+            .args(args)
+            .args(self.core_args())
+            .env("TOKENMINT_TEST_CLOCK_FILE", &self.clock_file)
+            .output()
+            .expect("run tokenmint")
+    }
+
     /// Moves the server's clock (and its replicas') forward by `seconds`.
     pub fn advance_clock(&self, seconds: i64) {
         let now: i64 = std::fs::read_to_string(&self.clock_file)

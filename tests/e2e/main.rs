@@ -18,6 +18,7 @@ mod projects;
 mod rotation;
 mod secrecy;
 mod service_users;
+mod signing_keys;
 mod startup;
 mod surface;
 mod tenancy;

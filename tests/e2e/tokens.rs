@@ -17,7 +17,7 @@ use tonic::Code;
 
 /// The server's own signing key, decrypted the way the server does it, to forge tokens that
 /// differ from real ones in one claim only.
-async fn server_signing_key(server: &Server) -> (String, Vec<u8>) {
+pub async fn server_signing_key(server: &Server) -> (String, Vec<u8>) {
     let secrets: Value = serde_json::from_str(
         &std::fs::read_to_string(server.data_dir.path().join("secrets.json")).unwrap(),
     )
@@ -33,20 +33,20 @@ async fn server_signing_key(server: &Server) -> (String, Vec<u8>) {
     (key.kid, pkcs8)
 }
 
-fn claims_of(token: &str) -> Value {
+pub fn claims_of(token: &str) -> Value {
     jsonwebtoken::dangerous::insecure_decode::<Value>(token)
         .unwrap()
         .claims
 }
 
-fn sign(kid: &str, pkcs8: &[u8], claims: &Value) -> String {
+pub fn sign(kid: &str, pkcs8: &[u8], claims: &Value) -> String {
     let mut header = Header::new(Algorithm::EdDSA);
     header.typ = Some("at+jwt".into());
     header.kid = Some(kid.into());
     jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(pkcs8)).unwrap()
 }
 
-async fn whoami_code(server: &Server, token: &str) -> Code {
+pub async fn whoami_code(server: &Server, token: &str) -> Code {
     match server.auth_as(token).await.who_am_i(WhoAmIRequest {}).await {
         Ok(_) => Code::Ok,
         Err(status) => status.code(),
