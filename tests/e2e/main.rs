@@ -23,4 +23,5 @@ mod startup;
 mod surface;
 mod tenancy;
 mod throttling;
+mod token_attacks;
 mod tokens;
