@@ -33,6 +33,7 @@ pub async fn serve(
     mut incoming: ReceiverStream<std::io::Result<LimitedStream>>,
     router: Router,
     header_timeout: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -51,12 +52,38 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let service = TowerToHyperService::new(router.clone());
-        let connection = graceful.watch(http1.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "HTTP connection ended");
+        match &tls {
+            None => {
+                let connection =
+                    graceful.watch(http1.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "HTTP connection ended");
+                    }
+                });
             }
-        });
+            Some(acceptor) => {
+                // The handshake runs in the connection's own task, under the same deadline as
+                // a request head, so a slow client holds up nobody else.
+                let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
+                let (http1, watcher) = (http1.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    let stream = match handshake.await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let connection =
+                        watcher.watch(http1.serve_connection(TokioIo::new(stream), service));
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "HTTP connection ended");
+                    }
+                });
+            }
+        }
     }
     drop(incoming);
     graceful.shutdown().await;

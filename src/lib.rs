@@ -13,3 +13,4 @@ pub mod local_secrets;
 pub mod proto;
 pub mod server;
 pub mod telemetry;
+pub mod tls;

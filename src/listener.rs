@@ -92,6 +92,15 @@ pub struct PeerInfo {
     pub activity: Arc<Activity>,
 }
 
+/// The [`PeerInfo`] tonic put in a request's extensions, over plain TCP or TLS.
+pub fn peer_info(extensions: &http::Extensions) -> Option<&PeerInfo> {
+    extensions.get::<PeerInfo>().or_else(|| {
+        extensions
+            .get::<tonic::transport::server::TlsConnectInfo<PeerInfo>>()
+            .map(|tls| tls.get_ref())
+    })
+}
+
 /// Open connections per IP address on one listener.
 type PerIp = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
@@ -337,10 +346,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let guard = request
-            .extensions()
-            .get::<PeerInfo>()
-            .map(|peer| peer.activity.start_call());
+        let guard = peer_info(request.extensions()).map(|peer| peer.activity.start_call());
         let response = self.0.call(request);
         Box::pin(async move {
             let response = response.await?;

@@ -189,6 +189,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
             );
         }
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::load(cert, key)?),
+        _ => {
+            tracing::warn!(
+                "TLS is off (no --tls-cert/--tls-key): API-key secrets and tokens travel in clear \
+                 text unless a proxy or service mesh terminates TLS in front of Tokenmint"
+            );
+            None
+        }
+    };
     let grpc_listener = TcpListener::bind(args.grpc_addr).await?;
     let http_listener = TcpListener::bind(args.http_addr).await?;
     let (grpc_addr, http_addr) = (grpc_listener.local_addr()?, http_listener.local_addr()?);
@@ -232,7 +242,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         limits(listener::HTTP2_PREFACE_LEN, Some(args.idle_timeout)),
     );
     let grpc_stopped = stopped(stop_rx.clone());
-    let builder = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(tls.identity.clone()))
+            .map_err(|e| StartError::Config(format!("TLS: {e}")))?;
+    }
+    let builder = builder
         .max_concurrent_streams(args.max_concurrent_streams)
         .timeout(args.request_timeout)
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
@@ -266,9 +282,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         listener::accept(http_listener, limits(1, None)),
         http_app,
         args.handshake_timeout,
+        tls.as_ref().map(|t| t.acceptor.clone()),
         stopped(stop_rx),
     ));
-    tracing::info!(grpc_addr = %grpc_addr, http_addr = %http_addr, "serving");
+    tracing::info!(grpc_addr = %grpc_addr, http_addr = %http_addr, tls = tls.is_some(), "serving");
 
     shutdown_signal().await;
     tracing::info!("shutting down: no new calls, finishing in-flight ones");

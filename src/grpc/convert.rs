@@ -50,9 +50,7 @@ pub fn client_address<T>(
     request: &tonic::Request<T>,
     trusted_proxies: &[ipnet::IpNet],
 ) -> Option<std::net::IpAddr> {
-    let peer = request
-        .extensions()
-        .get::<crate::listener::PeerInfo>()
+    let peer = crate::listener::peer_info(request.extensions())
         .and_then(|p| p.addr)
         .map(|a| a.ip().to_canonical())?;
     let trusted = |ip: &std::net::IpAddr| trusted_proxies.iter().any(|n| n.contains(ip));

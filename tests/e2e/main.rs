@@ -23,5 +23,6 @@ mod startup;
 mod surface;
 mod tenancy;
 mod throttling;
+mod tls;
 mod token_attacks;
 mod tokens;
