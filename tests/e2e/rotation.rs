@@ -87,14 +87,8 @@ async fn the_old_secret_works_through_its_grace_period_and_not_after(backend: Ba
     };
     let (mut admin, key, old) = keyed_user(&server).await;
     let rotated = rotate(&mut admin, &key.id, 3600).await;
-    let until = rotated.previous_secret_expire_time.clone().unwrap();
-    let rotate_time = rotated
-        .api_key
-        .as_ref()
-        .unwrap()
-        .rotate_time
-        .clone()
-        .unwrap();
+    let until = rotated.previous_secret_expire_time.unwrap();
+    let rotate_time = rotated.api_key.as_ref().unwrap().rotate_time.unwrap();
     assert_eq!(until.seconds - rotate_time.seconds, 3600);
     assert!(
         exchanges(&server, &key.id, &old).await,

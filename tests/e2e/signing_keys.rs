@@ -62,8 +62,8 @@ async fn the_next_key_is_published_before_it_signs_and_the_old_one_kept_until_it
     let next = rotate(&server, false).await.unwrap();
     assert_eq!(next.state, State::Pending as i32);
     let (created, activates) = (
-        next.create_time.clone().unwrap().seconds,
-        next.activate_time.clone().unwrap().seconds,
+        next.create_time.unwrap().seconds,
+        next.activate_time.unwrap().seconds,
     );
     assert_eq!(activates - created, 3600, "the default publication period");
     assert_eq!(
@@ -91,7 +91,7 @@ async fn the_next_key_is_published_before_it_signs_and_the_old_one_kept_until_it
     // A day (the longest token lifetime) and a minute later, the old key is withdrawn.
     server.advance_clock(86_400 + 61);
     let kids = wait_for_jwks(&server, |kids| !kids.contains(&old_kid)).await;
-    assert_eq!(kids, [next.kid.clone()]);
+    assert_eq!(kids, vec![next.kid.clone()]);
 }
 
 async fn an_immediate_rotation_signs_with_the_new_key_at_once(backend: Backend) {
