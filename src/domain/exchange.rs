@@ -223,25 +223,36 @@ impl Tokenmint {
         let Ok(secret) = ApiSecret::parse(secret) else {
             return Ok(None);
         };
-        let Some(key) = self.active_key(key_id).await? else {
-            self.hasher.verify_unknown(&secret);
-            return Ok(None);
-        };
         let now = now.timestamp();
-        let current = self.hasher.verify(&secret, &key.secret_hash);
-        // Checked whether or not the current one matched, so both take the same time.
-        let previous = key
-            .previous_secret
-            .as_ref()
-            .is_some_and(|(hash, until)| self.hasher.verify(&secret, hash) && now < *until);
-        if !(current || (grace && previous)) {
-            return Ok(None);
+        // At most one reload, whatever the caches admit.
+        for first in [true, false] {
+            let matched = match self.active_key(key_id).await? {
+                None => {
+                    self.hasher.verify_unknown(&secret);
+                    None
+                }
+                Some(key) => {
+                    let current = self.hasher.verify(&secret, &key.secret_hash);
+                    // Checked whether or not the current one matched, so both take the same
+                    // time.
+                    let previous = key.previous_secret.as_ref().is_some_and(|(hash, until)| {
+                        self.hasher.verify(&secret, hash) && now < *until
+                    });
+                    (current || (grace && previous)).then_some(key)
+                }
+            };
+            match matched {
+                Some(key) if key.expire_time <= now => {
+                    self.key_cache.forget_key(&key.key_id);
+                    return Ok(None);
+                }
+                Some(key) => return Ok(Some(key)),
+                // The cached copy may predate a rotation or creation through another replica.
+                None if first && self.key_cache.reload_after_failure(key_id) => continue,
+                None => return Ok(None),
+            }
         }
-        if key.expire_time <= now {
-            self.key_cache.forget_key(&key.key_id);
-            return Ok(None);
-        }
-        Ok(Some(key))
+        Ok(None)
     }
 
     /// The verification data of an active key, from the cache or the database.
@@ -254,7 +265,9 @@ impl Tokenmint {
             return Ok(known.into_active());
         }
         let generation = self.key_cache.generation();
-        let Some(found) = self.store.find_key_principal(key_id).await? else {
+        let found = self.store.find_key_principal(key_id).await?;
+        self.key_cache.mark_loaded(key_id);
+        let Some(found) = found else {
             self.key_cache.insert_inactive(generation, key_id, None);
             return Ok(None);
         };

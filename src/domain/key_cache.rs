@@ -116,7 +116,12 @@ pub struct KeyCache {
     /// One lock per key being loaded, so a burst of calls for an expired key reads the
     /// database once instead of once per call.
     loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Key IDs read from the database within the last [`RELOAD_INTERVAL`].
+    recently_loaded: moka::sync::Cache<String, ()>,
 }
+
+/// Least time between two reads of one key ID caused by failed checks against the cache.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for KeyCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -163,7 +168,32 @@ impl KeyCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             loading: Mutex::default(),
+            recently_loaded: moka::sync::Cache::builder()
+                .max_capacity(max_inactive)
+                .time_to_live(RELOAD_INTERVAL)
+                .build(),
         }
+    }
+
+    /// Notes that `key_id` was just read from the database.
+    pub fn mark_loaded(&self, key_id: &str) {
+        if self.enabled {
+            self.recently_loaded.insert(key_id.to_owned(), ());
+        }
+    }
+
+    /// Whether a secret that failed against the cached copy of `key_id` should be checked once
+    /// more against the database: yes, unless it was read within [`RELOAD_INTERVAL`]. So a key
+    /// rotated (or created) through another replica works here at once, while a flood of wrong
+    /// secrets for one ID costs at most one read per interval. If so, the copy is dropped.
+    pub fn reload_after_failure(&self, key_id: &str) -> bool {
+        if !self.enabled || self.recently_loaded.contains_key(key_id) {
+            return false;
+        }
+        // No generation bump: nothing changed here, so loads in flight may still be cached.
+        self.active.invalidate(key_id);
+        self.inactive.invalidate(key_id);
+        true
     }
 
     /// Waits until no other caller is loading `key_id`, then returns a guard under which the
@@ -353,6 +383,22 @@ mod tests {
         assert!(
             inactive <= 1_000,
             "the negative side stays bounded: {inactive}"
+        );
+    }
+
+    #[test]
+    fn a_failure_reloads_a_key_at_most_once_per_interval() {
+        let cache = KeyCache::new(Duration::from_secs(60), 10, 10);
+        cache.insert(cache.generation(), entry("ak_1", "su_1"));
+        assert!(
+            cache.reload_after_failure("ak_1"),
+            "never loaded here: reload"
+        );
+        assert!(cache.get("ak_1").is_none(), "the stale copy is dropped");
+        cache.mark_loaded("ak_1");
+        assert!(
+            !cache.reload_after_failure("ak_1"),
+            "just read: no second read"
         );
     }
 

@@ -410,3 +410,24 @@ on_both_backends!(
     concurrent_self_rotations_with_one_secret_yield_one_new_secret,
     keys_list_by_state_as_the_clock_moves,
 );
+
+/// Two replicas of one PostgreSQL database: a key rotated through one exchanges its new secret
+/// on the other at once, though the other had the key cached; the old secret is refused there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(tokenmint_postgres_tests),
+    ignore = "needs TOKENMINT_TEST_DATABASE_URL"
+)]
+async fn a_key_rotated_through_one_replica_works_on_another_at_once() {
+    let Some(a) = Server::start(Backend::Postgres).await else {
+        return;
+    };
+    let b = a.replica(&[]);
+    let (_, key, old) = keyed_user(&a).await;
+    assert!(exchanges(&b, &key.id, &old).await, "b caches the key");
+    // Past the interval in which a cached key is not re-read after a failure.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let rotated = self_rotate(&a, &key.id, &old, 0).await.unwrap();
+    assert!(exchanges(&b, &key.id, &rotated.secret).await);
+    assert!(!exchanges(&b, &key.id, &old).await);
+}
