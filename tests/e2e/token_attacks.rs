@@ -233,7 +233,11 @@ async fn tokens_of_expired_keys_and_retired_signing_keys_are_refused(backend: Ba
         .unwrap();
     server.advance_clock(2 * 86_400);
     assert!(server.token_for(&key_id, &created.secret).await.is_err());
-    assert!(!server.introspect(&token).await.active);
+    assert_eq!(
+        server.introspect(&token).await,
+        tokenmint::proto::auth::v1::IntrospectTokenResponse::default(),
+        "RFC 7662: an inactive token gets `active: false` and nothing else"
+    );
     // A token the old signing key signs now, with fresh times, is refused once that key is
     // withdrawn (within the refresh period).
     let claims = claims_of(&server.admin_token().await);
