@@ -43,9 +43,12 @@ pub fn duration(
     }
 }
 
-/// The caller's address: the connection's peer, or, when the peer is a trusted proxy, the
-/// right-most `x-forwarded-for` entry that is not itself a trusted proxy. A client can write any
-/// `x-forwarded-for` it likes, so the header counts only as far as trusted proxies vouch for it.
+/// The caller's address: the connection's peer or, when the peer is a trusted proxy, the
+/// client it names in `x-forwarded-for`. A client can write any `x-forwarded-for` it likes and
+/// proxies append to what it sent, so the header is read from the right: trusted proxies are
+/// skipped and the first other address is the client. An entry that cannot be read before that
+/// address is found leaves the client unknown (`None`): allowlists then refuse, rather than
+/// taking the proxy for the client.
 pub fn client_address<T>(
     request: &tonic::Request<T>,
     trusted_proxies: &[ipnet::IpNet],
@@ -57,25 +60,31 @@ pub fn client_address<T>(
     if !trusted(&peer) {
         return Some(peer);
     }
-    let mut hops: Vec<std::net::IpAddr> = Vec::new();
-    for value in request.metadata().get_all("x-forwarded-for").iter() {
-        let Ok(text) = value.to_str() else {
-            return Some(peer);
-        };
-        for entry in text.split(',') {
-            match entry.trim().parse::<std::net::IpAddr>() {
-                Ok(ip) => hops.push(ip.to_canonical()),
-                // An unreadable hop: nothing left of it can be trusted; the proxy is the client.
-                Err(_) => return Some(peer),
-            }
+    let values: Vec<&str> = request
+        .metadata()
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.to_str().ok())
+        .collect::<Option<_>>()?;
+    let mut nearest = peer;
+    for entry in values.iter().flat_map(|v| v.split(',')).rev() {
+        let hop = forwarded_hop(entry.trim())?;
+        if !trusted(&hop) {
+            return Some(hop);
         }
+        nearest = hop;
     }
-    Some(
-        hops.into_iter()
-            .rev()
-            .find(|ip| !trusted(ip))
-            .unwrap_or(peer),
-    )
+    // Every hop is a trusted proxy: the farthest one is the client.
+    Some(nearest)
+}
+
+/// One `x-forwarded-for` entry: an address, optionally with a port (`1.2.3.4:5`, `[::1]:5`).
+fn forwarded_hop(entry: &str) -> Option<std::net::IpAddr> {
+    entry
+        .parse::<std::net::IpAddr>()
+        .or_else(|_| entry.parse::<std::net::SocketAddr>().map(|s| s.ip()))
+        .ok()
+        .map(|ip| ip.to_canonical())
 }
 
 /// The token in `authorization: Bearer <token>`, if any. More than one `authorization` header

@@ -212,6 +212,42 @@ async fn forwarded_addresses_count_only_from_trusted_proxies(backend: Backend) {
     .await
     .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
+
+    // Proxies append to what the client sent: the header is read from the right, so junk the
+    // client wrote in front changes nothing, and an unreadable hop next to the proxy leaves the
+    // client unknown rather than taking the proxy (inside an internal allowlist) for it.
+    let mut request = crate::harness::key_request(&user.id, "internal");
+    request.allowed_cidrs = vec!["127.0.0.0/24".into()];
+    let internal = admin.create_api_key(request).await.unwrap().into_inner();
+    let internal_id = internal.api_key.unwrap().id;
+    for (header, allowed) in [
+        ("127.0.0.20", true),
+        ("garbage, 203.0.113.7", false),
+        (", 203.0.113.7", false),
+        ("203.0.113.7, garbage", false),
+        ("203.0.113.7, 127.0.0.21:443", true),
+        ("127.0.0.20, [::1]:443", false),
+        ("garbage, 127.0.0.20", true),
+    ] {
+        let outcome = exchange_from(
+            &server,
+            "127.0.0.7",
+            &internal_id,
+            &internal.secret,
+            Some(header),
+        )
+        .await;
+        assert_eq!(outcome.is_ok(), allowed, "{header:?}: {outcome:?}");
+    }
+    let outcome = exchange_from(
+        &server,
+        "127.0.0.7",
+        &fenced_id,
+        &fenced.secret,
+        Some("garbage, 203.0.113.5"),
+    )
+    .await;
+    assert!(outcome.is_ok(), "{outcome:?}");
 }
 
 async fn audiences_outside_the_allowlist_are_refused(backend: Backend) {
