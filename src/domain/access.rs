@@ -17,6 +17,8 @@ pub struct NewRoleBinding {
     pub project_id: String,
     /// The role; `None` when the request left it unspecified.
     pub role: Option<Role>,
+    /// Empty, or the organization the binding must be in (it is always the principal's).
+    pub organization_id: String,
 }
 
 /// One page of role bindings.
@@ -79,13 +81,14 @@ impl Tokenmint {
         };
         if let Some(project) = project {
             return self
-                .add_project_binding(caller, principal, project, role)
+                .add_project_binding(caller, principal, project, role, &request.organization_id)
                 .await;
         }
         authz::manage(caller, &caller.organization_scope())?;
         let tx = self.store.begin().await?;
         let (caller, user, _) = self.managed_service_user(&tx, caller, &principal).await?;
         let organization = user.user.organization_id;
+        check_binding_organization("role_binding", &request.organization_id, &organization)?;
         let scope = ResourceScope::Organization(organization.clone());
         authz::grant_scopes(&caller, &scope, &[role])?;
         let binding = new_binding(
@@ -286,9 +289,15 @@ impl Tokenmint {
         principal: ServiceUserId,
         project: ProjectId,
         role: Role,
+        requested_organization: &str,
     ) -> Result<RoleBinding> {
         manages_some_bindings(caller)?;
         let organization = self.organization_of_project(caller, &project).await?;
+        check_binding_organization(
+            "role_binding",
+            requested_organization,
+            organization.as_str(),
+        )?;
         let scope = ResourceScope::Project {
             organization_id: organization.to_string(),
             project_id: project.to_string(),
@@ -323,6 +332,22 @@ impl Tokenmint {
         self.key_cache.forget_user(&binding.principal_id);
         Ok(binding)
     }
+}
+
+/// INVALID_ARGUMENT unless a binding's `organization_id` is empty or `organization`, the
+/// principal's: a binding never lands anywhere but where its principal is.
+pub(crate) fn check_binding_organization(
+    field: &str,
+    requested: &str,
+    organization: &str,
+) -> Result<()> {
+    if requested.is_empty() || requested == organization {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        format!("{field}.organization_id"),
+        "must be empty or the service user's own organization",
+    ))
 }
 
 /// A new binding of `role` at `scope` for `principal_id`.

@@ -459,8 +459,17 @@ impl Tokenmint {
         id: &str,
         grace: Option<Duration>,
     ) -> Result<RotatedApiKey> {
-        let id = check::id("id", id, ApiKeyId::parse, ApiKeyId::PREFIX)?;
-        let grace = grace_period(grace).map_err(|d| Error::invalid("grace_period", d))?;
+        let mut v = Violations::new();
+        let parsed = check::id("id", id, ApiKeyId::parse, ApiKeyId::PREFIX)
+            .map_err(|e| v.absorb(e))
+            .ok();
+        let grace = grace_period(grace)
+            .map_err(|d| v.add("grace_period", d))
+            .ok();
+        v.finish()?;
+        let (Some(id), Some(grace)) = (parsed, grace) else {
+            return Err(Error::Internal("validated fields missing".into()));
+        };
         authz::manage(caller, &caller.organization_scope())?;
         let organization = self.organization_of_key(caller, &id).await?;
         let tx = self.store.begin().await?;

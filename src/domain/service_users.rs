@@ -105,6 +105,13 @@ impl Tokenmint {
         }
         v.finish()?;
         let organization = authz::organization(caller, organization_id)?;
+        for (i, binding) in role_bindings.iter().enumerate() {
+            crate::domain::access::check_binding_organization(
+                &format!("role_bindings[{i}]"),
+                &binding.organization_id,
+                organization.as_str(),
+            )?;
+        }
         let scope = ResourceScope::Organization(organization.to_string());
         authz::create_service_user(caller, &scope)?;
         let tx = self.store.begin().await?;

@@ -52,6 +52,19 @@ impl Violations {
         }
     }
 
+    /// Records the violations of an invalid-argument error (other errors are bugs here and are
+    /// recorded as a violation of `request`).
+    pub fn absorb(&mut self, err: Error) {
+        match err {
+            Error::InvalidArgument(violations) => {
+                for violation in violations {
+                    self.add(&violation.field, violation.description);
+                }
+            }
+            other => self.add("request", other.to_string()),
+        }
+    }
+
     /// `Ok` when nothing was recorded.
     pub fn finish(mut self) -> Result<()> {
         if self.0.is_empty() {

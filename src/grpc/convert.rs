@@ -125,6 +125,7 @@ pub fn new_role_binding(binding: pb::RoleBinding) -> NewRoleBinding {
         role: role(binding.role),
         principal_id: binding.principal_id,
         project_id: binding.project_id,
+        organization_id: binding.organization_id,
     }
 }
 

@@ -489,7 +489,51 @@ async fn concurrent_changes_complete_on_a_small_connection_pool(backend: Backend
     assert!(stored.iter().all(|k| k.revoke_time.is_some()));
 }
 
+/// A binding lands only in its principal's organization: naming another one is refused, not
+/// silently ignored.
+async fn a_binding_naming_another_organization_is_refused(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let elsewhere = "org_01jzzzzzzzzzzzzzzzzzzzzzzz";
+    let status = admin
+        .create_service_user(CreateServiceUserRequest {
+            organization_id: String::new(),
+            service_user: Some(ServiceUser {
+                name: "misplaced".into(),
+                ..Default::default()
+            }),
+            role_bindings: vec![RoleBinding {
+                role: Role::Viewer as i32,
+                organization_id: elsewhere.into(),
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violated_fields(&status),
+        ["role_bindings[0].organization_id"]
+    );
+    assert!(
+        crate::harness::list_users(&mut admin)
+            .await
+            .iter()
+            .all(|u| u.name != "misplaced")
+    );
+    let user = create_user(&mut admin, "placed").await;
+    let mut request = binding(&user.id, Role::Viewer);
+    if let Some(b) = request.role_binding.as_mut() {
+        b.organization_id = elsewhere.into();
+    }
+    let status = admin.add_role_binding(request).await.unwrap_err();
+    assert_eq!(violated_fields(&status), ["role_binding.organization_id"]);
+    assert!(bindings_of(&mut admin, &user.id).await.is_empty());
+}
+
 on_both_backends!(
+    a_binding_naming_another_organization_is_refused,
     concurrent_changes_complete_on_a_small_connection_pool,
     an_owner_grants_a_role_and_the_users_new_key_carries_it,
     nobody_grants_or_creates_above_their_own_role,

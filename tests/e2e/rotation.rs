@@ -154,6 +154,18 @@ async fn bad_grace_periods_are_named_and_change_nothing(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&status), ["id"]);
+    let status = admin
+        .rotate_api_key(RotateApiKeyRequest {
+            id: "x".into(),
+            grace_period: seconds(8 * 86_400),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violated_fields(&status),
+        ["id", "grace_period"],
+        "every bad field"
+    );
     assert_eq!(stored_hash(&server, &key.id).await, before);
     assert!(exchanges(&server, &key.id, &secret).await);
 }
