@@ -3,6 +3,7 @@
 //! JWKS. Knows nothing of gRPC or the database.
 
 mod claims;
+mod ecdsa;
 mod jwks;
 mod keys;
 mod secret;
@@ -42,4 +43,12 @@ pub enum CryptoError {
 pub(crate) fn b64url(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Decodes base64url without padding.
+pub(crate) fn b64url_decode(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
 }

@@ -92,11 +92,15 @@ impl TokenSigner {
         let failed = |_| CryptoError::Sign("the signature could not be made".into());
         let signature = match &self.key_pair {
             KeyPair::Ed25519(pair) => pair.sign(token.as_bytes()).as_ref().to_vec(),
-            KeyPair::Ecdsa(pair) => pair
-                .sign(&self.rng, token.as_bytes())
-                .map_err(failed)?
-                .as_ref()
-                .to_vec(),
+            KeyPair::Ecdsa(pair) => {
+                let mut signature = pair
+                    .sign(&self.rng, token.as_bytes())
+                    .map_err(failed)?
+                    .as_ref()
+                    .to_vec();
+                crate::ecdsa::normalize(&mut signature);
+                signature
+            }
             KeyPair::Rsa(pair) => {
                 let mut signature = vec![0; pair.public_modulus_len()];
                 pair.sign(

@@ -109,6 +109,16 @@ impl TokenVerifier {
         if header.alg != *algorithm {
             return Err(VerifyError::Malformed);
         }
+        if *algorithm == Algorithm::ES256 {
+            let signature = token
+                .rsplit('.')
+                .next()
+                .and_then(crate::b64url_decode)
+                .ok_or(VerifyError::Malformed)?;
+            if !crate::ecdsa::is_low_s(&signature) {
+                return Err(VerifyError::Invalid("non-canonical ECDSA signature".into()));
+            }
+        }
         let mut validation = Validation::new(*algorithm);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.set_issuer(&[&self.issuer]);
@@ -321,6 +331,32 @@ mod tests {
             validation.set_audience(&["api"]);
             assert!(jsonwebtoken::decode::<AccessTokenClaims>(&token, &key, &validation).is_ok());
             assert_eq!(verifier.jwks().keys[0].thumbprint(), pair.kid);
+        }
+    }
+
+    #[test]
+    fn es256_tokens_are_signed_and_accepted_only_with_a_low_s() {
+        let pair =
+            crate::generate_signing_key(SigningAlgorithm::Es256, &SystemRandom::new()).unwrap();
+        let signer =
+            TokenSigner::new(SigningAlgorithm::Es256, &pair.kid, &pair.private_pkcs8).unwrap();
+        let verifier = TokenVerifier::new(ISSUER, [public(&pair)]);
+        for _ in 0..32 {
+            let token = signer.sign(&claims(now())).unwrap();
+            assert!(verifier.verify(&token, Some("api"), now()).is_ok());
+            let (input, signature) = token.rsplit_once('.').unwrap();
+            let mut signature = crate::b64url_decode(signature).unwrap();
+            assert!(crate::ecdsa::is_low_s(&signature));
+            // (r, n − s): the other encoding of the same signature.
+            crate::ecdsa::negate_s(&mut signature);
+            let twin = format!("{input}.{}", b64url(&signature));
+            assert!(
+                matches!(
+                    verifier.verify(&twin, Some("api"), now()),
+                    Err(VerifyError::Invalid(_))
+                ),
+                "the high-s twin is refused"
+            );
         }
     }
 
