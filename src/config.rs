@@ -37,6 +37,25 @@ pub enum Command {
     /// List the JWT signing keys, or publish the next one.
     #[command(subcommand)]
     SigningKeys(SigningKeysCommand),
+    /// Check the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `tokenmint audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every organization's hash chain from its oldest event; name the first broken link.
+    /// Exit code 0 when every chain holds, 1 when one is broken.
+    Verify(AuditVerifyArgs),
+}
+
+/// `tokenmint audit verify`.
+#[derive(Clone, Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// Shared settings.
+    #[command(flatten)]
+    pub core: CoreArgs,
 }
 
 /// `tokenmint signing-keys …`.

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use std::process::ExitCode;
-use tokenmint::config::{Cli, Command, SigningKeysCommand};
+use tokenmint::config::{AuditCommand, Cli, Command, SigningKeysCommand};
 use tokenmint::server::{self, StartError};
 
 #[tokio::main]
@@ -37,6 +37,10 @@ async fn main() -> ExitCode {
         },
         Command::SigningKeys(command) => match signing_keys(command).await {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
+        Command::Audit(AuditCommand::Verify(args)) => match audit_verify(args).await {
+            Ok(code) => code,
             Err(e) => fail(e),
         },
     }
@@ -97,7 +101,10 @@ async fn signing_keys(command: SigningKeysCommand) -> Result<(), StartError> {
     let app = server::open(core, issuer).await?;
     let keys = match &command {
         SigningKeysCommand::List(_) => app.list_signing_keys().await?,
-        SigningKeysCommand::Rotate(args) => vec![app.rotate_signing_key(args.now).await?],
+        SigningKeysCommand::Rotate(args) => vec![
+            app.rotate_signing_key(&Default::default(), args.now)
+                .await?,
+        ],
     };
     let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
         t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -134,4 +141,26 @@ async fn signing_keys(command: SigningKeysCommand) -> Result<(), StartError> {
     }
     app.store.clone().close().await.ok();
     Ok(())
+}
+
+async fn audit_verify(args: tokenmint::config::AuditVerifyArgs) -> Result<ExitCode, StartError> {
+    let app = server::open(&args.core, "http://127.0.0.1:8080".to_owned()).await?;
+    let (broken, checked) = app.verify_audit_chains().await?;
+    app.store.clone().close().await.ok();
+    if broken.is_empty() {
+        println!("ok: {checked} events, every chain intact");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for link in broken {
+        let chain = if link.organization_id.is_empty() {
+            "platform".to_owned()
+        } else {
+            link.organization_id
+        };
+        println!(
+            "broken: chain {chain}, first broken link {}: {}",
+            link.event_id, link.reason
+        );
+    }
+    Ok(ExitCode::from(1))
 }

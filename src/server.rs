@@ -208,9 +208,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     }
 
     tokio::spawn(
-        app.keyring
-            .clone()
-            .refresh_every(app.clock.clone(), args.signing_key_refresh_period),
+        app.clone()
+            .maintain_signing_keys(args.signing_key_refresh_period),
     );
     let (routes, health) = crate::grpc::routes(
         app.clone(),

@@ -1,6 +1,7 @@
 //! Who holds which role, and who administers whom: granting and removing role bindings, adding
 //! and removing administrators, and keeping every organization with at least one owner.
 
+use crate::domain::audit::details;
 use crate::domain::roles::{ResourceScope, Role, roles_in};
 use crate::domain::validation::{self as check, Violations};
 use crate::domain::{Tokenmint, authz, principal::Principal};
@@ -98,7 +99,7 @@ impl Tokenmint {
             role,
             self.now(),
         );
-        self.grant(tx, binding).await
+        self.grant(tx, &caller, binding).await
     }
 
     /// Removes a role binding of a service user the caller manages. The last active owner of the
@@ -138,6 +139,19 @@ impl Tokenmint {
             ensure_another_owner(&tx, &organization, &principal).await?;
         }
         tx.delete_role_binding(id.as_str()).await?;
+        self.audit_change(
+            &tx,
+            organization.as_str(),
+            caller,
+            "RemoveRoleBinding",
+            id.as_str(),
+            details([
+                ("principal_id", principal.to_string()),
+                ("role", binding.role.to_string()),
+                ("scope", scope_name(&binding.scope)),
+            ]),
+        )
+        .await?;
         tx.commit().await?;
         self.key_cache.forget_user(principal.as_str());
         Ok(())
@@ -247,6 +261,15 @@ impl Tokenmint {
                 other => other.into(),
             })?;
         let record = tx.service_user(&organization, user_id.as_str()).await?;
+        self.audit_change(
+            &tx,
+            &organization,
+            caller,
+            "AddAdministrator",
+            user_id.as_str(),
+            details([("principal_id", principal.to_string())]),
+        )
+        .await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -275,6 +298,15 @@ impl Tokenmint {
         let record = tx
             .service_user(&user.user.organization_id, user_id.as_str())
             .await?;
+        self.audit_change(
+            &tx,
+            &user.user.organization_id,
+            caller,
+            "RemoveAdministrator",
+            user_id.as_str(),
+            details([("principal_id", principal.to_string())]),
+        )
+        .await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -321,16 +353,37 @@ impl Tokenmint {
             role,
             self.now(),
         );
-        self.grant(tx, binding).await
+        self.grant(tx, &caller, binding).await
     }
 
     /// Writes a decided grant and commits; the principal's keys carry their fixed scopes
     /// narrowed to its roles, so its cached keys are dropped to be re-read.
-    async fn grant(&self, tx: Tx, binding: RoleBinding) -> Result<RoleBinding> {
+    async fn grant(&self, tx: Tx, caller: &Principal, binding: RoleBinding) -> Result<RoleBinding> {
         insert_binding(&tx, binding.clone()).await?;
+        self.audit_change(
+            &tx,
+            &binding.organization_id,
+            caller,
+            "AddRoleBinding",
+            &binding.id,
+            details([
+                ("principal_id", binding.principal_id.clone()),
+                ("role", binding.role.to_string()),
+                ("scope", scope_name(&binding.scope)),
+            ]),
+        )
+        .await?;
         tx.commit().await?;
         self.key_cache.forget_user(&binding.principal_id);
         Ok(binding)
+    }
+}
+
+/// How a binding's scope reads in an audit event: `organization` or the project's ID.
+fn scope_name(scope: &RoleScope) -> String {
+    match scope {
+        RoleScope::Project(project) => project.clone(),
+        _ => "organization".to_owned(),
     }
 }
 

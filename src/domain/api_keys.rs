@@ -1,5 +1,6 @@
 //! API keys: creation (the one time a secret is shown), reads and revocation.
 
+use crate::domain::audit::{Actor, Origin, details};
 use crate::domain::roles::{ResourceScope, TokenScope, roles_in};
 use crate::domain::roles::{Role, narrow};
 use crate::domain::validation::{self as check, Violations};
@@ -329,6 +330,19 @@ impl Tokenmint {
             ),
             other => other.into(),
         })?;
+        self.audit_change(
+            &tx,
+            &key.organization_id,
+            &caller,
+            "CreateApiKey",
+            &key.id,
+            details([
+                ("service_user_id", key.service_user_id.clone()),
+                ("name", key.name.clone()),
+                ("expire_time", key.expire_time.to_rfc3339()),
+            ]),
+        )
+        .await?;
         tx.commit().await?;
         // A probe may have cached this ID as unknown before it existed.
         self.key_cache.forget_key(&key.id);
@@ -425,13 +439,26 @@ impl Tokenmint {
             .api_key(organization.as_str(), id.as_str())
             .await
             .map_err(|e| Error::from_store(e, Resource::ApiKey, id.as_str()))?;
-        if key.revoke_time.is_none() {
+        let already = key.revoke_time.is_some();
+        if !already {
             let now = self.now();
             tx.revoke_api_key(id.as_str(), reason, now).await?;
-            tx.commit().await?;
             key.revoke_time = Some(now);
             key.revoke_reason = Some(reason.to_owned());
         }
+        self.audit_change(
+            &tx,
+            organization.as_str(),
+            caller,
+            "RevokeApiKey",
+            id.as_str(),
+            details([
+                ("service_user_id", key.service_user_id.clone()),
+                ("already_revoked", already.to_string()),
+            ]),
+        )
+        .await?;
+        tx.commit().await?;
         self.key_cache.forget_key(id.as_str());
         Ok(key)
     }
@@ -485,7 +512,10 @@ impl Tokenmint {
             .await
             .map_err(|e| Error::from_store(e, Resource::ApiKey, id.as_str()))?;
         match key_state(&key, self.now()) {
-            KeyState::Active => self.rotate_in(tx, key, grace).await,
+            KeyState::Active => {
+                self.rotate_in(tx, key, grace, &Actor::from(caller), "RotateApiKey")
+                    .await
+            }
             state => Err(Error::FailedPrecondition(
                 Reason::ApiKeyNotActive,
                 format!(
@@ -504,8 +534,9 @@ impl Tokenmint {
         key_id: &str,
         secret: &str,
         grace: Option<Duration>,
-        peer: Option<std::net::IpAddr>,
+        origin: Origin,
     ) -> Result<RotatedApiKey> {
+        let peer = origin.address;
         let mut v = Violations::new();
         if key_id.is_empty() {
             v.add("key_id", "is required");
@@ -538,7 +569,13 @@ impl Tokenmint {
                 crate::domain::principal::UNAUTHENTICATED,
             ));
         };
-        self.rotate_in(tx, found.api_key, grace).await
+        let actor = Actor {
+            service_user_id: found.user.id.clone(),
+            api_key_id: found.api_key.id.clone(),
+            origin,
+        };
+        self.rotate_in(tx, found.api_key, grace, &actor, "RotateOwnApiKey")
+            .await
     }
 
     /// Writes a decided rotation of `key` and commits.
@@ -547,6 +584,8 @@ impl Tokenmint {
         tx: Tx,
         mut key: ApiKey,
         grace: Duration,
+        actor: &Actor,
+        action: &str,
     ) -> Result<RotatedApiKey> {
         let now = self.now();
         let secret = ApiSecret::generate(&self.rng)?;
@@ -558,6 +597,20 @@ impl Tokenmint {
         let hash = self.hasher.hash(&secret);
         tx.rotate_api_key(&key.id, hash.clone(), previous.clone(), now)
             .await?;
+        let grace_end = previous.as_ref().map(|p| p.expire_time.to_rfc3339());
+        self.audit(
+            &tx,
+            &key.organization_id,
+            actor,
+            action,
+            &key.id,
+            "OK",
+            details([
+                ("service_user_id", key.service_user_id.clone()),
+                ("previous_secret_expire_time", grace_end.unwrap_or_default()),
+            ]),
+        )
+        .await?;
         tx.commit().await?;
         self.key_cache.forget_key(&key.id);
         key.secret_hash = hash;

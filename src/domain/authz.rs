@@ -122,6 +122,18 @@ fn require(caller: &Principal, scope: &ResourceScope, minimum: Role, action: &st
     }
 }
 
+/// Reading an organization's audit trail: its owners (a superuser is one everywhere).
+pub fn read_audit(caller: &Principal, scope: &ResourceScope) -> Result<()> {
+    if caller.effective_roles_in(scope).contains(&Role::Owner) {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(
+            Reason::RoleTooLow,
+            "reading the audit trail needs the owner role".into(),
+        ))
+    }
+}
+
 /// PERMISSION_DENIED unless the caller is a superuser; `action` completes "only a superuser
 /// may …".
 pub fn superuser_only(caller: &Principal, action: &str) -> Result<()> {
@@ -168,6 +180,7 @@ mod tests {
             token_scope: Role::ALL.to_vec(),
             token_projects: Vec::new(),
             token_expiry: 0,
+            origin: Default::default(),
         }
     }
 

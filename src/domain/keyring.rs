@@ -12,7 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use ring::rand::SystemRandom;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokenmint_store::{SigningKey, Store};
+use tokenmint_store::{SigningKey, Store, Tx};
 use tokenmint_token::{
     AccessTokenClaims, JwkSet, KeyEncryptionKey, PublicKey, SigningAlgorithm, TokenSigner,
     TokenVerifier, VerifyError, generate_signing_key,
@@ -261,11 +261,16 @@ impl Keyring {
         Ok(schedule(&self.store.signing_keys().await?, now))
     }
 
-    /// Adds the next signing key: published now, signing after the publication period, or at
-    /// once when `immediate`. A key already waiting to sign is reused rather than a second one
-    /// added (and, when `immediate`, activated now). Returns the next key.
-    pub async fn rotate(&self, now: DateTime<Utc>, immediate: bool) -> Result<SigningKey> {
-        let tx = self.store.begin().await?;
+    /// Inside `tx`: adds the next signing key, published now and signing after the publication
+    /// period, or at once when `immediate`. A key already waiting to sign is reused rather than
+    /// a second one added (and, when `immediate`, activated now). Returns the next key and
+    /// whether anything changed. The caller commits, then [`refresh_at`](Self::refresh_at).
+    pub async fn rotate_in(
+        &self,
+        tx: &Tx,
+        now: DateTime<Utc>,
+        immediate: bool,
+    ) -> Result<(SigningKey, bool)> {
         tx.lock_signing_keys().await?;
         let keys = tx.signing_keys().await?;
         let pending = schedule(&keys, now)
@@ -273,12 +278,12 @@ impl Keyring {
             .filter(|k| k.state == SigningKeyState::Pending)
             .map(|k| k.key)
             .next_back();
-        let next = match pending {
-            Some(key) if !immediate => key,
+        Ok(match pending {
+            Some(key) if !immediate => (key, false),
             Some(mut key) => {
                 tx.activate_signing_key(&key.kid, now).await?;
                 key.activate_time = now;
-                key
+                (key, true)
             }
             None => {
                 let activate = if immediate {
@@ -288,62 +293,32 @@ impl Keyring {
                 };
                 let key = self.new_key(now, activate)?;
                 tx.insert_signing_key(key.clone()).await?;
-                key
+                (key, true)
             }
-        };
-        tx.commit().await?;
-        tracing::info!(kid = %next.kid, algorithm = %next.algorithm, activate_time = %next.activate_time, immediate, "next signing key published");
-        self.refresh_at(now).await?;
-        Ok(next)
+        })
     }
 
-    /// Adds the next key when the schedule says it is due: one publication period before the
-    /// active key has signed for a rotation period. Every replica checks; the lock taken in
-    /// [`rotate`](Self::rotate) makes it one key between them.
-    pub async fn rotate_if_due(&self, now: DateTime<Utc>) -> Result<Option<SigningKey>> {
+    /// Whether the next key is due at `now`: one publication period before the active key has
+    /// signed for a rotation period, and none is waiting yet.
+    pub async fn rotation_due(&self, now: DateTime<Utc>) -> Result<bool> {
         if self.schedule.rotation_period.is_zero() {
-            return Ok(None);
+            return Ok(false);
         }
-        let keys = self.store.signing_keys().await?;
-        let scheduled = schedule(&keys, now);
+        let scheduled = schedule(&self.store.signing_keys().await?, now);
         if scheduled
             .iter()
             .any(|k| k.state == SigningKeyState::Pending)
         {
-            return Ok(None);
+            return Ok(false);
         }
         let Some(active) = scheduled
             .iter()
             .find(|k| k.state == SigningKeyState::Active)
         else {
-            return Ok(None);
+            return Ok(false);
         };
         let period = TimeDelta::from_std(self.schedule.rotation_period).unwrap_or(TimeDelta::MAX);
-        let due = active.key.activate_time + period - self.publication_period();
-        if now < due {
-            return Ok(None);
-        }
-        self.rotate(now, false).await.map(Some)
-    }
-
-    /// Refreshes (and rotates when due) every `period` until the process ends.
-    pub async fn refresh_every(
-        self: Arc<Self>,
-        clock: Arc<dyn crate::domain::clock::Clock>,
-        period: Duration,
-    ) {
-        let mut ticks = tokio::time::interval(period);
-        ticks.tick().await;
-        loop {
-            ticks.tick().await;
-            let now = clock.now();
-            if let Err(error) = self.rotate_if_due(now).await {
-                tracing::warn!(%error, "could not rotate the signing key");
-            }
-            if let Err(error) = self.refresh_at(now).await {
-                tracing::warn!(%error, "could not refresh signing keys");
-            }
-        }
+        Ok(now >= active.key.activate_time + period - self.publication_period())
     }
 
     fn publication_period(&self) -> TimeDelta {

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod api_keys;
+pub mod audit;
 pub mod authz;
 pub mod bootstrap;
 pub mod clock;

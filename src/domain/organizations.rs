@@ -1,6 +1,7 @@
 //! Organizations (tenants): created by superusers, read by their members, display name changed
 //! by owners and quotas only by superusers.
 
+use crate::domain::audit::details;
 use crate::domain::roles::{ResourceScope, Role};
 use crate::domain::validation::{self as check, Violations};
 use crate::domain::{Tokenmint, authz, principal::Principal};
@@ -106,6 +107,16 @@ impl Tokenmint {
                 ),
                 other => other.into(),
             })?;
+        // Its first event opens the new organization's chain.
+        self.audit_change(
+            &tx,
+            &organization.id,
+            &caller,
+            "CreateOrganization",
+            &organization.id,
+            details([("name", organization.name.clone())]),
+        )
+        .await?;
         tx.commit().await?;
         Ok(organization)
     }
@@ -239,6 +250,15 @@ impl Tokenmint {
                 StoreError::Stale => stale(),
                 other => other.into(),
             })?;
+        self.audit_change(
+            &tx,
+            &organization.id,
+            &caller,
+            "UpdateOrganization",
+            &organization.id,
+            details([("update_mask", mask.join(","))]),
+        )
+        .await?;
         tx.commit().await?;
         Ok(organization)
     }

@@ -32,6 +32,8 @@ pub struct Principal {
     pub token_projects: Vec<ProjectRole>,
     /// When its token expires (seconds since the epoch).
     pub token_expiry: i64,
+    /// Where this call came from, for the audit trail.
+    pub origin: crate::domain::audit::Origin,
 }
 
 impl Principal {
@@ -161,7 +163,10 @@ impl Tokenmint {
                     && p.user.id == caller.service_user_id.as_str()
                     && p.user.organization_id == caller.organization_id.as_str()
             })
-            .map(|p| principal_from(p, &caller.token_scope_string(), caller.token_expiry))
+            .map(|p| Principal {
+                origin: caller.origin.clone(),
+                ..principal_from(p, &caller.token_scope_string(), caller.token_expiry)
+            })
             .ok_or(Error::Unauthenticated(UNAUTHENTICATED))
     }
 }
@@ -180,5 +185,6 @@ fn principal_from(found: KeyPrincipal, token_scope: &str, token_expiry: i64) -> 
         organization_id: OrganizationId::from_stored(found.user.organization_id),
         api_key_id: ApiKeyId::from_stored(found.api_key.id),
         token_expiry,
+        origin: Default::default(),
     }
 }

@@ -1,6 +1,7 @@
 //! Projects: named scopes inside an organization for project-level roles, created and deleted
 //! by owners.
 
+use crate::domain::audit::details;
 use crate::domain::roles::{ResourceScope, Role};
 use crate::domain::validation::{self as check, Violations};
 use crate::domain::{Tokenmint, authz, principal::Principal};
@@ -71,6 +72,15 @@ impl Tokenmint {
                 ),
                 other => other.into(),
             })?;
+        self.audit_change(
+            &tx,
+            &project.organization_id,
+            &caller,
+            "CreateProject",
+            &project.id,
+            details([("name", project.name.clone())]),
+        )
+        .await?;
         tx.commit().await?;
         Ok(project)
     }
@@ -146,6 +156,15 @@ impl Tokenmint {
             ));
         }
         let lost_a_role = tx.delete_project(id.as_str()).await?;
+        self.audit_change(
+            &tx,
+            organization.as_str(),
+            &caller,
+            "DeleteProject",
+            id.as_str(),
+            details([("removed_bindings", bindings.to_string())]),
+        )
+        .await?;
         tx.commit().await?;
         // Their keys may carry a role on the project: exchanges re-read them now.
         for principal in lost_a_role {

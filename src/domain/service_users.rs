@@ -4,6 +4,7 @@ use crate::domain::access::{
     NewRoleBinding, ensure_another_owner, insert_binding, new_binding, parse_binding,
 };
 use crate::domain::api_keys::{KeyState, key_state};
+use crate::domain::audit::details;
 use crate::domain::roles::{ResourceScope, Role, narrow, roles_in};
 use crate::domain::validation::{self as check, Violations};
 use crate::domain::{Tokenmint, authz, principal::Principal};
@@ -156,6 +157,7 @@ impl Tokenmint {
             ),
             other => other.into(),
         })?;
+        let granted: Vec<String> = roles.iter().map(ToString::to_string).collect();
         for role in roles {
             let binding = new_binding(
                 organization.as_str(),
@@ -179,6 +181,18 @@ impl Tokenmint {
                 .administrators
                 .push(caller.service_user_id.to_string());
         }
+        self.audit_change(
+            &tx,
+            &record.user.organization_id,
+            &caller,
+            "CreateServiceUser",
+            &record.user.id,
+            details([
+                ("name", record.user.name.clone()),
+                ("roles", granted.join(" ")),
+            ]),
+        )
+        .await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -339,6 +353,15 @@ impl Tokenmint {
                 StoreError::Stale => stale(),
                 other => other.into(),
             })?;
+        self.audit_change(
+            &tx,
+            &record.user.organization_id,
+            caller,
+            "UpdateServiceUser",
+            &record.user.id,
+            details([("update_mask", mask.join(","))]),
+        )
+        .await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -369,14 +392,28 @@ impl Tokenmint {
         } else {
             ServiceUserState::Disabled
         };
-        if record.user.state != state {
+        let changed = record.user.state != state;
+        if changed {
             let read_revision = record.user.revision;
             record.user.state = state;
             record.user.revision = read_revision + 1;
             record.user.update_time = self.now();
             tx.update_service_user(&record.user, read_revision).await?;
-            tx.commit().await?;
         }
+        self.audit_change(
+            &tx,
+            &record.user.organization_id,
+            &caller,
+            if enabled {
+                "EnableServiceUser"
+            } else {
+                "DisableServiceUser"
+            },
+            id.as_str(),
+            details([("changed", changed.to_string())]),
+        )
+        .await?;
+        tx.commit().await?;
         self.key_cache.forget_user(id.as_str());
         Ok(record)
     }
@@ -398,8 +435,8 @@ impl Tokenmint {
                 "a service user cannot delete itself".into(),
             ));
         }
+        let organization = OrganizationId::from_stored(record.user.organization_id);
         if roles.contains(&Role::Owner) {
-            let organization = OrganizationId::from_stored(record.user.organization_id);
             ensure_another_owner(&tx, &organization, &id).await?;
         }
         let now = self.now();
@@ -423,6 +460,19 @@ impl Tokenmint {
                 .await?;
         }
         tx.delete_service_user(id.as_str()).await?;
+        let revoked: Vec<&str> = active.iter().map(|k| k.id.as_str()).collect();
+        self.audit_change(
+            &tx,
+            organization.as_str(),
+            &caller,
+            "DeleteServiceUser",
+            id.as_str(),
+            details([
+                ("name", record.user.name.clone()),
+                ("revoked_keys", revoked.join(" ")),
+            ]),
+        )
+        .await?;
         tx.commit().await?;
         self.key_cache.forget_user(id.as_str());
         Ok(())

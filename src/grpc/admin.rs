@@ -13,13 +13,39 @@ use tonic::{Request, Response, Status};
 pub struct AdminApi {
     /// Shared state.
     pub app: Arc<Tokenmint>,
+    /// Proxies whose `x-forwarded-for` is believed.
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 impl AdminApi {
     /// Authenticates the caller and hands back the request body.
     async fn caller<T>(&self, request: Request<T>) -> Result<(Principal, T), Status> {
-        let caller = self.app.authenticate(bearer(request.metadata())?).await?;
+        let mut caller = self.app.authenticate(bearer(request.metadata())?).await?;
+        caller.origin = convert::origin(&request, &self.trusted_proxies);
         Ok((caller, request.into_inner()))
+    }
+
+    /// A change's result, its failure recorded in the audit trail (its success was recorded
+    /// with the change).
+    async fn audited<R>(
+        &self,
+        caller: &Principal,
+        action: &str,
+        target_id: &str,
+        result: crate::error::Result<R>,
+    ) -> Result<R, Status> {
+        if let Err(error) = &result {
+            self.app
+                .audit_failure(
+                    caller.organization_id.as_str(),
+                    &caller.into(),
+                    action,
+                    target_id,
+                    crate::grpc::status::code_name(error),
+                )
+                .await;
+        }
+        result.map_err(Status::from)
     }
 }
 
@@ -40,7 +66,8 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ServiceUser>, Status> {
         let (caller, r) = self.caller(request).await?;
         let user = r.service_user.unwrap_or_default();
-        let record = self
+        let target = user.name.clone();
+        let result = self
             .app
             .create_service_user(
                 &caller,
@@ -51,6 +78,9 @@ impl AdminService for AdminApi {
                     .map(convert::new_role_binding)
                     .collect(),
             )
+            .await;
+        let record = self
+            .audited(&caller, "CreateServiceUser", &target, result)
             .await?;
         Ok(Response::new(record.into()))
     }
@@ -94,9 +124,12 @@ impl AdminService for AdminApi {
         let user = r.service_user.unwrap_or_default();
         let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let (id, etag) = (user.id.clone(), user.etag.clone());
-        let record = self
+        let result = self
             .app
             .update_service_user(&caller, &id, &etag, &mask, fields(user))
+            .await;
+        let record = self
+            .audited(&caller, "UpdateServiceUser", &id, result)
             .await?;
         Ok(Response::new(record.into()))
     }
@@ -106,8 +139,8 @@ impl AdminService for AdminApi {
         request: Request<pb::DeleteServiceUserRequest>,
     ) -> Result<Response<()>, Status> {
         let (caller, r) = self.caller(request).await?;
-        self.app
-            .delete_service_user(&caller, &r.id, r.force)
+        let result = self.app.delete_service_user(&caller, &r.id, r.force).await;
+        self.audited(&caller, "DeleteServiceUser", &r.id, result)
             .await?;
         Ok(Response::new(()))
     }
@@ -117,12 +150,14 @@ impl AdminService for AdminApi {
         request: Request<pb::DisableServiceUserRequest>,
     ) -> Result<Response<pb::ServiceUser>, Status> {
         let (caller, r) = self.caller(request).await?;
-        Ok(Response::new(
-            self.app
-                .set_service_user_enabled(&caller, &r.id, false)
-                .await?
-                .into(),
-        ))
+        let result = self
+            .app
+            .set_service_user_enabled(&caller, &r.id, false)
+            .await;
+        let record = self
+            .audited(&caller, "DisableServiceUser", &r.id, result)
+            .await?;
+        Ok(Response::new(record.into()))
     }
 
     async fn enable_service_user(
@@ -130,12 +165,14 @@ impl AdminService for AdminApi {
         request: Request<pb::EnableServiceUserRequest>,
     ) -> Result<Response<pb::ServiceUser>, Status> {
         let (caller, r) = self.caller(request).await?;
-        Ok(Response::new(
-            self.app
-                .set_service_user_enabled(&caller, &r.id, true)
-                .await?
-                .into(),
-        ))
+        let result = self
+            .app
+            .set_service_user_enabled(&caller, &r.id, true)
+            .await;
+        let record = self
+            .audited(&caller, "EnableServiceUser", &r.id, result)
+            .await?;
+        Ok(Response::new(record.into()))
     }
 
     async fn create_api_key(
@@ -143,7 +180,8 @@ impl AdminService for AdminApi {
         request: Request<pb::CreateApiKeyRequest>,
     ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
         let (caller, r) = self.caller(request).await?;
-        let created = self
+        let target = r.service_user_id.clone();
+        let result = self
             .app
             .create_api_key(
                 &caller,
@@ -157,6 +195,9 @@ impl AdminService for AdminApi {
                     scopes: r.scopes,
                 },
             )
+            .await;
+        let created = self
+            .audited(&caller, "CreateApiKey", &target, result)
             .await?;
         Ok(Response::new(pb::CreateApiKeyResponse {
             secret: created.secret.expose().to_owned(),
@@ -206,9 +247,12 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::RoleBinding>, Status> {
         let (caller, r) = self.caller(request).await?;
         let binding = convert::new_role_binding(r.role_binding.unwrap_or_default());
-        Ok(Response::new(
-            self.app.add_role_binding(&caller, binding).await?.into(),
-        ))
+        let target = binding.principal_id.clone();
+        let result = self.app.add_role_binding(&caller, binding).await;
+        let added = self
+            .audited(&caller, "AddRoleBinding", &target, result)
+            .await?;
+        Ok(Response::new(added.into()))
     }
 
     async fn remove_role_binding(
@@ -216,7 +260,9 @@ impl AdminService for AdminApi {
         request: Request<pb::RemoveRoleBindingRequest>,
     ) -> Result<Response<()>, Status> {
         let (caller, r) = self.caller(request).await?;
-        self.app.remove_role_binding(&caller, &r.id).await?;
+        let result = self.app.remove_role_binding(&caller, &r.id).await;
+        self.audited(&caller, "RemoveRoleBinding", &r.id, result)
+            .await?;
         Ok(Response::new(()))
     }
 
@@ -247,9 +293,12 @@ impl AdminService for AdminApi {
         request: Request<pb::AddAdministratorRequest>,
     ) -> Result<Response<pb::ServiceUser>, Status> {
         let (caller, r) = self.caller(request).await?;
-        let record = self
+        let result = self
             .app
             .add_administrator(&caller, &r.service_user_id, &r.principal_id)
+            .await;
+        let record = self
+            .audited(&caller, "AddAdministrator", &r.service_user_id, result)
             .await?;
         Ok(Response::new(record.into()))
     }
@@ -259,9 +308,12 @@ impl AdminService for AdminApi {
         request: Request<pb::RemoveAdministratorRequest>,
     ) -> Result<Response<pb::ServiceUser>, Status> {
         let (caller, r) = self.caller(request).await?;
-        let record = self
+        let result = self
             .app
             .remove_administrator(&caller, &r.service_user_id, &r.principal_id)
+            .await;
+        let record = self
+            .audited(&caller, "RemoveAdministrator", &r.service_user_id, result)
             .await?;
         Ok(Response::new(record.into()))
     }
@@ -272,9 +324,12 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::Organization>, Status> {
         let (caller, r) = self.caller(request).await?;
         let fields = convert::organization_fields(r.organization.unwrap_or_default());
-        Ok(Response::new(
-            self.app.create_organization(&caller, fields).await?.into(),
-        ))
+        let target = fields.name.clone();
+        let result = self.app.create_organization(&caller, fields).await;
+        let created = self
+            .audited(&caller, "CreateOrganization", &target, result)
+            .await?;
+        Ok(Response::new(created.into()))
     }
 
     async fn get_organization(
@@ -310,7 +365,7 @@ impl AdminService for AdminApi {
         let organization = r.organization.unwrap_or_default();
         let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let (id, etag) = (organization.id.clone(), organization.etag.clone());
-        let updated = self
+        let result = self
             .app
             .update_organization(
                 &caller,
@@ -319,6 +374,9 @@ impl AdminService for AdminApi {
                 &mask,
                 convert::organization_fields(organization),
             )
+            .await;
+        let updated = self
+            .audited(&caller, "UpdateOrganization", &id, result)
             .await?;
         Ok(Response::new(updated.into()))
     }
@@ -329,7 +387,8 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::Project>, Status> {
         let (caller, r) = self.caller(request).await?;
         let project = r.project.unwrap_or_default();
-        let created = self
+        let target = project.name.clone();
+        let result = self
             .app
             .create_project(
                 &caller,
@@ -337,6 +396,9 @@ impl AdminService for AdminApi {
                 project.name,
                 project.display_name,
             )
+            .await;
+        let created = self
+            .audited(&caller, "CreateProject", &target, result)
             .await?;
         Ok(Response::new(created.into()))
     }
@@ -361,7 +423,9 @@ impl AdminService for AdminApi {
         request: Request<pb::DeleteProjectRequest>,
     ) -> Result<Response<()>, Status> {
         let (caller, r) = self.caller(request).await?;
-        self.app.delete_project(&caller, &r.id, r.force).await?;
+        let result = self.app.delete_project(&caller, &r.id, r.force).await;
+        self.audited(&caller, "DeleteProject", &r.id, result)
+            .await?;
         Ok(Response::new(()))
     }
 
@@ -370,10 +434,9 @@ impl AdminService for AdminApi {
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> Result<Response<pb::ApiKey>, Status> {
         let (caller, r) = self.caller(request).await?;
-        Ok(Response::new(convert::api_key(
-            self.app.revoke_api_key(&caller, &r.id, &r.reason).await?,
-            self.app.now(),
-        )))
+        let result = self.app.revoke_api_key(&caller, &r.id, &r.reason).await;
+        let revoked = self.audited(&caller, "RevokeApiKey", &r.id, result).await?;
+        Ok(Response::new(convert::api_key(revoked, self.app.now())))
     }
 
     async fn rotate_api_key(
@@ -382,11 +445,33 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::RotateApiKeyResponse>, Status> {
         let (caller, r) = self.caller(request).await?;
         let grace = convert::duration("grace_period", r.grace_period)?;
-        let rotated = self.app.rotate_api_key(&caller, &r.id, grace).await?;
+        let result = self.app.rotate_api_key(&caller, &r.id, grace).await;
+        let rotated = self.audited(&caller, "RotateApiKey", &r.id, result).await?;
         Ok(Response::new(convert::rotated_api_key(
             rotated,
             self.app.now(),
         )))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let (caller, r) = self.caller(request).await?;
+        let page = self
+            .app
+            .list_audit_events(
+                &caller,
+                &r.organization_id,
+                &r.filter,
+                r.page_size,
+                &r.page_token,
+            )
+            .await?;
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            audit_events: page.audit_events.into_iter().map(Into::into).collect(),
+            next_page_token: page.next_page_token,
+        }))
     }
 
     async fn rotate_signing_key(
@@ -394,8 +479,10 @@ impl AdminService for AdminApi {
         request: Request<pb::RotateSigningKeyRequest>,
     ) -> Result<Response<pb::SigningKey>, Status> {
         let (caller, r) = self.caller(request).await?;
-        Ok(Response::new(convert::signing_key(
-            self.app.rotate_signing_key_as(&caller, r.immediate).await?,
-        )))
+        let result = self.app.rotate_signing_key_as(&caller, r.immediate).await;
+        let rotated = self
+            .audited(&caller, "RotateSigningKey", "", result)
+            .await?;
+        Ok(Response::new(convert::signing_key(rotated)))
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::domain::{Tokenmint, exchange::ExchangeRequest};
 use crate::grpc::convert::{
-    bearer, client_address, duration, rotated_api_key, timestamp_from_seconds,
+    bearer, client_address, duration, origin, rotated_api_key, timestamp_from_seconds,
 };
 use crate::proto::auth::v1::{self as pb, auth_service_server::AuthService};
 use std::sync::Arc;
@@ -99,7 +99,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::RotateOwnApiKeyRequest>,
     ) -> Result<Response<crate::proto::admin::v1::RotateApiKeyResponse>, Status> {
-        let peer = client_address(&request, &self.trusted_proxies);
+        let origin = origin(&request, &self.trusted_proxies);
         let r = request.into_inner();
         let rotated = self
             .app
@@ -107,7 +107,7 @@ impl AuthService for AuthApi {
                 &r.key_id,
                 &r.secret,
                 duration("grace_period", r.grace_period)?,
-                peer,
+                origin,
             )
             .await?;
         Ok(Response::new(rotated_api_key(rotated, self.app.now())))

@@ -78,6 +78,25 @@ pub fn client_address<T>(
     Some(nearest)
 }
 
+/// Where a call came from: the client's address and its `x-request-id` (kept only when it is
+/// at most 128 visible ASCII characters, so it cannot smuggle anything into the audit trail).
+pub fn origin<T>(
+    request: &tonic::Request<T>,
+    trusted_proxies: &[ipnet::IpNet],
+) -> crate::domain::audit::Origin {
+    let request_id = request
+        .metadata()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or_default()
+        .to_owned();
+    crate::domain::audit::Origin {
+        address: client_address(request, trusted_proxies),
+        request_id,
+    }
+}
+
 /// One `x-forwarded-for` entry: an address, optionally with a port (`1.2.3.4:5`, `[::1]:5`).
 fn forwarded_hop(entry: &str) -> Option<std::net::IpAddr> {
     entry
@@ -282,5 +301,26 @@ pub fn signing_key(key: crate::domain::keyring::ScheduledKey) -> pb::SigningKey 
         create_time: Some(timestamp(key.key.create_time)),
         activate_time: Some(timestamp(key.key.activate_time)),
         replace_time: key.replace_time.map(timestamp),
+    }
+}
+
+/// An audit event as the API shows it.
+impl From<tokenmint_store::AuditEvent> for pb::AuditEvent {
+    fn from(e: tokenmint_store::AuditEvent) -> Self {
+        pb::AuditEvent {
+            id: e.id,
+            organization_id: e.organization_id,
+            time: Some(timestamp(e.time)),
+            actor_id: e.actor_id,
+            actor_key_id: e.actor_key_id,
+            action: e.action,
+            target_id: e.target_id,
+            outcome: e.outcome,
+            source_address: e.source_address,
+            request_id: e.request_id,
+            details: e.details.into_iter().collect(),
+            previous_hash: e.previous_hash,
+            hash: e.hash,
+        }
     }
 }

@@ -33,11 +33,14 @@ pub fn routes(
         .build_v1alpha()?;
     let auth = AuthServiceServer::new(auth::AuthApi {
         app: app.clone(),
+        trusted_proxies: trusted_proxies.clone(),
+    })
+    .max_decoding_message_size(max_request_bytes);
+    let admin = AdminServiceServer::new(admin::AdminApi {
+        app,
         trusted_proxies,
     })
     .max_decoding_message_size(max_request_bytes);
-    let admin = AdminServiceServer::new(admin::AdminApi { app })
-        .max_decoding_message_size(max_request_bytes);
     let routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

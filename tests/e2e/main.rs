@@ -8,6 +8,7 @@ mod harness;
 
 mod access;
 mod api_keys;
+mod audit;
 mod connections;
 mod escalation;
 mod exchange;

@@ -2,7 +2,9 @@
 //! they are converted here, and a stored value that cannot be read back is an error
 //! ([`StoreError::Corrupt`]), never a default that could widen a key.
 
-use crate::entity::{api_key, organization, project, role_binding, service_user, signing_key};
+use crate::entity::{
+    api_key, audit_event, organization, project, role_binding, service_user, signing_key,
+};
 use crate::{StoreError, StoreResult};
 use chrono::{DateTime, TimeDelta, Utc};
 use ipnet::IpNet;
@@ -574,6 +576,99 @@ impl From<SigningKey> for signing_key::Model {
             create_time: k.create_time,
             retire_time: k.retire_time,
             activate_time: Some(k.activate_time),
+        }
+    }
+}
+
+/// One audit event, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// `ev_…`.
+    pub id: String,
+    /// Empty for the platform-level chain.
+    pub organization_id: String,
+    pub time: DateTime<Utc>,
+    /// The service user that acted; empty when unknown.
+    pub actor_id: String,
+    /// The API key it acted with; empty when unknown.
+    pub actor_key_id: String,
+    /// The RPC name, e.g. `CreateApiKey`.
+    pub action: String,
+    /// What was acted on.
+    pub target_id: String,
+    /// The gRPC code name, `OK` on success.
+    pub outcome: String,
+    pub source_address: String,
+    pub request_id: String,
+    /// Extra facts, never a secret or a token.
+    pub details: std::collections::BTreeMap<String, String>,
+    /// Hash of the previous event of its chain; empty for the first.
+    pub previous_hash: String,
+    /// Hash over `previous_hash` and this event.
+    pub hash: String,
+}
+
+/// Which audit events to read, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    /// The chain (empty: the platform's).
+    pub organization_id: String,
+    pub action: Option<String>,
+    pub actor_id: Option<String>,
+    pub target_id: Option<String>,
+    pub outcome: Option<String>,
+    /// Inclusive.
+    pub time_from: Option<DateTime<Utc>>,
+    /// Exclusive.
+    pub time_to: Option<DateTime<Utc>>,
+    /// Page cursor: only events older than this ID.
+    pub before_id: Option<String>,
+}
+
+impl TryFrom<audit_event::Model> for AuditEvent {
+    type Error = StoreError;
+
+    fn try_from(m: audit_event::Model) -> StoreResult<Self> {
+        let details = serde_json::from_str(&m.details).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "the details of audit event {} are unreadable",
+                m.id
+            ))
+        })?;
+        Ok(Self {
+            id: m.id,
+            organization_id: m.organization_id,
+            time: m.time,
+            actor_id: m.actor_id,
+            actor_key_id: m.actor_key_id,
+            action: m.action,
+            target_id: m.target_id,
+            outcome: m.outcome,
+            source_address: m.source_address,
+            request_id: m.request_id,
+            details,
+            previous_hash: m.previous_hash,
+            hash: m.hash,
+        })
+    }
+}
+
+impl From<AuditEvent> for audit_event::Model {
+    fn from(e: AuditEvent) -> Self {
+        Self {
+            details: serde_json::to_string(&e.details).unwrap_or_else(|_| "{}".to_owned()),
+            id: e.id,
+            organization_id: e.organization_id,
+            time: e.time,
+            actor_id: e.actor_id,
+            actor_key_id: e.actor_key_id,
+            action: e.action,
+            target_id: e.target_id,
+            outcome: e.outcome,
+            source_address: e.source_address,
+            request_id: e.request_id,
+            previous_hash: e.previous_hash,
+            hash: e.hash,
         }
     }
 }

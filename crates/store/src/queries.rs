@@ -2,12 +2,12 @@
 //! commit together or not at all. The domain decides; these only fetch and persist.
 
 use crate::entity::{
-    api_key, organization, project, role_binding, service_user, service_user_administrator,
-    signing_key,
+    api_key, audit_event, organization, project, role_binding, service_user,
+    service_user_administrator, signing_key,
 };
 use crate::model::{
-    ApiKey, ApiKeyState, KeyPrincipal, Organization, PreviousSecret, Project, RoleBinding,
-    RoleScope, ServiceUser, ServiceUserRecord, ServiceUserState, SigningKey,
+    ApiKey, ApiKeyState, AuditEvent, AuditQuery, KeyPrincipal, Organization, PreviousSecret,
+    Project, RoleBinding, RoleScope, ServiceUser, ServiceUserRecord, ServiceUserState, SigningKey,
 };
 use crate::{Store, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
@@ -314,6 +314,80 @@ impl Store {
     /// Every signing key, oldest first.
     pub async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
         signing_keys(&self.db).await
+    }
+}
+
+impl Store {
+    /// Audit events matching `query`, newest first, at most `limit`.
+    pub async fn list_audit_events(
+        &self,
+        query: &AuditQuery,
+        limit: u64,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        use audit_event::Column as C;
+        let mut select = audit_event::Entity::find()
+            .filter(C::OrganizationId.eq(query.organization_id.as_str()))
+            .order_by_desc(C::Id)
+            .limit(limit);
+        for (column, value) in [
+            (C::Action, &query.action),
+            (C::ActorId, &query.actor_id),
+            (C::TargetId, &query.target_id),
+            (C::Outcome, &query.outcome),
+        ] {
+            if let Some(value) = value {
+                select = select.filter(column.eq(value.as_str()));
+            }
+        }
+        if let Some(from) = query.time_from {
+            select = select.filter(C::Time.gte(from));
+        }
+        if let Some(to) = query.time_to {
+            select = select.filter(C::Time.lt(to));
+        }
+        if let Some(before) = &query.before_id {
+            select = select.filter(C::Id.lt(before.as_str()));
+        }
+        select
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(AuditEvent::try_from)
+            .collect()
+    }
+
+    /// Events of one chain after `after_id` (from the start when `None`), oldest first.
+    pub async fn audit_chain(
+        &self,
+        organization_id: &str,
+        after_id: Option<&str>,
+        limit: u64,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let mut select = audit_event::Entity::find()
+            .filter(audit_event::Column::OrganizationId.eq(organization_id))
+            .order_by_asc(audit_event::Column::Id)
+            .limit(limit);
+        if let Some(after) = after_id {
+            select = select.filter(audit_event::Column::Id.gt(after));
+        }
+        select
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(AuditEvent::try_from)
+            .collect()
+    }
+
+    /// Every chain that has events: the organizations' IDs, and `""` for the platform's.
+    pub async fn audit_chains(&self) -> StoreResult<Vec<String>> {
+        Ok(audit_event::Entity::find()
+            .select_only()
+            .column(audit_event::Column::OrganizationId)
+            .distinct()
+            .order_by_asc(audit_event::Column::OrganizationId)
+            .into_tuple::<String>()
+            .all(&self.db)
+            .await?)
     }
 }
 
@@ -699,6 +773,40 @@ impl Tx {
     /// Stores a new signing key.
     pub async fn insert_signing_key(&self, key: SigningKey) -> StoreResult<()> {
         signing_key::Entity::insert(signing_key::Model::from(key).into_active_model())
+            .exec_without_returning(&self.txn)
+            .await?;
+        Ok(())
+    }
+
+    /// Serialises appends to one audit chain until the unit ends (SQLite's units already run one
+    /// at a time).
+    pub async fn lock_audit_chain(&self, organization_id: &str) -> StoreResult<()> {
+        if self.backend == DbBackend::Postgres {
+            self.txn
+                .execute_raw(sea_orm::Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                    [format!("tokenmint.audit:{organization_id}").into()],
+                ))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The newest event of a chain, read inside this unit.
+    pub async fn last_audit_event(&self, organization_id: &str) -> StoreResult<Option<AuditEvent>> {
+        audit_event::Entity::find()
+            .filter(audit_event::Column::OrganizationId.eq(organization_id))
+            .order_by_desc(audit_event::Column::Id)
+            .one(&self.txn)
+            .await?
+            .map(AuditEvent::try_from)
+            .transpose()
+    }
+
+    /// Appends an event.
+    pub async fn insert_audit_event(&self, event: AuditEvent) -> StoreResult<()> {
+        audit_event::Entity::insert(audit_event::Model::from(event).into_active_model())
             .exec_without_returning(&self.txn)
             .await?;
         Ok(())

@@ -7,6 +7,7 @@ mod m0002_explicit_key_scopes;
 mod m0003_organization_revision;
 mod m0004_projects;
 mod m0005_rotation;
+mod m0006_audit_events;
 
 /// Every migration Tokenmint knows, oldest first.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_organization_revision::Migration),
             Box::new(m0004_projects::Migration),
             Box::new(m0005_rotation::Migration),
+            Box::new(m0006_audit_events::Migration),
         ]
     }
 }

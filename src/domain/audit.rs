@@ -1,0 +1,369 @@
+//! The audit trail. Every change writes its event inside the change's own unit of work, so the
+//! two commit together or not at all (an event that cannot be written fails the change with
+//! UNAVAILABLE). Events form one hash chain per organization (the platform's has an empty
+//! organization ID): each carries the hash of the one before it, so a stored event changed or
+//! removed afterwards is found by [`Tokenmint::verify_audit_chains`]. Never a secret or a token.
+
+use crate::domain::principal::Principal;
+use crate::domain::roles::ResourceScope;
+use crate::domain::{Tokenmint, authz};
+use crate::error::{Error, Result};
+use chrono::SecondsFormat;
+use ring::digest;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use tokenmint_store::{AuditEvent, AuditQuery, Tx};
+
+/// Where a call came from, for its events.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The client's address (behind trusted proxies, the one they name).
+    pub address: Option<IpAddr>,
+    /// The caller's `x-request-id`, if it sent one (at most 128 visible ASCII characters).
+    pub request_id: String,
+}
+
+/// Who did something: a principal, or a key's holder proving itself with the key's secret.
+#[derive(Clone, Debug, Default)]
+pub struct Actor {
+    pub service_user_id: String,
+    pub api_key_id: String,
+    pub origin: Origin,
+}
+
+impl From<&Principal> for Actor {
+    fn from(p: &Principal) -> Self {
+        Self {
+            service_user_id: p.service_user_id.to_string(),
+            api_key_id: p.api_key_id.to_string(),
+            origin: p.origin.clone(),
+        }
+    }
+}
+
+/// What an event says beyond who, what and where.
+pub type Details = BTreeMap<String, String>;
+
+/// Builds [`Details`] from pairs.
+pub fn details<const N: usize>(pairs: [(&str, String); N]) -> Details {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// The hash of an event: SHA-256 over its previous hash and every field, as a JSON array (a
+/// canonical form: fixed order, details sorted by key).
+pub fn event_hash(event: &AuditEvent) -> String {
+    let canonical = serde_json::json!([
+        event.previous_hash,
+        event.id,
+        event.organization_id,
+        event.time.to_rfc3339_opts(SecondsFormat::Micros, true),
+        event.actor_id,
+        event.actor_key_id,
+        event.action,
+        event.target_id,
+        event.outcome,
+        event.source_address,
+        event.request_id,
+        event.details,
+    ]);
+    let digest = digest::digest(&digest::SHA256, canonical.to_string().as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An ID after `last` on its chain: a fresh ULID, or, when the clock or another replica's
+/// ULID would sort before `last`, the next one after it, so a chain's IDs increase.
+fn next_id(last: Option<&str>) -> String {
+    let fresh = ulid::Ulid::new();
+    let after = last
+        .and_then(|id| id.strip_prefix("ev_"))
+        .and_then(|u| ulid::Ulid::from_string(&u.to_ascii_uppercase()).ok())
+        .filter(|previous| *previous >= fresh)
+        .and_then(|previous| previous.increment());
+    format!(
+        "ev_{}",
+        after.unwrap_or(fresh).to_string().to_ascii_lowercase()
+    )
+}
+
+/// The `organization_id` that names the platform's chain in ListAuditEvents.
+pub const PLATFORM_CHAIN: &str = "platform";
+
+/// One page of events, newest first.
+#[derive(Debug)]
+pub struct AuditEventPage {
+    pub audit_events: Vec<AuditEvent>,
+    /// Token for the next (older) page, empty on the last.
+    pub next_page_token: String,
+}
+
+/// Parses a ListAuditEvents filter: terms joined by `AND`.
+pub fn parse_filter(filter: &str, organization_id: &str) -> Result<AuditQuery> {
+    let mut query = AuditQuery {
+        organization_id: organization_id.to_owned(),
+        ..AuditQuery::default()
+    };
+    let invalid = |term: &str| {
+        Error::invalid(
+            "filter",
+            format!(
+                "{} is not a term like `action = CreateApiKey`, `actor_id = su_…`, `target_id = …`, \
+                 `outcome = OK`, `time >= 2026-01-01T00:00:00Z` or `time < …`, joined by AND",
+                crate::domain::validation::echo(term)
+            ),
+        )
+    };
+    if filter.trim().is_empty() {
+        return Ok(query);
+    }
+    let upper = filter.to_ascii_uppercase();
+    let mut terms = Vec::new();
+    let mut start = 0;
+    for (at, _) in upper.match_indices(" AND ") {
+        terms.push(&filter[start..at]);
+        start = at + 5;
+    }
+    terms.push(&filter[start..]);
+    if terms.len() > 8 {
+        return Err(Error::invalid("filter", "at most 8 terms"));
+    }
+    for term in terms {
+        let term = term.trim();
+        let (field, op, value) = [">=", "<", "="]
+            .iter()
+            .find_map(|op| {
+                term.split_once(op)
+                    .map(|(f, v)| (f.trim(), *op, v.trim().trim_matches('"')))
+            })
+            .ok_or_else(|| invalid(term))?;
+        if value.is_empty() || value.len() > 256 {
+            return Err(invalid(term));
+        }
+        let time = || {
+            chrono::DateTime::parse_from_rfc3339(value)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| invalid(term))
+        };
+        match (field, op) {
+            ("action", "=") => query.action = Some(value.to_owned()),
+            ("actor_id", "=") => query.actor_id = Some(value.to_owned()),
+            ("target_id", "=") => query.target_id = Some(value.to_owned()),
+            ("outcome", "=") => query.outcome = Some(value.to_owned()),
+            ("time", ">=") => query.time_from = Some(time()?),
+            ("time", "<") => query.time_to = Some(time()?),
+            _ => return Err(invalid(term)),
+        }
+    }
+    Ok(query)
+}
+
+/// A chain's first broken link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokenLink {
+    /// The chain (empty: the platform's).
+    pub organization_id: String,
+    /// The first event whose hash or link does not check out.
+    pub event_id: String,
+    pub reason: String,
+}
+
+impl Tokenmint {
+    /// Appends an event to `organization`'s chain inside `tx`. A failure is UNAVAILABLE: the
+    /// caller's change must not commit without its event.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn audit(
+        &self,
+        tx: &Tx,
+        organization: &str,
+        actor: &Actor,
+        action: &str,
+        target_id: &str,
+        outcome: &str,
+        details: Details,
+    ) -> Result<()> {
+        let unavailable = |e| Error::Unavailable(e);
+        tx.lock_audit_chain(organization)
+            .await
+            .map_err(unavailable)?;
+        let last = tx
+            .last_audit_event(organization)
+            .await
+            .map_err(unavailable)?;
+        let mut event = AuditEvent {
+            id: next_id(last.as_ref().map(|e| e.id.as_str())),
+            organization_id: organization.to_owned(),
+            time: self.now(),
+            actor_id: actor.service_user_id.clone(),
+            actor_key_id: actor.api_key_id.clone(),
+            action: action.to_owned(),
+            target_id: target_id.to_owned(),
+            outcome: outcome.to_owned(),
+            source_address: actor
+                .origin
+                .address
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            request_id: actor.origin.request_id.clone(),
+            details,
+            previous_hash: last.map(|e| e.hash).unwrap_or_default(),
+            hash: String::new(),
+        };
+        event.hash = event_hash(&event);
+        tx.insert_audit_event(event).await.map_err(unavailable)
+    }
+
+    /// Appends the success event of a change `caller` made, inside the change's unit.
+    pub(crate) async fn audit_change(
+        &self,
+        tx: &Tx,
+        organization: &str,
+        caller: &Principal,
+        action: &str,
+        target_id: &str,
+        details: Details,
+    ) -> Result<()> {
+        self.audit(
+            tx,
+            organization,
+            &Actor::from(caller),
+            action,
+            target_id,
+            "OK",
+            details,
+        )
+        .await
+    }
+
+    /// Records a change that failed, in a unit of its own (the change's was rolled back).
+    /// Best effort: a failure to record is logged, and the caller still gets the change's error.
+    pub async fn audit_failure(
+        &self,
+        organization: &str,
+        actor: &Actor,
+        action: &str,
+        target_id: &str,
+        outcome: &str,
+    ) {
+        let written = async {
+            let tx = self.store.begin().await?;
+            self.audit(
+                &tx,
+                organization,
+                actor,
+                action,
+                target_id,
+                outcome,
+                Details::new(),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<(), Error>(())
+        }
+        .await;
+        if let Err(error) = written {
+            tracing::warn!(%error, action, "could not record a failed change in the audit trail");
+        }
+    }
+
+    /// Lists the events of an organization (owners and superusers) or of the platform
+    /// (superusers), newest first.
+    pub async fn list_audit_events(
+        &self,
+        caller: &Principal,
+        organization_id: &str,
+        filter: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<AuditEventPage> {
+        let limit = crate::domain::validation::page_size(page_size)
+            .map_err(|d| Error::invalid("page_size", d))?;
+        let chain = if organization_id == PLATFORM_CHAIN {
+            authz::superuser_only(caller, "read the platform's audit events")?;
+            String::new()
+        } else {
+            let organization = authz::organization(caller, organization_id)?;
+            authz::read_audit(
+                caller,
+                &ResourceScope::Organization(organization.to_string()),
+            )?;
+            self.existing_organization(&organization).await?;
+            organization.to_string()
+        };
+        let mut query = parse_filter(filter, &chain)?;
+        let bound = format!("audit|{chain}|{filter}");
+        query.before_id = self.page_tokens.decode(&bound, page_token, |id| {
+            id.starts_with("ev_") && id.len() == 29
+        })?;
+        let mut events = self.store.list_audit_events(&query, limit + 1).await?;
+        let next_page_token = self
+            .page_tokens
+            .next_page(&mut events, limit, &bound, |e| &e.id);
+        Ok(AuditEventPage {
+            audit_events: events,
+            next_page_token,
+        })
+    }
+
+    /// Checks every chain from its oldest retained event; returns the first broken link of
+    /// each broken chain, and how many events were checked.
+    pub async fn verify_audit_chains(&self) -> Result<(Vec<BrokenLink>, u64)> {
+        let mut broken = Vec::new();
+        let mut checked = 0u64;
+        for chain in self.store.audit_chains().await? {
+            let mut previous: Option<AuditEvent> = None;
+            let mut after: Option<String> = None;
+            'chain: loop {
+                let page = self
+                    .store
+                    .audit_chain(&chain, after.as_deref(), 1000)
+                    .await?;
+                if page.is_empty() {
+                    break;
+                }
+                for event in page {
+                    checked += 1;
+                    let reason = if event_hash(&event) != event.hash {
+                        Some("its hash does not match its contents".to_owned())
+                    } else if let Some(previous) = &previous
+                        && event.previous_hash != previous.hash
+                    {
+                        Some(format!(
+                            "it does not link to the event before it ({})",
+                            previous.id
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some(reason) = reason {
+                        broken.push(BrokenLink {
+                            organization_id: chain.clone(),
+                            event_id: event.id,
+                            reason,
+                        });
+                        break 'chain;
+                    }
+                    after = Some(event.id.clone());
+                    previous = Some(event);
+                }
+            }
+        }
+        Ok((broken, checked))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_increase_along_a_chain_even_against_a_later_last_id() {
+        let far = format!(
+            "ev_{}",
+            ulid::Ulid::from_parts(u64::MAX >> 16, 0)
+                .to_string()
+                .to_ascii_lowercase()
+        );
+        let next = next_id(Some(&far));
+        assert!(next > far, "{next} after {far}");
+        assert!(next_id(None).starts_with("ev_"));
+    }
+}

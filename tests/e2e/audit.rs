@@ -1,0 +1,360 @@
+//! The audit trail: one event per change, written with it; failures recorded alone; a hash chain
+//! that `tokenmint audit verify` checks; reading with filters and pages, by owners only.
+
+use crate::harness::{Admin, Backend, Server, create_key, create_user, violated_fields};
+use crate::on_both_backends;
+use tokenmint::proto::admin::v1::{
+    AuditEvent, CreateProjectRequest, DeleteServiceUserRequest, DisableServiceUserRequest,
+    EnableServiceUserRequest, ListAuditEventsRequest, Project, RevokeApiKeyRequest,
+    RotateApiKeyRequest,
+};
+use tonic::Code;
+
+/// Every event of the caller's organization, newest first.
+async fn events(admin: &mut Admin) -> Vec<AuditEvent> {
+    list(admin, "").await.unwrap()
+}
+
+async fn list(admin: &mut Admin, filter: &str) -> Result<Vec<AuditEvent>, tonic::Status> {
+    Ok(admin
+        .list_audit_events(ListAuditEventsRequest {
+            filter: filter.into(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .audit_events)
+}
+
+fn with_request_id<T>(message: T, id: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-request-id", id.parse().unwrap());
+    request
+}
+
+async fn every_change_writes_exactly_one_event_with_its_fields(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let before = events(&mut admin).await.len();
+    let user = create_user(&mut admin, "audited").await;
+    let (key, _) = create_key(&mut admin, &user.id, "k").await;
+    let mut expected = vec![
+        ("CreateServiceUser", user.id.clone()),
+        ("CreateApiKey", key.id.clone()),
+    ];
+    admin
+        .rotate_api_key(with_request_id(
+            RotateApiKeyRequest {
+                id: key.id.clone(),
+                grace_period: None,
+            },
+            "req-rotate-1",
+        ))
+        .await
+        .unwrap();
+    expected.push(("RotateApiKey", key.id.clone()));
+    admin
+        .revoke_api_key(RevokeApiKeyRequest {
+            id: key.id.clone(),
+            reason: "done".into(),
+        })
+        .await
+        .unwrap();
+    expected.push(("RevokeApiKey", key.id.clone()));
+    admin
+        .disable_service_user(DisableServiceUserRequest {
+            id: user.id.clone(),
+        })
+        .await
+        .unwrap();
+    expected.push(("DisableServiceUser", user.id.clone()));
+    admin
+        .enable_service_user(EnableServiceUserRequest {
+            id: user.id.clone(),
+        })
+        .await
+        .unwrap();
+    expected.push(("EnableServiceUser", user.id.clone()));
+    let project = admin
+        .create_project(CreateProjectRequest {
+            organization_id: String::new(),
+            project: Some(Project {
+                name: "web".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    expected.push(("CreateProject", project.id.clone()));
+    admin
+        .delete_service_user(DeleteServiceUserRequest {
+            id: user.id.clone(),
+            force: true,
+        })
+        .await
+        .unwrap();
+    expected.push(("DeleteServiceUser", user.id.clone()));
+
+    let mut all = events(&mut admin).await;
+    assert_eq!(all.len(), before + expected.len(), "one event per change");
+    all.truncate(expected.len());
+    all.reverse();
+    let seen: Vec<(String, String)> = all
+        .iter()
+        .map(|e| (e.action.clone(), e.target_id.clone()))
+        .collect();
+    let expected: Vec<(String, String)> = expected
+        .into_iter()
+        .map(|(a, t)| (a.to_owned(), t))
+        .collect();
+    assert_eq!(seen, expected);
+    for event in &all {
+        assert_eq!(event.outcome, "OK");
+        assert_eq!(event.organization_id, server.admin.organization_id);
+        assert_eq!(event.actor_id, server.admin.service_user_id);
+        assert_eq!(event.actor_key_id, server.admin.key_id);
+        assert_eq!(event.source_address, "127.0.0.1");
+        assert_eq!(event.hash.len(), 64);
+    }
+    assert_eq!(all[2].request_id, "req-rotate-1");
+    assert_eq!(
+        all[7].details["revoked_keys"], "",
+        "the key was revoked before"
+    );
+    // Each links to the one before it.
+    for pair in all.windows(2) {
+        assert_eq!(pair[1].previous_hash, pair[0].hash);
+    }
+}
+
+async fn a_denied_change_records_only_its_failure(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let target = create_user(&mut admin, "target").await;
+    let viewer = server.principal_with_roles("watcher", &["viewer"]).await;
+    let before = events(&mut admin).await.len();
+    let status = server
+        .admin_for(&viewer)
+        .await
+        .create_api_key(crate::harness::key_request(&target.id, "sneaky"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let all = events(&mut admin).await;
+    assert_eq!(all.len(), before + 1);
+    let failure = &all[0];
+    assert_eq!(failure.action, "CreateApiKey");
+    assert_eq!(failure.outcome, "PERMISSION_DENIED");
+    assert_eq!(failure.actor_id, viewer.service_user_id);
+    assert_eq!(failure.target_id, target.id);
+}
+
+async fn tampering_with_a_stored_event_is_found_by_audit_verify(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    for name in ["a", "b", "c"] {
+        create_user(&mut admin, name).await;
+    }
+    let verified = server.cli(&["audit", "verify"]);
+    assert!(verified.status.success(), "{verified:?}");
+    assert!(String::from_utf8_lossy(&verified.stdout).starts_with("ok: "));
+
+    let all = events(&mut admin).await;
+    let victim = &all[1];
+    let db = server.database().await;
+    db.execute_unprepared(&format!(
+        "UPDATE audit_events SET target_id = 'su_01jzzzzzzzzzzzzzzzzzzzzzzz' WHERE id = '{}'",
+        victim.id
+    ))
+    .await
+    .unwrap();
+    let broken = server.cli(&["audit", "verify"]);
+    assert_eq!(broken.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&broken.stdout);
+    assert!(
+        out.contains(&victim.id) && out.contains(&server.admin.organization_id),
+        "{out}"
+    );
+
+    // Put it back, then remove one: the link after the hole is named.
+    db.execute_unprepared(&format!(
+        "UPDATE audit_events SET target_id = '{}' WHERE id = '{}'",
+        victim.target_id, victim.id
+    ))
+    .await
+    .unwrap();
+    assert!(server.cli(&["audit", "verify"]).status.success());
+    db.execute_unprepared(&format!(
+        "DELETE FROM audit_events WHERE id = '{}'",
+        victim.id
+    ))
+    .await
+    .unwrap();
+    let broken = server.cli(&["audit", "verify"]);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&broken.stdout).contains(&all[0].id));
+}
+
+async fn owners_read_the_trail_with_filters_and_pages(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "paged").await;
+    for i in 0..5 {
+        create_key(&mut admin, &user.id, &format!("k{i}")).await;
+    }
+    let keys = list(&mut admin, "action = CreateApiKey AND outcome = OK")
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 5);
+    assert!(keys.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    let since = keys[1].time.unwrap();
+    let since = chrono::DateTime::from_timestamp(since.seconds, since.nanos as u32)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let recent = list(
+        &mut admin,
+        &format!("action = CreateApiKey AND time >= {since}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(recent.len(), 2);
+    assert_eq!(
+        list(&mut admin, &format!("target_id = {}", user.id))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let everything = events(&mut admin).await;
+    let (mut paged, mut token) = (Vec::new(), String::new());
+    loop {
+        let page = admin
+            .list_audit_events(ListAuditEventsRequest {
+                page_size: 2,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        paged.extend(page.audit_events.into_iter().map(|e| e.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let ids: Vec<String> = everything.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(paged, ids, "every event once, in order");
+
+    for bad in ["action ~ x", "colour = red", "time >= yesterday"] {
+        let status = list(&mut admin, bad).await.unwrap_err();
+        assert_eq!(violated_fields(&status), ["filter"], "{bad}");
+    }
+    let viewer = server.principal_with_roles("reader", &["admin"]).await;
+    let status = list(&mut server.admin_for(&viewer).await, "")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let foreign = server
+        .foreign_principal_with(&[tokenmint_store::Role::Owner])
+        .await;
+    let status = server
+        .admin_for(&foreign)
+        .await
+        .list_audit_events(ListAuditEventsRequest {
+            organization_id: server.admin.organization_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+}
+
+async fn no_secret_or_token_reaches_any_event(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "secretive").await;
+    let (key, secret) = create_key(&mut admin, &user.id, "k").await;
+    let rotated = admin
+        .rotate_api_key(RotateApiKeyRequest {
+            id: key.id.clone(),
+            grace_period: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let token = server.admin_token().await;
+    let dump = format!("{:?}", events(&mut admin).await);
+    for needle in [
+        secret.as_str(),
+        rotated.secret.as_str(),
+        token.as_str(),
+        "tmsk_",
+        "eyJ",
+    ] {
+        assert!(!dump.contains(needle), "an event holds {needle:.12}…");
+    }
+}
+
+on_both_backends!(
+    every_change_writes_exactly_one_event_with_its_fields,
+    a_denied_change_records_only_its_failure,
+    tampering_with_a_stored_event_is_found_by_audit_verify,
+    owners_read_the_trail_with_filters_and_pages,
+    no_secret_or_token_reaches_any_event,
+);
+
+/// On PostgreSQL, an audit table that refuses writes makes the change fail with UNAVAILABLE and
+/// leaves nothing of it behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(tokenmint_postgres_tests),
+    ignore = "needs TOKENMINT_TEST_DATABASE_URL"
+)]
+async fn an_unwritable_audit_table_fails_the_change_and_changes_nothing() {
+    use sea_orm::ConnectionTrait;
+    let Some(server) = Server::start(Backend::Postgres).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let before = crate::harness::list_users(&mut admin).await.len();
+    let db = server.database().await;
+    db.execute_unprepared(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'audit disk full'; END $$; \
+         CREATE TRIGGER refuse BEFORE INSERT ON audit_events \
+         FOR EACH ROW EXECUTE FUNCTION refuse();",
+    )
+    .await
+    .unwrap();
+    let status = admin
+        .create_service_user(tokenmint::proto::admin::v1::CreateServiceUserRequest {
+            organization_id: String::new(),
+            service_user: Some(tokenmint::proto::admin::v1::ServiceUser {
+                name: "unrecorded".into(),
+                ..Default::default()
+            }),
+            role_bindings: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(crate::harness::list_users(&mut admin).await.len(), before);
+    assert!(!status.message().contains("audit disk full"));
+}
