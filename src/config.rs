@@ -243,6 +243,10 @@ pub struct ServeArgs {
     /// for throttling and key allowlists. Unset: the header is ignored.
     #[arg(long, env = "TOKENMINT_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How often exchanges are written to the audit trail (one event per key, one per failing
+    /// source) with keys' last-used times. A crash loses at most this much; a clean stop none.
+    #[arg(long, env = "TOKENMINT_ACTIVITY_FLUSH_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub activity_flush_interval: Duration,
     /// How often each replica re-reads the signing keys (and adds the next one when due).
     #[arg(long, env = "TOKENMINT_SIGNING_KEY_REFRESH_PERIOD", default_value = "1m", value_parser = parse_duration)]
     pub signing_key_refresh_period: Duration,

@@ -116,6 +116,7 @@ pub async fn open(core: &CoreArgs, issuer: String) -> Result<Arc<Tokenmint>, Sta
             window: core.throttle_window,
             ..ThrottleLimits::default()
         }),
+        activity: Default::default(),
         settings: Settings {
             issuer,
             default_token_lifetime: core.default_token_lifetime,
@@ -211,6 +212,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         app.clone()
             .maintain_signing_keys(args.signing_key_refresh_period),
     );
+    tokio::spawn(app.clone().maintain_activity(args.activity_flush_interval));
     let (routes, health) = crate::grpc::routes(
         app.clone(),
         args.max_request_bytes,
@@ -312,6 +314,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
             tracing::warn!(grace = ?args.shutdown_grace, "in-flight calls did not finish in time")
         }
     }
+    // What the drained calls counted, so a clean stop loses no exchange events.
+    app.flush_activity().await;
     app.store.clone().close().await.ok();
     Ok(())
 }

@@ -243,6 +243,38 @@ impl Tokenmint {
         target_id: &str,
         outcome: &str,
     ) {
+        self.audit_alone(
+            organization,
+            actor,
+            action,
+            target_id,
+            outcome,
+            Details::new(),
+        )
+        .await;
+    }
+
+    /// Records an aggregate of failures on the platform's chain, best effort.
+    pub(crate) async fn audit_failure_with(
+        &self,
+        action: &str,
+        actor: &Actor,
+        outcome: &str,
+        details: Details,
+    ) {
+        self.audit_alone("", actor, action, "", outcome, details)
+            .await;
+    }
+
+    async fn audit_alone(
+        &self,
+        organization: &str,
+        actor: &Actor,
+        action: &str,
+        target_id: &str,
+        outcome: &str,
+        details: Details,
+    ) {
         let written = async {
             let tx = self.store.begin().await?;
             self.audit(
@@ -252,7 +284,7 @@ impl Tokenmint {
                 action,
                 target_id,
                 outcome,
-                Details::new(),
+                details,
             )
             .await?;
             tx.commit().await?;
@@ -260,7 +292,7 @@ impl Tokenmint {
         }
         .await;
         if let Err(error) = written {
-            tracing::warn!(%error, action, "could not record a failed change in the audit trail");
+            tracing::warn!(%error, action, "could not record a failure in the audit trail");
         }
     }
 

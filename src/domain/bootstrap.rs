@@ -68,6 +68,7 @@ impl Tokenmint {
                 revision: 1,
                 create_time: now,
                 update_time: now,
+                last_active_time: None,
             },
             role_bindings: vec![
                 binding(RoleScope::Organization(organization_id.to_string()), Role::Owner),

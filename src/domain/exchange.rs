@@ -183,6 +183,13 @@ impl Tokenmint {
             organization_id: key.organization_id.clone(),
         };
         let access_token = self.keyring.sign(&claims, self.now())?;
+        self.activity.record_use(
+            &key.key_id,
+            &key.organization_id,
+            &key.service_user_id,
+            request.peer,
+            self.now(),
+        );
         Ok(IssuedToken {
             access_token,
             expires_in: lifetime,

@@ -2,6 +2,7 @@
 //! gRPC handlers call these; nothing here knows about the network.
 
 pub mod access;
+pub mod activity;
 pub mod api_keys;
 pub mod audit;
 pub mod authz;
@@ -58,6 +59,8 @@ pub struct Tokenmint {
     pub key_cache: KeyCache,
     /// Failed secret checks per address and key ID.
     pub throttle: throttle::Throttle,
+    /// Exchanges counted for the audit trail and last-used times, flushed in batches.
+    pub activity: activity::Activity,
     pub settings: Settings,
     /// The system's cryptographic RNG.
     pub rng: SystemRandom,

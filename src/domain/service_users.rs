@@ -145,6 +145,7 @@ impl Tokenmint {
             revision: 1,
             create_time: now,
             update_time: now,
+            last_active_time: None,
         };
         let name = user.name.clone();
         let mut record = tx.insert_service_user(user).await.map_err(|e| match e {

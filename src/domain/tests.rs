@@ -46,6 +46,7 @@ async fn fixture() -> Fixture {
         page_tokens: PageTokens::new(&[9u8; 32]),
         key_cache: KeyCache::new(Duration::from_secs(5), 1000, 1000),
         throttle: crate::domain::throttle::Throttle::new(Default::default()),
+        activity: Default::default(),
         settings: Settings {
             issuer: ISSUER.into(),
             default_token_lifetime: Duration::from_secs(3600),

@@ -24,17 +24,33 @@ impl AuthService for AuthApi {
     ) -> Result<Response<pb::ExchangeApiKeyResponse>, Status> {
         let peer = client_address(&request, &self.trusted_proxies);
         let r = request.into_inner();
-        let issued = self
-            .app
-            .exchange_api_key(ExchangeRequest {
-                requested_ttl: duration("requested_ttl", r.requested_ttl)?,
-                key_id: r.key_id,
-                secret: r.secret,
-                audience: r.audience,
-                scope: r.scope,
+        let key_id = r.key_id.clone();
+        let result = match duration("requested_ttl", r.requested_ttl) {
+            Ok(requested_ttl) => {
+                self.app
+                    .exchange_api_key(ExchangeRequest {
+                        requested_ttl,
+                        key_id: r.key_id,
+                        secret: r.secret,
+                        audience: r.audience,
+                        scope: r.scope,
+                        peer,
+                    })
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        // Successes are counted by the domain, which knows the key's organization.
+        if let Err(error) = &result {
+            self.app.activity.record_failure(
+                "ExchangeApiKey",
+                &key_id,
                 peer,
-            })
-            .await?;
+                crate::grpc::status::code_name(error),
+                self.app.now(),
+            );
+        }
+        let issued = result?;
         Ok(Response::new(pb::ExchangeApiKeyResponse {
             access_token: issued.access_token,
             token_type: "Bearer".into(),
@@ -101,15 +117,26 @@ impl AuthService for AuthApi {
     ) -> Result<Response<crate::proto::admin::v1::RotateApiKeyResponse>, Status> {
         let origin = origin(&request, &self.trusted_proxies);
         let r = request.into_inner();
-        let rotated = self
-            .app
-            .rotate_own_api_key(
+        let peer = origin.address;
+        let result = match duration("grace_period", r.grace_period) {
+            Ok(grace) => {
+                self.app
+                    .rotate_own_api_key(&r.key_id, &r.secret, grace, origin)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        // A success is an event of its own, written with the rotation.
+        if let Err(error) = &result {
+            self.app.activity.record_failure(
+                "RotateOwnApiKey",
                 &r.key_id,
-                &r.secret,
-                duration("grace_period", r.grace_period)?,
-                origin,
-            )
-            .await?;
+                peer,
+                crate::grpc::status::code_name(error),
+                self.app.now(),
+            );
+        }
+        let rotated = result?;
         Ok(Response::new(rotated_api_key(rotated, self.app.now())))
     }
 

@@ -229,6 +229,7 @@ impl From<ServiceUserRecord> for pb::ServiceUser {
             create_time: Some(timestamp(user.create_time)),
             update_time: Some(timestamp(user.update_time)),
             creator: user.creator,
+            last_active_time: user.last_active_time.map(timestamp),
         }
     }
 }

@@ -10,9 +10,12 @@ use tokenmint::proto::admin::v1::{
 };
 use tonic::Code;
 
-/// Every event of the caller's organization, newest first.
+/// Every change event of the caller's organization, newest first (exchange counts, flushed on
+/// their own schedule, left out).
 async fn events(admin: &mut Admin) -> Vec<AuditEvent> {
-    list(admin, "").await.unwrap()
+    let mut all = list(admin, "").await.unwrap();
+    all.retain(|e| e.action != "ExchangeApiKey");
+    all
 }
 
 async fn list(admin: &mut Admin, filter: &str) -> Result<Vec<AuditEvent>, tonic::Status> {
@@ -128,8 +131,9 @@ async fn every_change_writes_exactly_one_event_with_its_fields(backend: Backend)
         "the key was revoked before"
     );
     // Each links to the one before it.
-    for pair in all.windows(2) {
-        assert_eq!(pair[1].previous_hash, pair[0].hash);
+    let chain = list(&mut admin, "").await.unwrap();
+    for pair in chain.windows(2) {
+        assert_eq!(pair[0].previous_hash, pair[1].hash);
     }
 }
 
@@ -239,7 +243,7 @@ async fn owners_read_the_trail_with_filters_and_pages(backend: Backend) {
         1
     );
 
-    let everything = events(&mut admin).await;
+    let everything = list(&mut admin, "").await.unwrap();
     let (mut paged, mut token) = (Vec::new(), String::new());
     loop {
         let page = admin
@@ -312,7 +316,146 @@ async fn no_secret_or_token_reaches_any_event(backend: Backend) {
     }
 }
 
+/// Events of `organization_id`'s chain (`platform` for the platform's) matching `filter`, as
+/// the bootstrap superuser reads them, polled until `done` holds (ten seconds at most).
+async fn wait_for_events(
+    server: &Server,
+    organization_id: &str,
+    filter: &str,
+    done: impl Fn(&[AuditEvent]) -> bool,
+) -> Vec<AuditEvent> {
+    let start = std::time::Instant::now();
+    loop {
+        let found = server
+            .admin()
+            .await
+            .list_audit_events(ListAuditEventsRequest {
+                organization_id: organization_id.into(),
+                filter: filter.into(),
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .audit_events;
+        if done(&found) || start.elapsed() > std::time::Duration::from_secs(10) {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+fn counted(events: &[AuditEvent]) -> u64 {
+    events
+        .iter()
+        .map(|e| e.details["count"].parse::<u64>().unwrap())
+        .sum()
+}
+
+async fn exchanges_are_counted_per_key_and_set_its_last_use(backend: Backend) {
+    let Some(server) = Server::start_with(backend, &["--activity-flush-interval", "1s"]).await
+    else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "busy").await;
+    let (key, secret) = create_key(&mut admin, &user.id, "k").await;
+    for _ in 0..5 {
+        server.token_for(&key.id, &secret).await.unwrap();
+    }
+    let filter = format!("action = ExchangeApiKey AND target_id = {}", key.id);
+    let found = wait_for_events(&server, "", &filter, |e| counted(e) >= 5).await;
+    assert_eq!(counted(&found), 5, "{found:?}");
+    assert!(
+        found.len() <= 2,
+        "one event per key per interval, not per exchange"
+    );
+    let event = &found[0];
+    assert_eq!(event.outcome, "OK");
+    assert_eq!(event.actor_id, user.id);
+    assert_eq!(event.actor_key_id, key.id);
+    assert_eq!(event.details["addresses"], "127.0.0.1");
+    let stored = admin
+        .get_api_key(tokenmint::proto::admin::v1::GetApiKeyRequest { id: key.id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stored.last_used_time.is_some());
+    assert_eq!(stored.last_used_address, "127.0.0.1");
+    let user = admin
+        .get_service_user(tokenmint::proto::admin::v1::GetServiceUserRequest { id: user.id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(user.last_active_time.is_some());
+}
+
+async fn failed_exchanges_are_counted_per_source_on_the_platform_chain(backend: Backend) {
+    let Some(server) = Server::start_with(backend, &["--activity-flush-interval", "1s"]).await
+    else {
+        return;
+    };
+    let mut client = tokenmint::proto::auth::v1::auth_service_client::AuthServiceClient::new(
+        server.channel_from("127.0.0.2").await,
+    );
+    for i in 0..12 {
+        let _ = client
+            .exchange_api_key(tokenmint::proto::auth::v1::ExchangeApiKeyRequest {
+                key_id: format!("ak_01jzzzzzzzzzzzzzzzzzzzzzz{}", i % 10),
+                secret: server.admin.secret.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+    }
+    let found = wait_for_events(&server, "platform", "action = ExchangeApiKey", |e| {
+        counted(e) >= 12
+    })
+    .await;
+    assert_eq!(counted(&found), 12, "{found:?}");
+    assert!(
+        found.len() <= 2,
+        "aggregated per source, not one row per guess"
+    );
+    assert!(found.iter().all(|e| e.source_address == "127.0.0.2"
+        && e.outcome == "UNAUTHENTICATED"
+        && e.organization_id.is_empty()));
+    assert!(found[0].details["key_ids"].contains("ak_01jzzzzzzzzzzzzzzzzzzzzzz"));
+    // Owners of an organization do not see the platform's chain.
+    let owner = server.principal_with_roles("owner", &["owner"]).await;
+    let status = server
+        .admin_for(&owner)
+        .await
+        .list_audit_events(ListAuditEventsRequest {
+            organization_id: "platform".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+}
+
+async fn a_clean_stop_writes_the_exchanges_counted_so_far(backend: Backend) {
+    let Some(mut server) = Server::start_with(backend, &["--activity-flush-interval", "1h"]).await
+    else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "stopper").await;
+    let (key, secret) = create_key(&mut admin, &user.id, "k").await;
+    server.token_for(&key.id, &secret).await.unwrap();
+    assert!(server.terminate(), "stopped cleanly");
+    server.restart_stopped();
+    let filter = format!("action = ExchangeApiKey AND target_id = {}", key.id);
+    let found = wait_for_events(&server, "", &filter, |e| !e.is_empty()).await;
+    assert_eq!(counted(&found), 1);
+}
+
 on_both_backends!(
+    exchanges_are_counted_per_key_and_set_its_last_use,
+    failed_exchanges_are_counted_per_source_on_the_platform_chain,
+    a_clean_stop_writes_the_exchanges_counted_so_far,
     every_change_writes_exactly_one_event_with_its_fields,
     a_denied_change_records_only_its_failure,
     tampering_with_a_stored_event_is_found_by_audit_verify,

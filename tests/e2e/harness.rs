@@ -751,6 +751,7 @@ impl Server {
             revision: 1,
             create_time: now,
             update_time: now,
+            last_active_time: None,
         })
         .await
         .expect("insert service user");

@@ -223,6 +223,8 @@ pub struct ServiceUser {
     pub create_time: DateTime<Utc>,
     /// Last change.
     pub update_time: DateTime<Utc>,
+    /// Last exchange of one of its keys (written in batches, so up to a flush interval late).
+    pub last_active_time: Option<DateTime<Utc>>,
 }
 
 /// A service user together with its administrators.
@@ -414,6 +416,7 @@ impl TryFrom<service_user::Model> for ServiceUser {
             revision: m.revision,
             create_time: m.create_time,
             update_time: m.update_time,
+            last_active_time: m.last_active_time,
         })
     }
 }
@@ -432,6 +435,7 @@ impl From<ServiceUser> for service_user::Model {
             revision: u.revision,
             create_time: u.create_time,
             update_time: u.update_time,
+            last_active_time: u.last_active_time,
         }
     }
 }

@@ -812,6 +812,49 @@ impl Tx {
         Ok(())
     }
 
+    /// Records that a key was last exchanged at `time` from `address`, unless a later use is
+    /// stored already (another replica may flush after this one).
+    pub async fn record_key_use(
+        &self,
+        key_id: &str,
+        time: DateTime<Utc>,
+        address: Option<&str>,
+    ) -> StoreResult<()> {
+        api_key::Entity::update_many()
+            .col_expr(api_key::Column::LastUsedTime, Expr::value(time))
+            .col_expr(
+                api_key::Column::LastUsedAddress,
+                Expr::value(address.map(str::to_owned)),
+            )
+            .filter(api_key::Column::Id.eq(key_id))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(api_key::Column::LastUsedTime.is_null())
+                    .add(api_key::Column::LastUsedTime.lt(time)),
+            )
+            .exec(&self.txn)
+            .await?;
+        service_user::Entity::update_many()
+            .col_expr(service_user::Column::LastActiveTime, Expr::value(time))
+            .filter(
+                service_user::Column::Id.in_subquery(
+                    Query::select()
+                        .column(api_key::Column::ServiceUserId)
+                        .from(api_key::Entity)
+                        .and_where(api_key::Column::Id.eq(key_id))
+                        .to_owned(),
+                ),
+            )
+            .filter(
+                sea_orm::Condition::any()
+                    .add(service_user::Column::LastActiveTime.is_null())
+                    .add(service_user::Column::LastActiveTime.lt(time)),
+            )
+            .exec(&self.txn)
+            .await?;
+        Ok(())
+    }
+
     /// Moves a signing key's activation to `time`.
     pub async fn activate_signing_key(&self, kid: &str, time: DateTime<Utc>) -> StoreResult<()> {
         signing_key::Entity::update_many()

@@ -40,6 +40,7 @@ fn user(id: &str, org: &str, name: &str) -> ServiceUser {
         revision: 1,
         create_time: now(),
         update_time: now(),
+        last_active_time: None,
     }
 }
 

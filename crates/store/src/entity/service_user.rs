@@ -19,6 +19,8 @@ pub struct Model {
     pub revision: i64,
     pub create_time: DateTimeUtc,
     pub update_time: DateTimeUtc,
+    /// Last exchange of one of its keys (written in batches).
+    pub last_active_time: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,7 @@ mod m0003_organization_revision;
 mod m0004_projects;
 mod m0005_rotation;
 mod m0006_audit_events;
+mod m0007_last_active;
 
 /// Every migration Tokenmint knows, oldest first.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_projects::Migration),
             Box::new(m0005_rotation::Migration),
             Box::new(m0006_audit_events::Migration),
+            Box::new(m0007_last_active::Migration),
         ]
     }
 }

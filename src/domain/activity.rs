@@ -1,0 +1,275 @@
+//! Exchanges in the audit trail, without a database write per exchange. Each replica counts them
+//! in memory and flushes every interval (and on shutdown): one event per key for its successful
+//! exchanges (count, first and last time, addresses) on its organization's chain, written with
+//! the key's last-used time and address and its user's last-active time; and one event per
+//! source address and outcome for failures (unknown or inactive key IDs, wrong secrets, throttled
+//! calls) on the platform's chain, since a failure cannot be tied to an organization without a
+//! lookup an attacker could aim. Memory is bounded: past the bound new entries are only counted,
+//! and the count is itself an event. A crash loses what was counted since the last flush.
+
+use crate::domain::Tokenmint;
+use crate::domain::audit::{Actor, Details, Origin};
+use crate::error::Result;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Most keys and failure sources counted between two flushes, each.
+pub const MAX_ENTRIES: usize = 100_000;
+/// Most distinct addresses kept per key, and key IDs per failure source.
+const MAX_SAMPLES: usize = 8;
+
+/// Successful exchanges of one key since the last flush.
+#[derive(Debug)]
+struct KeyUse {
+    organization_id: String,
+    service_user_id: String,
+    count: u64,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+    last_address: Option<IpAddr>,
+    addresses: Vec<IpAddr>,
+}
+
+/// Failed calls from one source with one outcome since the last flush.
+#[derive(Debug)]
+struct Failures {
+    count: u64,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+    key_ids: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    used: HashMap<String, KeyUse>,
+    failed: HashMap<(&'static str, Option<IpAddr>, &'static str), Failures>,
+    /// Entries not kept because the maps were full.
+    dropped: u64,
+}
+
+/// The counters of one replica.
+#[derive(Debug, Default)]
+pub struct Activity {
+    pending: Mutex<Pending>,
+}
+
+/// A key ID as a failure names it: whatever the caller sent, at most 40 characters.
+fn bounded(key_id: &str) -> String {
+    key_id.chars().take(40).collect()
+}
+
+fn sample<T: PartialEq>(samples: &mut Vec<T>, value: T) {
+    if samples.len() < MAX_SAMPLES && !samples.contains(&value) {
+        samples.push(value);
+    }
+}
+
+impl Activity {
+    /// Counts a successful exchange of `key_id`.
+    pub fn record_use(
+        &self,
+        key_id: &str,
+        organization_id: &str,
+        service_user_id: &str,
+        address: Option<IpAddr>,
+        now: DateTime<Utc>,
+    ) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let full = pending.used.len() >= MAX_ENTRIES;
+        match pending.used.get_mut(key_id) {
+            Some(used) => {
+                used.count += 1;
+                used.last = now;
+                used.last_address = address;
+                if let Some(address) = address {
+                    sample(&mut used.addresses, address);
+                }
+            }
+            None if full => pending.dropped += 1,
+            None => {
+                pending.used.insert(
+                    key_id.to_owned(),
+                    KeyUse {
+                        organization_id: organization_id.to_owned(),
+                        service_user_id: service_user_id.to_owned(),
+                        count: 1,
+                        first: now,
+                        last: now,
+                        last_address: address,
+                        addresses: address.into_iter().collect(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Counts a failed `action` naming `key_id` from `address` with `outcome`.
+    pub fn record_failure(
+        &self,
+        action: &'static str,
+        key_id: &str,
+        address: Option<IpAddr>,
+        outcome: &'static str,
+        now: DateTime<Utc>,
+    ) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let full = pending.failed.len() >= MAX_ENTRIES;
+        match pending.failed.get_mut(&(action, address, outcome)) {
+            Some(failed) => {
+                failed.count += 1;
+                failed.last = now;
+                sample(&mut failed.key_ids, bounded(key_id));
+            }
+            None if full => pending.dropped += 1,
+            None => {
+                pending.failed.insert(
+                    (action, address, outcome),
+                    Failures {
+                        count: 1,
+                        first: now,
+                        last: now,
+                        key_ids: vec![bounded(key_id)],
+                    },
+                );
+            }
+        }
+    }
+
+    fn take(&self) -> Pending {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+fn times(count: u64, first: DateTime<Utc>, last: DateTime<Utc>) -> Details {
+    crate::domain::audit::details([
+        ("count", count.to_string()),
+        ("first_time", first.to_rfc3339()),
+        ("last_time", last.to_rfc3339()),
+    ])
+}
+
+fn joined<T: ToString>(values: &[T]) -> String {
+    values
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Tokenmint {
+    /// Writes what was counted since the last flush. An entry whose write fails is logged and
+    /// lost, never retried into a later interval twice.
+    pub async fn flush_activity(&self) {
+        let pending = self.activity.take();
+        for (key_id, used) in pending.used {
+            let written = self.write_key_use(&key_id, used).await;
+            if let Err(error) = written {
+                tracing::warn!(%error, key_id, "could not record a key's exchanges");
+            }
+        }
+        for ((action, address, outcome), failed) in pending.failed {
+            let mut details = times(failed.count, failed.first, failed.last);
+            details.insert("key_ids".into(), joined(&failed.key_ids));
+            let actor = Actor {
+                origin: Origin {
+                    address,
+                    request_id: String::new(),
+                },
+                ..Actor::default()
+            };
+            self.audit_failure_with(action, &actor, outcome, details)
+                .await;
+        }
+        if pending.dropped > 0 {
+            let details = crate::domain::audit::details([("dropped", pending.dropped.to_string())]);
+            self.audit_failure_with(
+                "ActivityOverflow",
+                &Actor::default(),
+                "RESOURCE_EXHAUSTED",
+                details,
+            )
+            .await;
+        }
+    }
+
+    async fn write_key_use(&self, key_id: &str, used: KeyUse) -> Result<()> {
+        let mut details = times(used.count, used.first, used.last);
+        details.insert("addresses".into(), joined(&used.addresses));
+        let actor = Actor {
+            service_user_id: used.service_user_id,
+            api_key_id: key_id.to_owned(),
+            origin: Origin {
+                address: used.last_address,
+                request_id: String::new(),
+            },
+        };
+        let tx = self.store.begin().await?;
+        self.audit(
+            &tx,
+            &used.organization_id,
+            &actor,
+            "ExchangeApiKey",
+            key_id,
+            "OK",
+            details,
+        )
+        .await?;
+        let address = used.last_address.map(|a| a.to_string());
+        tx.record_key_use(key_id, used.last, address.as_deref())
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Flushes every `period` until the process ends.
+    pub async fn maintain_activity(self: Arc<Self>, period: Duration) {
+        let mut ticks = tokio::time::interval(period);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            self.flush_activity().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default()
+    }
+
+    #[test]
+    fn uses_of_one_key_are_counted_together() {
+        let activity = Activity::default();
+        for i in 0..3u8 {
+            activity.record_use("ak_1", "org", "su", Some(IpAddr::from([10, 0, 0, i])), t());
+        }
+        let pending = activity.take();
+        assert_eq!(pending.used.len(), 1);
+        assert_eq!(pending.used["ak_1"].count, 3);
+        assert_eq!(pending.used["ak_1"].addresses.len(), 3);
+        assert!(activity.take().used.is_empty(), "taken once");
+    }
+
+    #[test]
+    fn memory_is_bounded_and_the_overflow_counted() {
+        let activity = Activity::default();
+        for i in 0..(MAX_ENTRIES + 10) {
+            activity.record_failure(
+                "ExchangeApiKey",
+                "ak_x",
+                Some(IpAddr::from((i as u32).to_be_bytes())),
+                "UNAUTHENTICATED",
+                t(),
+            );
+        }
+        let pending = activity.take();
+        assert_eq!(pending.failed.len(), MAX_ENTRIES);
+        assert_eq!(pending.dropped, 10);
+    }
+}
