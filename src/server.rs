@@ -213,10 +213,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
             .maintain_signing_keys(args.signing_key_refresh_period),
     );
     tokio::spawn(app.clone().maintain_activity(args.activity_flush_interval));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(app.store.clone().listen_for_audit_events());
     let (routes, health) = crate::grpc::routes(
         app.clone(),
         args.max_request_bytes,
         args.trusted_proxies.clone().into(),
+        stop_rx.clone(),
     )
     .map_err(|e| StartError::Grpc(e.to_string()))?;
     health
@@ -226,7 +229,6 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         .set_serving::<AdminServiceServer<crate::grpc::admin::AdminApi>>()
         .await;
     let draining = Arc::new(AtomicBool::new(false));
-    let (stop_tx, stop_rx) = watch::channel(false);
 
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;

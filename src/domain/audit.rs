@@ -308,18 +308,7 @@ impl Tokenmint {
     ) -> Result<AuditEventPage> {
         let limit = crate::domain::validation::page_size(page_size)
             .map_err(|d| Error::invalid("page_size", d))?;
-        let chain = if organization_id == PLATFORM_CHAIN {
-            authz::superuser_only(caller, "read the platform's audit events")?;
-            String::new()
-        } else {
-            let organization = authz::organization(caller, organization_id)?;
-            authz::read_audit(
-                caller,
-                &ResourceScope::Organization(organization.to_string()),
-            )?;
-            self.existing_organization(&organization).await?;
-            organization.to_string()
-        };
+        let chain = self.readable_chain(caller, organization_id).await?;
         let mut query = parse_filter(filter, &chain)?;
         let bound = format!("audit|{chain}|{filter}");
         query.before_id = self.page_tokens.decode(&bound, page_token, |id| {
@@ -333,6 +322,53 @@ impl Tokenmint {
             audit_events: events,
             next_page_token,
         })
+    }
+
+    /// The chain a caller may read: its organization's (owners, superusers) or, for
+    /// [`PLATFORM_CHAIN`], the platform's (superusers). Checked against the caller's current
+    /// roles, so a watcher whose role is taken away is stopped.
+    pub async fn readable_chain(
+        &self,
+        caller: &Principal,
+        organization_id: &str,
+    ) -> Result<String> {
+        if organization_id == PLATFORM_CHAIN {
+            authz::superuser_only(caller, "read the platform's audit events")?;
+            return Ok(String::new());
+        }
+        let organization = authz::organization(caller, organization_id)?;
+        authz::read_audit(
+            caller,
+            &ResourceScope::Organization(organization.to_string()),
+        )?;
+        self.existing_organization(&organization).await?;
+        Ok(organization.to_string())
+    }
+
+    /// Up to `limit` events of `chain` after `after_id` (from its start when `None`), oldest
+    /// first.
+    pub async fn audit_events_after(
+        &self,
+        chain: &str,
+        after_id: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<AuditEvent>> {
+        Ok(self.store.audit_chain(chain, after_id, limit).await?)
+    }
+
+    /// The newest event ID of `chain`, where a watcher that wants only new events starts.
+    pub async fn newest_audit_event(&self, chain: &str) -> Result<Option<String>> {
+        let query = AuditQuery {
+            organization_id: chain.to_owned(),
+            ..AuditQuery::default()
+        };
+        Ok(self
+            .store
+            .list_audit_events(&query, 1)
+            .await?
+            .into_iter()
+            .next()
+            .map(|e| e.id))
     }
 
     /// Checks every chain from its oldest retained event; returns the first broken link of

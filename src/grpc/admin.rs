@@ -15,6 +15,28 @@ pub struct AdminApi {
     pub app: Arc<Tokenmint>,
     /// Proxies whose `x-forwarded-for` is believed.
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// Becomes `true` when the server drains: open watch streams end.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+/// How often a watch re-reads its chain when no notification came (a lost PostgreSQL
+/// notification, a lagging receiver) and re-checks its caller's authority.
+const WATCH_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Events a watch reads in one go.
+const WATCH_BATCH: u64 = 100;
+
+/// Returns when `chain` may have gained events.
+async fn appended_to(appended: &mut tokio::sync::broadcast::Receiver<String>, chain: &str) {
+    loop {
+        match appended.recv().await {
+            Ok(c) if c == chain => return,
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                std::future::pending::<()>().await
+            }
+        }
+    }
 }
 
 impl AdminApi {
@@ -472,6 +494,78 @@ impl AdminService for AdminApi {
             audit_events: page.audit_events.into_iter().map(Into::into).collect(),
             next_page_token: page.next_page_token,
         }))
+    }
+
+    type WatchAuditEventsStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::AuditEvent, Status>> + Send>>;
+
+    async fn watch_audit_events(
+        &self,
+        request: Request<pb::WatchAuditEventsRequest>,
+    ) -> Result<Response<Self::WatchAuditEventsStream>, Status> {
+        let token = bearer(request.metadata())?.map(str::to_owned);
+        let (caller, r) = self.caller(request).await?;
+        let chain = self.app.readable_chain(&caller, &r.organization_id).await?;
+        let mut after = if r.after_id.is_empty() {
+            self.app.newest_audit_event(&chain).await?
+        } else if r.after_id.starts_with("ev_") && r.after_id.len() == 29 {
+            Some(r.after_id.clone())
+        } else {
+            return Err(crate::error::Error::invalid(
+                "after_id",
+                "must be empty or an ID like ev_…",
+            )
+            .into());
+        };
+        let (sender, receiver) = tokio::sync::mpsc::channel(64);
+        let app = self.app.clone();
+        let mut stopping = self.stopping.clone();
+        let mut appended = app.store.audit_appended();
+        tokio::spawn(async move {
+            loop {
+                // The caller's authority now, not when the stream opened.
+                let current = match app.authenticate(token.as_deref()).await {
+                    Ok(current) => current,
+                    Err(error) => {
+                        let _ = sender.send(Err(error.into())).await;
+                        return;
+                    }
+                };
+                if let Err(error) = app.readable_chain(&current, &r.organization_id).await {
+                    let _ = sender.send(Err(error.into())).await;
+                    return;
+                }
+                let events = match app
+                    .audit_events_after(&chain, after.as_deref(), WATCH_BATCH)
+                    .await
+                {
+                    Ok(events) => events,
+                    Err(error) => {
+                        let _ = sender.send(Err(error.into())).await;
+                        return;
+                    }
+                };
+                let full = events.len() as u64 == WATCH_BATCH;
+                for event in events {
+                    after = Some(event.id.clone());
+                    if sender.send(Ok(event.into())).await.is_err() {
+                        return;
+                    }
+                }
+                if full {
+                    continue;
+                }
+                tokio::select! {
+                    () = appended_to(&mut appended, &chain) => {}
+                    () = tokio::time::sleep(WATCH_POLL) => {}
+                    _ = stopping.wait_for(|stop| *stop) => return,
+                    () = sender.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        )))
     }
 
     async fn rotate_signing_key(

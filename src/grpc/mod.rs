@@ -19,6 +19,7 @@ pub fn routes(
     app: Arc<Tokenmint>,
     max_request_bytes: usize,
     trusted_proxies: Arc<[ipnet::IpNet]>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(Routes, HealthReporter), tonic_reflection::server::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -39,6 +40,7 @@ pub fn routes(
     let admin = AdminServiceServer::new(admin::AdminApi {
         app,
         trusted_proxies,
+        stopping,
     })
     .max_decoding_message_size(max_request_bytes);
     let routes = Routes::new(health_service)

@@ -6,7 +6,7 @@ use crate::on_both_backends;
 use tokenmint::proto::admin::v1::{
     AuditEvent, CreateProjectRequest, DeleteServiceUserRequest, DisableServiceUserRequest,
     EnableServiceUserRequest, ListAuditEventsRequest, Project, RevokeApiKeyRequest,
-    RotateApiKeyRequest,
+    RotateApiKeyRequest, WatchAuditEventsRequest,
 };
 use tonic::Code;
 
@@ -452,7 +452,114 @@ async fn a_clean_stop_writes_the_exchanges_counted_so_far(backend: Backend) {
     assert_eq!(counted(&found), 1);
 }
 
+/// The next event of a watch, within ten seconds.
+async fn next_event(
+    stream: &mut tonic::Streaming<AuditEvent>,
+) -> Option<Result<AuditEvent, tonic::Status>> {
+    tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+        .await
+        .expect("an event within ten seconds")
+        .transpose()
+}
+
+async fn watch(admin: &mut Admin, after_id: &str) -> tonic::Streaming<AuditEvent> {
+    admin
+        .watch_audit_events(WatchAuditEventsRequest {
+            organization_id: String::new(),
+            after_id: after_id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn a_watcher_gets_events_as_they_commit_and_resumes_after_the_last_it_saw(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let mut stream = watch(&mut admin, "").await;
+    let first = create_user(&mut admin, "first").await;
+    let seen = next_event(&mut stream).await.unwrap().unwrap();
+    assert_eq!(
+        (seen.action.as_str(), seen.target_id.as_str()),
+        ("CreateServiceUser", first.id.as_str())
+    );
+    drop(stream);
+    // Missed while disconnected.
+    let second = create_user(&mut admin, "second").await;
+    let third = create_user(&mut admin, "third").await;
+    let mut stream = watch(&mut admin, &seen.id).await;
+    let mut missed = Vec::new();
+    while missed.len() < 2 {
+        let event = next_event(&mut stream).await.unwrap().unwrap();
+        if event.action == "CreateServiceUser" {
+            missed.push(event.target_id);
+        }
+    }
+    assert_eq!(missed, [second.id, third.id]);
+    let status = admin
+        .watch_audit_events(WatchAuditEventsRequest {
+            organization_id: String::new(),
+            after_id: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["after_id"]);
+}
+
+async fn a_watcher_whose_role_is_taken_away_is_stopped(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let owner = server.principal_with_roles("auditor", &["owner"]).await;
+    let mut as_owner = server.admin_for(&owner).await;
+    let mut stream = watch(&mut as_owner, "").await;
+    let mut admin = server.admin().await;
+    let bindings = admin
+        .list_role_bindings(tokenmint::proto::admin::v1::ListRoleBindingsRequest {
+            principal_id: owner.service_user_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .role_bindings;
+    admin
+        .remove_role_binding(tokenmint::proto::admin::v1::RemoveRoleBindingRequest {
+            id: bindings[0].id.clone(),
+        })
+        .await
+        .unwrap();
+    let ended = loop {
+        match next_event(&mut stream).await {
+            Some(Ok(_)) => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(
+        ended.map(|r| r.unwrap_err().code()),
+        Some(Code::PermissionDenied)
+    );
+}
+
+async fn a_watch_ends_when_the_server_drains(backend: Backend) {
+    let Some(mut server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let mut stream = watch(&mut admin, "").await;
+    assert!(server.terminate(), "the server stopped cleanly, not killed");
+    let end = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+        .await
+        .expect("the stream ends");
+    assert!(!matches!(end, Ok(Some(_))), "{end:?}");
+}
+
 on_both_backends!(
+    a_watcher_gets_events_as_they_commit_and_resumes_after_the_last_it_saw,
+    a_watcher_whose_role_is_taken_away_is_stopped,
+    a_watch_ends_when_the_server_drains,
     exchanges_are_counted_per_key_and_set_its_last_use,
     failed_exchanges_are_counted_per_source_on_the_platform_chain,
     a_clean_stop_writes_the_exchanges_counted_so_far,
@@ -500,4 +607,28 @@ async fn an_unwritable_audit_table_fails_the_change_and_changes_nothing() {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(crate::harness::list_users(&mut admin).await.len(), before);
     assert!(!status.message().contains("audit disk full"));
+}
+
+/// Two replicas of one PostgreSQL database: a watcher on one gets the events of changes made
+/// through the other (LISTEN/NOTIFY).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(tokenmint_postgres_tests),
+    ignore = "needs TOKENMINT_TEST_DATABASE_URL"
+)]
+async fn a_watcher_hears_of_changes_made_through_another_replica() {
+    let Some(a) = Server::start(Backend::Postgres).await else {
+        return;
+    };
+    let b = a.replica(&[]);
+    let mut on_a = a.admin().await;
+    let mut stream = watch(&mut on_a, "").await;
+    let made = create_user(&mut b.admin().await, "elsewhere").await;
+    let seen = loop {
+        let event = next_event(&mut stream).await.unwrap().unwrap();
+        if event.action == "CreateServiceUser" {
+            break event;
+        }
+    };
+    assert_eq!(seen.target_id, made.id);
 }

@@ -35,7 +35,7 @@ const NF: Code = Code::NotFound;
 
 /// Each RPC with its expected code per caller (in `CALLERS` order). Lists answer OK to a caller
 /// of another organization but never show the target (checked separately).
-const MATRIX: [(&str, [Code; 9]); 26] = [
+const MATRIX: [(&str, [Code; 9]); 27] = [
     ("CreateOrganization", [PD, PD, PD, PD, PD, PD, PD, PD, OK]),
     ("CreateServiceUser", [PD, PD, PD, PD, OK, OK, OK, OK, OK]),
     ("GetOrganization", [PD, OK, PD, PD, OK, OK, OK, NF, OK]),
@@ -57,6 +57,7 @@ const MATRIX: [(&str, [Code; 9]); 26] = [
     ("RotateApiKey", [PD, PD, PD, PD, PD, OK, OK, NF, OK]),
     ("RotateSigningKey", [PD, PD, PD, PD, PD, PD, PD, PD, OK]),
     ("ListAuditEvents", [PD, PD, PD, PD, PD, PD, OK, NF, OK]),
+    ("WatchAuditEvents", [PD, PD, PD, PD, PD, PD, OK, NF, OK]),
     ("AddRoleBinding", [PD, PD, PD, PD, PD, OK, OK, NF, OK]),
     ("RemoveRoleBinding", [PD, PD, PD, PD, PD, OK, OK, NF, OK]),
     ("ListRoleBindings", [PD, OK, PD, PD, OK, OK, OK, OK, OK]),
@@ -175,6 +176,13 @@ async fn call(rpc: &str, client: &mut Admin, target: &Target, other_admin: &str)
             .rotate_api_key(RotateApiKeyRequest {
                 id: target.key_id.clone(),
                 grace_period: None,
+            })
+            .await
+            .map(|_| ()),
+        "WatchAuditEvents" => client
+            .watch_audit_events(tokenmint::proto::admin::v1::WatchAuditEventsRequest {
+                organization_id: target.organization_id.clone(),
+                after_id: String::new(),
             })
             .await
             .map(|_| ()),

@@ -28,7 +28,13 @@ pub struct Store {
     /// Statements sent to the database since connecting, for metrics and for tests that prove
     /// two paths do the same database work.
     statements: Arc<AtomicU64>,
+    /// The audit chains that gained events: from this process's commits and, on PostgreSQL
+    /// once [`listen_for_audit_events`](Self::listen_for_audit_events) runs, from every replica's.
+    audit_appended: tokio::sync::broadcast::Sender<String>,
 }
+
+/// The PostgreSQL notification channel that carries the chain of each committed audit event.
+pub const AUDIT_CHANNEL: &str = "tokenmint_audit";
 
 /// How to reach the database.
 #[derive(Clone, Debug)]
@@ -80,7 +86,42 @@ impl Store {
             db,
             sqlite_writer,
             statements,
+            audit_appended: tokio::sync::broadcast::channel(1024).0,
         })
+    }
+
+    /// Chains that gain events from now on (see [`AUDIT_CHANNEL`]). A receiver that lags misses
+    /// notifications, never events: watchers also re-read on a timer.
+    pub fn audit_appended(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.audit_appended.subscribe()
+    }
+
+    /// On PostgreSQL, relays the audit notifications of every replica (LISTEN on
+    /// [`AUDIT_CHANNEL`]) to [`audit_appended`](Self::audit_appended) until the process ends,
+    /// reconnecting after a lost connection. Does nothing on SQLite, where this process is the
+    /// only writer.
+    pub async fn listen_for_audit_events(self) {
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return;
+        }
+        loop {
+            let relayed = async {
+                let pool = self.db.get_postgres_connection_pool();
+                let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool).await?;
+                listener.listen(AUDIT_CHANNEL).await?;
+                loop {
+                    let notification = listener.recv().await?;
+                    let _ = self.audit_appended.send(notification.payload().to_owned());
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), sea_orm::sqlx::Error>(())
+            }
+            .await;
+            if let Err(error) = relayed {
+                tracing::warn!(%error, "audit notifications interrupted; listening again");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     /// Applies every pending migration.

@@ -37,6 +37,9 @@ pub struct Tx {
     txn: DatabaseTransaction,
     backend: DbBackend,
     _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// Audit chains this unit appended to, announced once it commits.
+    appended: std::sync::Mutex<Vec<String>>,
+    audit_appended: tokio::sync::broadcast::Sender<String>,
 }
 
 impl Store {
@@ -48,6 +51,8 @@ impl Store {
             txn,
             backend: self.db.get_database_backend(),
             _writer: writer,
+            appended: std::sync::Mutex::default(),
+            audit_appended: self.audit_appended.clone(),
         })
     }
 
@@ -395,6 +400,11 @@ impl Tx {
     /// Makes every write of this unit visible at once.
     pub async fn commit(self) -> StoreResult<()> {
         self.txn.commit().await?;
+        let appended =
+            std::mem::take(&mut *self.appended.lock().unwrap_or_else(|p| p.into_inner()));
+        for chain in appended {
+            let _ = self.audit_appended.send(chain);
+        }
         Ok(())
     }
 
@@ -804,11 +814,27 @@ impl Tx {
             .transpose()
     }
 
-    /// Appends an event.
+    /// Appends an event; its chain is announced when the unit commits (on PostgreSQL to every
+    /// replica, through NOTIFY, which the database delivers only on commit).
     pub async fn insert_audit_event(&self, event: AuditEvent) -> StoreResult<()> {
+        let chain = event.organization_id.clone();
         audit_event::Entity::insert(audit_event::Model::from(event).into_active_model())
             .exec_without_returning(&self.txn)
             .await?;
+        if self.backend == DbBackend::Postgres {
+            self.txn
+                .execute_raw(sea_orm::Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_notify($1, $2)",
+                    [crate::AUDIT_CHANNEL.into(), chain.clone().into()],
+                ))
+                .await?;
+        } else {
+            self.appended
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(chain);
+        }
         Ok(())
     }
 
