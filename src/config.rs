@@ -194,6 +194,17 @@ pub struct CoreArgs {
         default_value_t = 10
     )]
     pub throttle_failures_per_key: u32,
+    /// How long before a key expires its "expires soon" audit event (and notification) goes out.
+    #[arg(long, env = "TOKENMINT_KEY_EXPIRY_WARNING", default_value = "7d", value_parser = parse_duration)]
+    pub key_expiry_warning: Duration,
+    /// Revoke active keys not exchanged for this long (never-used keys count from creation);
+    /// `0s`, the default, never does.
+    #[arg(long, env = "TOKENMINT_REVOKE_UNUSED_KEYS_AFTER", default_value = "0s", value_parser = parse_duration)]
+    pub revoke_unused_keys_after: Duration,
+    /// Remove audit events older than this (each chain stays verifiable from its oldest
+    /// remaining event); `0s`, the default, keeps them all.
+    #[arg(long, env = "TOKENMINT_AUDIT_RETENTION", default_value = "0s", value_parser = parse_duration)]
+    pub audit_retention: Duration,
     /// Length of a throttle window.
     #[arg(long, env = "TOKENMINT_THROTTLE_WINDOW", default_value = "1m", value_parser = parse_duration)]
     pub throttle_window: Duration,
@@ -247,6 +258,9 @@ pub struct ServeArgs {
     /// source) with keys' last-used times. A crash loses at most this much; a clean stop none.
     #[arg(long, env = "TOKENMINT_ACTIVITY_FLUSH_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub activity_flush_interval: Duration,
+    /// How often expiry notices, unused-key revocation and audit retention run.
+    #[arg(long, env = "TOKENMINT_HOUSEKEEPING_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub housekeeping_interval: Duration,
     /// How often each replica re-reads the signing keys (and adds the next one when due).
     #[arg(long, env = "TOKENMINT_SIGNING_KEY_REFRESH_PERIOD", default_value = "1m", value_parser = parse_duration)]
     pub signing_key_refresh_period: Duration,

@@ -123,6 +123,11 @@ pub async fn open(core: &CoreArgs, issuer: String) -> Result<Arc<Tokenmint>, Sta
             default_max_service_users: core.default_max_service_users,
             default_max_api_keys_per_service_user: core.default_max_api_keys_per_service_user,
             allowed_audiences: core.allowed_audiences.clone(),
+            housekeeping: crate::domain::housekeeping::HousekeepingSettings {
+                expiry_warning: core.key_expiry_warning,
+                revoke_unused_after: Some(core.revoke_unused_keys_after).filter(|d| !d.is_zero()),
+                audit_retention: Some(core.audit_retention).filter(|d| !d.is_zero()),
+            },
         },
         rng,
         clock,
@@ -213,6 +218,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
             .maintain_signing_keys(args.signing_key_refresh_period),
     );
     tokio::spawn(app.clone().maintain_activity(args.activity_flush_interval));
+    tokio::spawn(
+        app.clone()
+            .maintain_housekeeping(args.housekeeping_interval),
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(app.store.clone().listen_for_audit_events());
     let (routes, health) = crate::grpc::routes(

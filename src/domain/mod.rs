@@ -9,6 +9,7 @@ pub mod authz;
 pub mod bootstrap;
 pub mod clock;
 pub mod exchange;
+pub mod housekeeping;
 pub mod key_cache;
 pub mod keyring;
 pub mod organizations;
@@ -44,6 +45,8 @@ pub struct Settings {
     pub default_max_api_keys_per_service_user: i32,
     /// Audiences tokens may be minted for besides the issuer; empty means any.
     pub allowed_audiences: Vec<String>,
+    /// Expiry notices, unused-key revocation, audit retention.
+    pub housekeeping: housekeeping::HousekeepingSettings,
 }
 
 /// The running service's state: the store, the keys and the caches. One per process.

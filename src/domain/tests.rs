@@ -53,6 +53,7 @@ async fn fixture() -> Fixture {
             default_max_service_users: 1000,
             default_max_api_keys_per_service_user: 10,
             allowed_audiences: Vec::new(),
+            housekeeping: Default::default(),
         },
         rng,
         clock: clock.clone(),

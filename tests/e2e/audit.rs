@@ -556,7 +556,160 @@ async fn a_watch_ends_when_the_server_drains(backend: Backend) {
     assert!(!matches!(end, Ok(Some(_))), "{end:?}");
 }
 
+async fn expiry_notices_go_out_once_as_the_clock_moves(backend: Backend) {
+    let Some(server) = Server::start_with(backend, &["--housekeeping-interval", "1s"]).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "expiring").await;
+    let (key, _) = create_key(&mut admin, &user.id, "k").await;
+    // Thirty-day key; the warning window is seven days. (A watcher would get these too; its
+    // token would not outlive the jump of the clock, so this test lists them.)
+    server.advance_clock(23 * 86_400 + 3600);
+    let filter = |action: &str| format!("action = {action} AND target_id = {}", key.id);
+    let warned = wait_for_events(&server, "", &filter("ApiKeyExpiring"), |e| !e.is_empty()).await;
+    assert_eq!(warned.len(), 1);
+    assert_eq!(warned[0].actor_id, "", "the server itself");
+    assert_eq!(warned[0].details["service_user_id"], user.id);
+    assert!(
+        wait_for_events(&server, "", &filter("ApiKeyExpired"), |_| true)
+            .await
+            .is_empty(),
+        "not expired yet"
+    );
+    server.advance_clock(7 * 86_400);
+    let expired = wait_for_events(&server, "", &filter("ApiKeyExpired"), |e| !e.is_empty()).await;
+    assert_eq!(expired.len(), 1);
+    // Several more runs: still one of each.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mut admin = server.admin().await;
+    for action in ["ApiKeyExpiring", "ApiKeyExpired"] {
+        let found = list(
+            &mut admin,
+            &format!("action = {action} AND target_id = {}", key.id),
+        )
+        .await
+        .unwrap();
+        assert_eq!(found.len(), 1, "{action}");
+    }
+}
+
+async fn keys_unused_for_the_configured_period_are_revoked(backend: Backend) {
+    let Some(server) = Server::start_with(
+        backend,
+        &[
+            "--housekeeping-interval",
+            "1s",
+            "--activity-flush-interval",
+            "1s",
+            "--revoke-unused-keys-after",
+            "30d",
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "sleepy").await;
+    let mut long = crate::harness::key_request(&user.id, "used");
+    long.expires_in = Some(prost_types::Duration {
+        seconds: 90 * 86_400,
+        nanos: 0,
+    });
+    let used = admin
+        .create_api_key(long.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    long.name = "idle".into();
+    let idle = admin.create_api_key(long).await.unwrap().into_inner();
+    let (used_id, idle_id) = (used.api_key.unwrap().id, idle.api_key.unwrap().id);
+    server.advance_clock(16 * 86_400);
+    server.token_for(&used_id, &used.secret).await.unwrap();
+    let mut admin = server.admin().await;
+    // Wait for the use to be written.
+    let start = std::time::Instant::now();
+    while admin
+        .get_api_key(tokenmint::proto::admin::v1::GetApiKeyRequest {
+            id: used_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .last_used_time
+        .is_none()
+        && start.elapsed() < std::time::Duration::from_secs(10)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    server.advance_clock(15 * 86_400);
+    let found = wait_for_events(
+        &server,
+        "",
+        &format!("action = RevokeApiKey AND target_id = {idle_id}"),
+        |e| !e.is_empty(),
+    )
+    .await;
+    assert_eq!(found.len(), 1);
+    assert!(found[0].details["reason"].starts_with("unused since"));
+    let mut admin = server.admin().await;
+    let state = |id: String| {
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .get_api_key(tokenmint::proto::admin::v1::GetApiKeyRequest { id })
+                .await
+                .unwrap()
+                .into_inner()
+                .state
+        }
+    };
+    use tokenmint::proto::admin::v1::api_key::State;
+    assert_eq!(state(idle_id).await, State::Revoked as i32);
+    assert_eq!(state(used_id).await, State::Active as i32);
+    assert!(list(&mut admin, "").await.is_ok());
+}
+
+async fn events_past_retention_are_removed_and_the_chain_still_verifies(backend: Backend) {
+    let Some(server) = Server::start_with(
+        backend,
+        &["--housekeeping-interval", "1s", "--audit-retention", "1d"],
+    )
+    .await
+    else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let old = create_user(&mut admin, "old").await;
+    server.advance_clock(2 * 86_400);
+    let mut admin = server.admin().await;
+    let new = create_user(&mut admin, "new").await;
+    let start = std::time::Instant::now();
+    loop {
+        let targets: Vec<String> = events(&mut admin)
+            .await
+            .into_iter()
+            .map(|e| e.target_id)
+            .collect();
+        if !targets.contains(&old.id) {
+            assert!(targets.contains(&new.id));
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "old events remain"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let verified = server.cli(&["audit", "verify"]);
+    assert!(verified.status.success(), "{verified:?}");
+}
+
 on_both_backends!(
+    expiry_notices_go_out_once_as_the_clock_moves,
+    keys_unused_for_the_configured_period_are_revoked,
+    events_past_retention_are_removed_and_the_chain_still_verifies,
     a_watcher_gets_events_as_they_commit_and_resumes_after_the_last_it_saw,
     a_watcher_whose_role_is_taken_away_is_stopped,
     a_watch_ends_when_the_server_drains,

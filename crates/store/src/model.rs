@@ -552,6 +552,8 @@ impl From<ApiKey> for api_key::Model {
             previous_secret_expire_time: k.previous_secret.as_ref().map(|p| p.expire_time),
             previous_secret_hash: k.previous_secret.map(|p| p.hash),
             rotate_time: k.rotate_time,
+            expiry_warned_time: None,
+            expired_notice_time: None,
         }
     }
 }
@@ -610,6 +612,15 @@ pub struct AuditEvent {
     pub previous_hash: String,
     /// Hash over `previous_hash` and this event.
     pub hash: String,
+}
+
+/// A notice about a key that is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyNotice {
+    /// It expires within the warning window.
+    Expiring,
+    /// It has expired.
+    Expired,
 }
 
 /// Which audit events to read, newest first.

@@ -6,8 +6,9 @@ use crate::entity::{
     service_user_administrator, signing_key,
 };
 use crate::model::{
-    ApiKey, ApiKeyState, AuditEvent, AuditQuery, KeyPrincipal, Organization, PreviousSecret,
-    Project, RoleBinding, RoleScope, ServiceUser, ServiceUserRecord, ServiceUserState, SigningKey,
+    ApiKey, ApiKeyState, AuditEvent, AuditQuery, KeyNotice, KeyPrincipal, Organization,
+    PreviousSecret, Project, RoleBinding, RoleScope, ServiceUser, ServiceUserRecord,
+    ServiceUserState, SigningKey,
 };
 use crate::{Store, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
@@ -381,6 +382,89 @@ impl Store {
             .into_iter()
             .map(AuditEvent::try_from)
             .collect()
+    }
+
+    /// Unrevoked keys due a `notice` at `now` (expiring before `horizon`, or expired) that have
+    /// not had it, at most `limit`.
+    pub async fn keys_due_notice(
+        &self,
+        notice: KeyNotice,
+        now: DateTime<Utc>,
+        horizon: DateTime<Utc>,
+        limit: u64,
+    ) -> StoreResult<Vec<ApiKey>> {
+        use api_key::Column as C;
+        let select = api_key::Entity::find().filter(C::RevokeTime.is_null());
+        let select = match notice {
+            KeyNotice::Expiring => select
+                .filter(C::ExpiryWarnedTime.is_null())
+                .filter(C::ExpireTime.gt(now))
+                .filter(C::ExpireTime.lte(horizon)),
+            KeyNotice::Expired => select
+                .filter(C::ExpiredNoticeTime.is_null())
+                .filter(C::ExpireTime.lte(now)),
+        };
+        select
+            .order_by_asc(C::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(ApiKey::try_from)
+            .collect()
+    }
+
+    /// Active keys not exchanged (or, never exchanged, not created) since `cutoff`.
+    pub async fn keys_unused_since(
+        &self,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u64,
+    ) -> StoreResult<Vec<ApiKey>> {
+        use api_key::Column as C;
+        api_key::Entity::find()
+            .filter(C::RevokeTime.is_null())
+            .filter(C::ExpireTime.gt(now))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(C::LastUsedTime.lt(cutoff))
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(C::LastUsedTime.is_null())
+                            .add(C::CreateTime.lt(cutoff)),
+                    ),
+            )
+            .order_by_asc(C::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(ApiKey::try_from)
+            .collect()
+    }
+
+    /// Removes the events of `chain` up to its newest one written before `cutoff`, so what
+    /// remains is a whole suffix of the chain; returns how many were removed.
+    pub async fn prune_audit_chain(&self, chain: &str, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+        use audit_event::Column as C;
+        let newest_old = audit_event::Entity::find()
+            .select_only()
+            .column(C::Id)
+            .filter(C::OrganizationId.eq(chain))
+            .filter(C::Time.lt(cutoff))
+            .order_by_desc(C::Id)
+            .into_tuple::<String>()
+            .one(&self.db)
+            .await?;
+        let Some(last) = newest_old else {
+            return Ok(0);
+        };
+        let removed = audit_event::Entity::delete_many()
+            .filter(C::OrganizationId.eq(chain))
+            .filter(C::Id.lte(last))
+            .exec(&self.db)
+            .await?;
+        Ok(removed.rows_affected)
     }
 
     /// Every chain that has events: the organizations' IDs, and `""` for the platform's.
@@ -879,6 +963,27 @@ impl Tx {
             .exec(&self.txn)
             .await?;
         Ok(())
+    }
+
+    /// Marks `notice` sent for a key at `time`, unless it was already (by another replica):
+    /// `true` when this unit is the one that sends it.
+    pub async fn mark_key_notice(
+        &self,
+        key_id: &str,
+        notice: KeyNotice,
+        time: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let column = match notice {
+            KeyNotice::Expiring => api_key::Column::ExpiryWarnedTime,
+            KeyNotice::Expired => api_key::Column::ExpiredNoticeTime,
+        };
+        let updated = api_key::Entity::update_many()
+            .col_expr(column, Expr::value(time))
+            .filter(api_key::Column::Id.eq(key_id))
+            .filter(column.is_null())
+            .exec(&self.txn)
+            .await?;
+        Ok(updated.rows_affected == 1)
     }
 
     /// Moves a signing key's activation to `time`.

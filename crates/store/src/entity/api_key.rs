@@ -29,6 +29,10 @@ pub struct Model {
     pub previous_secret_hash: Option<Vec<u8>>,
     pub previous_secret_expire_time: Option<DateTimeUtc>,
     pub rotate_time: Option<DateTimeUtc>,
+    /// When the "expires soon" notice went out.
+    pub expiry_warned_time: Option<DateTimeUtc>,
+    /// When the "expired" notice went out.
+    pub expired_notice_time: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,7 @@ mod m0004_projects;
 mod m0005_rotation;
 mod m0006_audit_events;
 mod m0007_last_active;
+mod m0008_key_notices;
 
 /// Every migration Tokenmint knows, oldest first.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_rotation::Migration),
             Box::new(m0006_audit_events::Migration),
             Box::new(m0007_last_active::Migration),
+            Box::new(m0008_key_notices::Migration),
         ]
     }
 }
