@@ -706,7 +706,167 @@ async fn events_past_retention_are_removed_and_the_chain_still_verifies(backend:
     assert!(verified.status.success(), "{verified:?}");
 }
 
+/// The changes `every_change_writes_exactly_one_event_with_its_fields` does not make: each
+/// writes one event, on the chain of the organization it changes (the platform's for signing
+/// keys), naming the right actor and target.
+async fn every_other_change_writes_exactly_one_event_too(backend: Backend) {
+    use tokenmint::proto::admin::v1::{
+        AddAdministratorRequest, AddRoleBindingRequest, CreateOrganizationRequest,
+        DeleteProjectRequest, Organization, RemoveAdministratorRequest, RemoveRoleBindingRequest,
+        Role, RoleBinding, RotateSigningKeyRequest, ServiceUser, UpdateOrganizationRequest,
+        UpdateServiceUserRequest,
+    };
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "subject").await;
+    let helper = create_user(&mut admin, "helper").await;
+    let project = admin
+        .create_project(CreateProjectRequest {
+            organization_id: String::new(),
+            project: Some(Project {
+                name: "p".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (key, secret) = create_key(&mut admin, &user.id, "k").await;
+
+    let mut changes: Vec<(&str, String, String)> = Vec::new(); // action, target, chain
+    let org = server.admin.organization_id.clone();
+    let binding = admin
+        .add_role_binding(AddRoleBindingRequest {
+            role_binding: Some(RoleBinding {
+                principal_id: helper.id.clone(),
+                role: Role::Admin as i32,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    changes.push(("AddRoleBinding", binding.id.clone(), org.clone()));
+    admin
+        .add_administrator(AddAdministratorRequest {
+            service_user_id: user.id.clone(),
+            principal_id: helper.id.clone(),
+        })
+        .await
+        .unwrap();
+    changes.push(("AddAdministrator", user.id.clone(), org.clone()));
+    admin
+        .remove_administrator(RemoveAdministratorRequest {
+            service_user_id: user.id.clone(),
+            principal_id: helper.id.clone(),
+        })
+        .await
+        .unwrap();
+    changes.push(("RemoveAdministrator", user.id.clone(), org.clone()));
+    admin
+        .remove_role_binding(RemoveRoleBindingRequest {
+            id: binding.id.clone(),
+        })
+        .await
+        .unwrap();
+    changes.push(("RemoveRoleBinding", binding.id.clone(), org.clone()));
+    admin
+        .update_service_user(UpdateServiceUserRequest {
+            service_user: Some(ServiceUser {
+                id: user.id.clone(),
+                display_name: "Renamed".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    changes.push(("UpdateServiceUser", user.id.clone(), org.clone()));
+    admin
+        .update_organization(UpdateOrganizationRequest {
+            organization: Some(Organization {
+                id: org.clone(),
+                display_name: "Renamed".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    changes.push(("UpdateOrganization", org.clone(), org.clone()));
+    admin
+        .delete_project(DeleteProjectRequest {
+            id: project.id.clone(),
+            force: false,
+        })
+        .await
+        .unwrap();
+    changes.push(("DeleteProject", project.id.clone(), org.clone()));
+    server
+        .auth()
+        .await
+        .rotate_own_api_key(tokenmint::proto::auth::v1::RotateOwnApiKeyRequest {
+            key_id: key.id.clone(),
+            secret,
+            grace_period: None,
+        })
+        .await
+        .unwrap();
+    changes.push(("RotateOwnApiKey", key.id.clone(), org.clone()));
+    let created = admin
+        .create_organization(CreateOrganizationRequest {
+            organization: Some(Organization {
+                name: "second".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    changes.push(("CreateOrganization", created.id.clone(), created.id.clone()));
+    let signing = admin
+        .rotate_signing_key(RotateSigningKeyRequest { immediate: false })
+        .await
+        .unwrap()
+        .into_inner();
+    changes.push(("RotateSigningKey", signing.kid.clone(), "platform".into()));
+
+    for (action, target, chain) in changes {
+        let found = admin
+            .list_audit_events(ListAuditEventsRequest {
+                organization_id: if chain == org {
+                    String::new()
+                } else {
+                    chain.clone()
+                },
+                filter: format!("action = {action}"),
+                page_size: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .audit_events;
+        assert_eq!(found.len(), 1, "{action}: {found:?}");
+        assert_eq!(found[0].target_id, target, "{action}");
+        assert_eq!(found[0].outcome, "OK", "{action}");
+        let actor = if action == "RotateOwnApiKey" {
+            user.id.clone()
+        } else {
+            server.admin.service_user_id.clone()
+        };
+        assert_eq!(found[0].actor_id, actor, "{action}");
+    }
+}
+
 on_both_backends!(
+    every_other_change_writes_exactly_one_event_too,
     expiry_notices_go_out_once_as_the_clock_moves,
     keys_unused_for_the_configured_period_are_revoked,
     events_past_retention_are_removed_and_the_chain_still_verifies,
