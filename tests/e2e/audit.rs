@@ -865,7 +865,20 @@ async fn every_other_change_writes_exactly_one_event_too(backend: Backend) {
     }
 }
 
+async fn a_watch_outlives_the_request_timeout(backend: Backend) {
+    let Some(server) = Server::start_with(backend, &["--request-timeout", "1s"]).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let mut stream = watch(&mut admin, "").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let made = create_user(&mut admin, "late").await;
+    let seen = next_event(&mut stream).await.unwrap().unwrap();
+    assert_eq!(seen.target_id, made.id);
+}
+
 on_both_backends!(
+    a_watch_outlives_the_request_timeout,
     every_other_change_writes_exactly_one_event_too,
     expiry_notices_go_out_once_as_the_clock_moves,
     keys_unused_for_the_configured_period_are_revoked,
