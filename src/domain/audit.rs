@@ -72,7 +72,7 @@ pub fn event_hash(event: &AuditEvent) -> String {
 
 /// An ID after `last` on its chain: a fresh ULID, or, when the clock or another replica's
 /// ULID would sort before `last`, the next one after it, so a chain's IDs increase.
-fn next_id(last: Option<&str>) -> String {
+pub(crate) fn next_id(last: Option<&str>) -> String {
     let fresh = ulid::Ulid::new();
     let after = last
         .and_then(|id| id.strip_prefix("ev_"))

@@ -45,6 +45,26 @@ impl Tokenmint {
             role,
             create_time: now,
         };
+        // The first event of the new organization's chain, written with everything else.
+        let mut event = tokenmint_store::AuditEvent {
+            id: crate::domain::audit::next_id(None),
+            organization_id: organization_id.to_string(),
+            time: now,
+            actor_id: String::new(),
+            actor_key_id: String::new(),
+            action: "Bootstrap".into(),
+            target_id: service_user_id.to_string(),
+            outcome: "OK".into(),
+            source_address: String::new(),
+            request_id: String::new(),
+            details: crate::domain::audit::details([
+                ("api_key_id", key_id.to_string()),
+                ("roles", "owner superuser".into()),
+            ]),
+            previous_hash: String::new(),
+            hash: String::new(),
+        };
+        event.hash = crate::domain::audit::event_hash(&event);
         let bootstrap = Bootstrap {
             organization: Organization {
                 id: organization_id.to_string(),
@@ -98,6 +118,7 @@ impl Tokenmint {
                 previous_secret: None,
                 rotate_time: None,
             },
+            audit_event: event,
         };
         match self.store.bootstrap(bootstrap).await {
             Ok(()) => Ok(Some(BootstrapCredential {

@@ -877,7 +877,20 @@ async fn a_watch_outlives_the_request_timeout(backend: Backend) {
     assert_eq!(seen.target_id, made.id);
 }
 
+async fn the_bootstrap_opens_its_organizations_chain(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let all = events(&mut server.admin().await).await;
+    let first = all.last().unwrap();
+    assert_eq!(first.action, "Bootstrap");
+    assert_eq!(first.target_id, server.admin.service_user_id);
+    assert_eq!(first.previous_hash, "");
+    assert_eq!(first.details["api_key_id"], server.admin.key_id);
+}
+
 on_both_backends!(
+    the_bootstrap_opens_its_organizations_chain,
     a_watch_outlives_the_request_timeout,
     every_other_change_writes_exactly_one_event_too,
     expiry_notices_go_out_once_as_the_clock_moves,

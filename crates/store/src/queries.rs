@@ -30,6 +30,8 @@ pub struct Bootstrap {
     pub role_bindings: Vec<RoleBinding>,
     /// Its first API key.
     pub api_key: ApiKey,
+    /// The first event of the organization's audit chain.
+    pub audit_event: AuditEvent,
 }
 
 /// A unit of work: reads and writes on one transaction, committed by [`Tx::commit`] and rolled
@@ -71,6 +73,7 @@ impl Store {
             tx.add_role_binding(binding).await?;
         }
         tx.insert_api_key(bootstrap.api_key).await?;
+        tx.insert_audit_event(bootstrap.audit_event).await?;
         tx.commit().await
     }
 
