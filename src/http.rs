@@ -1,4 +1,5 @@
-//! The HTTP face: JWKS and OpenID discovery for verifiers, and a health check for load balancers.
+//! The HTTP face: JWKS and RFC 8414 metadata for verifiers, the OAuth 2.0 token endpoint
+//! (`oauth2.rs`), and liveness and readiness probes.
 
 use crate::domain::Tokenmint;
 use crate::error::{Error, Reason};
@@ -22,8 +23,10 @@ use tokio_stream::wrappers::ReceiverStream;
 pub struct HttpState {
     /// Shared state.
     pub app: Arc<Tokenmint>,
-    /// Set when shutdown starts, so `/healthz` stops attracting traffic.
+    /// Set when shutdown starts, so `/readyz` stops attracting traffic.
     pub draining: Arc<AtomicBool>,
+    /// Proxies whose `x-forwarded-for` is believed.
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 /// Serves `router` on the connections `incoming` yields until `shutdown` completes, then lets
@@ -51,7 +54,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers see the peer (for key allowlists, throttling and the audit trail).
+        let peer = crate::oauth2::ClientPeer(stream.peer());
+        let service = TowerToHyperService::new(router.clone().layer(axum::Extension(peer)));
         match &tls {
             None => {
                 let connection =
@@ -104,7 +109,7 @@ pub fn oauth2_error(err: &Error) -> (StatusCode, &'static str) {
         | Error::FailedPrecondition(..)
         | Error::Aborted(_)
         | Error::ResourceExhausted(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-        Error::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "slow_down"),
+        Error::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable"),
         Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
         Error::Store(_) | Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     }
@@ -115,7 +120,10 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/openid-configuration", get(discovery))
+        .route("/.well-known/oauth-authorization-server", get(discovery))
+        .route("/oauth2/token", axum::routing::post(crate::oauth2::token))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .with_state(state)
 }
 
@@ -129,25 +137,25 @@ async fn jwks(State(state): State<HttpState>) -> impl IntoResponse {
     )
 }
 
+/// RFC 8414 metadata, served at both well-known paths: only what exists (the token endpoint
+/// and its client-credentials grant, the JWKS), nothing about ID tokens or browser flows.
 async fn discovery(State(state): State<HttpState>) -> impl IntoResponse {
-    let issuer = &state.app.settings.issuer;
-    Json(serde_json::json!({
-        "issuer": issuer,
-        "jwks_uri": format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/')),
-        "id_token_signing_alg_values_supported": ["EdDSA"],
-        "token_endpoint_auth_methods_supported": ["client_secret_post"],
-        "grant_types_supported": ["urn:tokenmint:grpc:exchange_api_key"],
-        "response_types_supported": ["token"],
-        "subject_types_supported": ["public"],
-    }))
+    Json(crate::oauth2::metadata(&state.app.settings.issuer))
 }
 
-async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {
+/// Liveness: the process serves HTTP.
+async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, "ok")
+}
+
+/// Readiness: migrations ran (the server listens only after them), the database answers, and
+/// the server is not draining.
+async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     if state.draining.load(Ordering::Acquire) {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining");
     }
     match state.app.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ok"),
+        Ok(()) => (StatusCode::OK, "ready"),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
     }
 }

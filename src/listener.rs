@@ -101,6 +101,45 @@ pub fn peer_info(extensions: &http::Extensions) -> Option<&PeerInfo> {
     })
 }
 
+/// The caller's address: the connection's `peer` or, when the peer is a trusted proxy, the
+/// client it names in `x-forwarded-for` (`forwarded`: the header's values in order; `None` for one
+/// that is not text). A client can write any `x-forwarded-for` it likes and proxies append to
+/// what it sent, so the header is read from the right: trusted proxies are skipped and the first
+/// other address is the client. An entry that cannot be read before that address is found leaves
+/// the client unknown (`None`): allowlists then refuse, rather than taking the proxy for the
+/// client.
+pub fn client_address<'a>(
+    peer: Option<SocketAddr>,
+    forwarded: impl Iterator<Item = Option<&'a str>>,
+    trusted_proxies: &[ipnet::IpNet],
+) -> Option<IpAddr> {
+    let peer = peer.map(|a| a.ip().to_canonical())?;
+    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|n| n.contains(ip));
+    if !trusted(&peer) {
+        return Some(peer);
+    }
+    let values: Vec<&str> = forwarded.collect::<Option<_>>()?;
+    let mut nearest = peer;
+    for entry in values.iter().flat_map(|v| v.split(',')).rev() {
+        let hop = forwarded_hop(entry.trim())?;
+        if !trusted(&hop) {
+            return Some(hop);
+        }
+        nearest = hop;
+    }
+    // Every hop is a trusted proxy: the farthest one is the client.
+    Some(nearest)
+}
+
+/// One `x-forwarded-for` entry: an address, optionally with a port (`1.2.3.4:5`, `[::1]:5`).
+fn forwarded_hop(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()))
+        .ok()
+        .map(|ip| ip.to_canonical())
+}
+
 /// Open connections per IP address on one listener.
 type PerIp = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
@@ -301,6 +340,13 @@ impl AsyncWrite for LimitedStream {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+impl LimitedStream {
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
     }
 }
 

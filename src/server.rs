@@ -288,6 +288,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let http_app = crate::http::router(crate::http::HttpState {
         app: app.clone(),
         draining: draining.clone(),
+        trusted_proxies: args.trusted_proxies.clone().into(),
     });
     let http = tokio::spawn(crate::http::serve(
         // HTTP/1 connections idle between requests are closed by the header-read timeout.

@@ -43,39 +43,21 @@ pub fn duration(
     }
 }
 
-/// The caller's address: the connection's peer or, when the peer is a trusted proxy, the
-/// client it names in `x-forwarded-for`. A client can write any `x-forwarded-for` it likes and
-/// proxies append to what it sent, so the header is read from the right: trusted proxies are
-/// skipped and the first other address is the client. An entry that cannot be read before that
-/// address is found leaves the client unknown (`None`): allowlists then refuse, rather than
-/// taking the proxy for the client.
+/// The caller's address (see [`crate::listener::client_address`]).
 pub fn client_address<T>(
     request: &tonic::Request<T>,
     trusted_proxies: &[ipnet::IpNet],
 ) -> Option<std::net::IpAddr> {
-    let peer = crate::listener::peer_info(request.extensions())
-        .and_then(|p| p.addr)
-        .map(|a| a.ip().to_canonical())?;
-    let trusted = |ip: &std::net::IpAddr| trusted_proxies.iter().any(|n| n.contains(ip));
-    if !trusted(&peer) {
-        return Some(peer);
-    }
-    let values: Vec<&str> = request
-        .metadata()
-        .get_all("x-forwarded-for")
-        .iter()
-        .map(|v| v.to_str().ok())
-        .collect::<Option<_>>()?;
-    let mut nearest = peer;
-    for entry in values.iter().flat_map(|v| v.split(',')).rev() {
-        let hop = forwarded_hop(entry.trim())?;
-        if !trusted(&hop) {
-            return Some(hop);
-        }
-        nearest = hop;
-    }
-    // Every hop is a trusted proxy: the farthest one is the client.
-    Some(nearest)
+    let peer = crate::listener::peer_info(request.extensions()).and_then(|p| p.addr);
+    crate::listener::client_address(
+        peer,
+        request
+            .metadata()
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.to_str().ok()),
+        trusted_proxies,
+    )
 }
 
 /// Where a call came from: the client's address and its `x-request-id` (kept only when it is
@@ -95,15 +77,6 @@ pub fn origin<T>(
         address: client_address(request, trusted_proxies),
         request_id,
     }
-}
-
-/// One `x-forwarded-for` entry: an address, optionally with a port (`1.2.3.4:5`, `[::1]:5`).
-fn forwarded_hop(entry: &str) -> Option<std::net::IpAddr> {
-    entry
-        .parse::<std::net::IpAddr>()
-        .or_else(|_| entry.parse::<std::net::SocketAddr>().map(|s| s.ip()))
-        .ok()
-        .map(|ip| ip.to_canonical())
 }
 
 /// The token in `authorization: Bearer <token>`, if any. More than one `authorization` header

@@ -15,6 +15,7 @@ mod exchange;
 mod hostile_input;
 mod lifecycle;
 mod matrix;
+mod oauth2;
 mod projects;
 mod rotation;
 mod secrecy;

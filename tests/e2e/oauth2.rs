@@ -1,0 +1,440 @@
+//! The OAuth 2.0 token endpoint (client credentials) and the HTTP metadata and probes: it mints
+//! what the gRPC exchange mints, and every bad request gets its RFC 6749 error.
+
+use crate::harness::{Backend, Server, create_user};
+use crate::on_both_backends;
+use crate::tokens::{claims_of, whoami_code};
+use base64::Engine;
+use serde_json::Value;
+use tonic::Code;
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Form-encodes pairs.
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        out.append_pair(k, v);
+    }
+    out.finish()
+}
+
+struct Answer {
+    status: u16,
+    json: Value,
+    headers: reqwest::header::HeaderMap,
+    text: String,
+}
+
+async fn post(
+    server: &Server,
+    path: &str,
+    content_type: &str,
+    body: String,
+    basic: Option<String>,
+) -> Answer {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}{path}", server.http_url))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(basic) = basic {
+        request = request.header("authorization", basic);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    Answer {
+        status,
+        json: serde_json::from_str(&text).unwrap_or(Value::Null),
+        headers,
+        text,
+    }
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
+}
+
+async fn the_token_endpoint_mints_what_the_grpc_exchange_mints(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let (id, secret) = (server.admin.key_id.clone(), server.admin.secret.clone());
+    let by_form = post(
+        &server,
+        "/oauth2/token",
+        FORM,
+        form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", &secret),
+            ("scope", "owner"),
+        ]),
+        None,
+    )
+    .await;
+    assert_eq!(by_form.status, 200, "{}", by_form.text);
+    assert_eq!(by_form.headers["cache-control"], "no-store");
+    assert_eq!(by_form.json["token_type"], "Bearer");
+    assert_eq!(by_form.json["scope"], "owner");
+    assert!(by_form.json["expires_in"].as_i64().unwrap() > 0);
+    let token = by_form.json["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        whoami_code(&server, &token).await,
+        Code::Ok,
+        "usable on the gRPC API"
+    );
+
+    let by_basic = post(
+        &server,
+        "/oauth2/token",
+        FORM,
+        form(&[("grant_type", "client_credentials")]),
+        Some(basic(&id, &secret)),
+    )
+    .await;
+    assert_eq!(by_basic.status, 200, "{}", by_basic.text);
+    let from_http = claims_of(by_basic.json["access_token"].as_str().unwrap());
+    let from_grpc = claims_of(&server.admin_token().await);
+    for claim in ["iss", "sub", "aud", "client_id", "scope", "organization_id"] {
+        assert_eq!(from_http[claim], from_grpc[claim], "{claim}");
+    }
+}
+
+/// What a case sends (name, content type, body, Authorization) and the status and `error` it
+/// must get.
+type BadRequest<'a> = (&'a str, &'a str, String, Option<String>, u16, &'a str);
+
+async fn bad_requests_get_their_rfc6749_error_and_never_the_secret(backend: Backend) {
+    let Some(server) =
+        Server::start_with(backend, &["--allowed-audiences", "https://api.internal"]).await
+    else {
+        return;
+    };
+    let (id, secret) = (server.admin.key_id.clone(), server.admin.secret.clone());
+    let good = |extra: &[(&str, &str)]| {
+        let mut pairs = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", id.as_str()),
+            ("client_secret", secret.as_str()),
+        ];
+        pairs.extend_from_slice(extra);
+        form(&pairs)
+    };
+    let wrong = format!("{}x", &secret[..secret.len() - 1]);
+    let cases: Vec<BadRequest> = vec![
+        (
+            "json body",
+            "application/json",
+            r#"{"grant_type":"client_credentials"}"#.into(),
+            None,
+            400,
+            "invalid_request",
+        ),
+        (
+            "no grant_type",
+            FORM,
+            form(&[("client_id", &id), ("client_secret", &secret)]),
+            None,
+            400,
+            "invalid_request",
+        ),
+        (
+            "password grant",
+            FORM,
+            form(&[("grant_type", "password"), ("client_id", &id)]),
+            None,
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            "duplicate parameter",
+            FORM,
+            format!("{}&scope=owner&scope=viewer", good(&[])),
+            None,
+            400,
+            "invalid_request",
+        ),
+        (
+            "Basic and form",
+            FORM,
+            good(&[]),
+            Some(basic(&id, &secret)),
+            400,
+            "invalid_request",
+        ),
+        (
+            "malformed Basic",
+            FORM,
+            form(&[("grant_type", "client_credentials")]),
+            Some("Basic !!!".into()),
+            401,
+            "invalid_client",
+        ),
+        (
+            "no credentials",
+            FORM,
+            form(&[("grant_type", "client_credentials")]),
+            None,
+            401,
+            "invalid_client",
+        ),
+        (
+            "wrong secret",
+            FORM,
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", &id),
+                ("client_secret", &wrong),
+            ]),
+            None,
+            401,
+            "invalid_client",
+        ),
+        (
+            "scope not carried",
+            FORM,
+            good(&[("scope", "viewer admin nonsense")]),
+            None,
+            400,
+            "invalid_scope",
+        ),
+        (
+            "audience not allowed",
+            FORM,
+            good(&[("audience", "https://evil.example")]),
+            None,
+            400,
+            "invalid_target",
+        ),
+        (
+            "resource not allowed",
+            FORM,
+            good(&[("resource", "https://evil.example")]),
+            None,
+            400,
+            "invalid_target",
+        ),
+        (
+            "oversized body",
+            FORM,
+            format!("{}&pad={}", good(&[]), "a".repeat(9000)),
+            None,
+            413,
+            "invalid_request",
+        ),
+    ];
+    for (what, content_type, body, auth, status, error) in cases {
+        let answer = post(&server, "/oauth2/token", content_type, body, auth).await;
+        assert_eq!(
+            (answer.status, answer.json["error"].as_str()),
+            (status, Some(error)),
+            "{what}: {}",
+            answer.text
+        );
+        assert!(answer.json["error_description"].is_string(), "{what}");
+        assert_eq!(answer.headers["cache-control"], "no-store", "{what}");
+        assert!(
+            !answer.text.contains(&secret[5..]),
+            "{what} echoes the secret"
+        );
+        if status == 401 {
+            assert!(answer.headers.contains_key("www-authenticate"), "{what}");
+        }
+    }
+    let in_query = post(
+        &server,
+        &format!("/oauth2/token?client_secret={secret}"),
+        FORM,
+        good(&[]),
+        None,
+    )
+    .await;
+    assert_eq!(in_query.status, 400);
+    assert_eq!(in_query.json["error"], "invalid_request");
+    let allowed = post(
+        &server,
+        "/oauth2/token",
+        FORM,
+        good(&[("audience", "https://api.internal")]),
+        None,
+    )
+    .await;
+    assert_eq!(allowed.status, 200, "{}", allowed.text);
+}
+
+async fn a_refused_network_and_a_throttled_client_get_their_errors(backend: Backend) {
+    let Some(server) = Server::start_with(
+        backend,
+        &[
+            "--throttle-failures-per-address",
+            "3",
+            "--throttle-failures-per-key",
+            "100",
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "fenced").await;
+    let mut request = crate::harness::key_request(&user.id, "fenced");
+    request.allowed_cidrs = vec!["10.0.0.0/8".into()];
+    let fenced = admin.create_api_key(request).await.unwrap().into_inner();
+    let fenced_id = fenced.api_key.unwrap().id;
+    let refused = post(
+        &server,
+        "/oauth2/token",
+        FORM,
+        form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &fenced_id),
+            ("client_secret", &fenced.secret),
+        ]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.json["error"].as_str()),
+        (400, Some("unauthorized_client"))
+    );
+
+    let wrong = format!("{}x", &fenced.secret[..fenced.secret.len() - 1]);
+    for _ in 0..3 {
+        let answer = post(
+            &server,
+            "/oauth2/token",
+            FORM,
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", &fenced_id),
+                ("client_secret", &wrong),
+            ]),
+            None,
+        )
+        .await;
+        assert_eq!(answer.status, 401);
+    }
+    let throttled = post(
+        &server,
+        "/oauth2/token",
+        FORM,
+        form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &server.admin.key_id),
+            ("client_secret", &server.admin.secret),
+        ]),
+        None,
+    )
+    .await;
+    assert_eq!(throttled.status, 429, "{}", throttled.text);
+    assert_eq!(throttled.json["error"], "temporarily_unavailable");
+    let retry: u64 = throttled.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+}
+
+async fn the_metadata_advertises_only_what_exists(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let metadata: Value = reqwest::get(format!("{}{path}", server.http_url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(metadata["issuer"], server.issuer.as_str());
+        assert_eq!(
+            metadata["token_endpoint"],
+            format!("{}/oauth2/token", server.issuer)
+        );
+        assert_eq!(
+            metadata["grant_types_supported"],
+            serde_json::json!(["client_credentials"])
+        );
+        assert_eq!(metadata["response_types_supported"], serde_json::json!([]));
+        assert!(
+            metadata
+                .get("id_token_signing_alg_values_supported")
+                .is_none()
+        );
+    }
+    for (path, status) in [("/healthz", 200), ("/readyz", 200)] {
+        let answer = reqwest::get(format!("{}{path}", server.http_url))
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), status, "{path}");
+    }
+}
+
+on_both_backends!(
+    the_token_endpoint_mints_what_the_grpc_exchange_mints,
+    bad_requests_get_their_rfc6749_error_and_never_the_secret,
+    a_refused_network_and_a_throttled_client_get_their_errors,
+    the_metadata_advertises_only_what_exists,
+);
+
+/// On PostgreSQL, `/readyz` goes unready while the database refuses connections and ready again
+/// after; `/healthz` (liveness) stays up throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(tokenmint_postgres_tests),
+    ignore = "needs TOKENMINT_TEST_DATABASE_URL"
+)]
+async fn readiness_follows_the_database() {
+    use sea_orm::ConnectionTrait;
+    let Some(server) = Server::start(Backend::Postgres).await else {
+        return;
+    };
+    let url = server.database_url.clone().unwrap();
+    let name = url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let base = std::env::var(crate::harness::POSTGRES_URL_VAR).unwrap();
+    let admin = sea_orm::Database::connect(base).await.unwrap();
+    let status = |path: &'static str| {
+        let url = format!("{}{path}", server.http_url);
+        async move { reqwest::get(url).await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status("/readyz").await, 200);
+    admin
+        .execute_unprepared(&format!(
+            "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    while status("/readyz").await != 503 && start.elapsed() < std::time::Duration::from_secs(15) {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(status("/readyz").await, 503);
+    assert_eq!(status("/healthz").await, 200, "still alive");
+    admin
+        .execute_unprepared(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    while status("/readyz").await != 200 && start.elapsed() < std::time::Duration::from_secs(15) {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(status("/readyz").await, 200);
+}
