@@ -144,22 +144,42 @@ async fn signing_keys(command: SigningKeysCommand) -> Result<(), StartError> {
 }
 
 async fn audit_verify(args: tokenmint::config::AuditVerifyArgs) -> Result<ExitCode, StartError> {
-    let app = server::open(&args.core, "http://127.0.0.1:8080".to_owned()).await?;
-    let (broken, checked) = app.verify_audit_chains().await?;
-    app.store.clone().close().await.ok();
+    // Read only: no migration, no keys, nothing written.
+    let store = tokenmint_store::Store::connect(&tokenmint_store::StoreOptions::new(
+        server::database_url(&args.core)?,
+    ))
+    .await?;
+    let (broken, heads) = tokenmint::domain::audit::verify_audit_chains(&store)
+        .await
+        .map_err(StartError::from)?;
+    store.close().await.ok();
+    let name = |chain: String| {
+        if chain.is_empty() {
+            "platform".to_owned()
+        } else {
+            chain
+        }
+    };
+    for head in &heads {
+        println!(
+            "chain {}: {} events intact, head {} {}",
+            name(head.organization_id.clone()),
+            head.events,
+            head.head_id,
+            head.head_hash
+        );
+    }
     if broken.is_empty() {
-        println!("ok: {checked} events, every chain intact");
+        let total: u64 = heads.iter().map(|h| h.events).sum();
+        println!("ok: {total} events, every chain intact");
         return Ok(ExitCode::SUCCESS);
     }
     for link in broken {
-        let chain = if link.organization_id.is_empty() {
-            "platform".to_owned()
-        } else {
-            link.organization_id
-        };
         println!(
-            "broken: chain {chain}, first broken link {}: {}",
-            link.event_id, link.reason
+            "broken: chain {}, first broken link {}: {}",
+            name(link.organization_id),
+            link.event_id,
+            link.reason
         );
     }
     Ok(ExitCode::from(1))

@@ -117,6 +117,7 @@ pub async fn open(core: &CoreArgs, issuer: String) -> Result<Arc<Tokenmint>, Sta
             ..ThrottleLimits::default()
         }),
         activity: Default::default(),
+        failure_budget: crate::domain::audit::failure_budget(),
         settings: Settings {
             issuer,
             default_token_lifetime: core.default_token_lifetime,

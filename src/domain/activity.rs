@@ -22,7 +22,7 @@ pub const MAX_ENTRIES: usize = 100_000;
 const MAX_SAMPLES: usize = 8;
 
 /// Successful exchanges of one key since the last flush.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct KeyUse {
     organization_id: String,
     service_user_id: String,
@@ -56,9 +56,14 @@ pub struct Activity {
     pending: Mutex<Pending>,
 }
 
-/// A key ID as a failure names it: whatever the caller sent, at most 40 characters.
+/// A key ID as a failure names it: only a well-formed key ID is kept. Anything else could be a
+/// secret or a token pasted into the wrong field, and must not reach the trail.
 fn bounded(key_id: &str) -> String {
-    key_id.chars().take(40).collect()
+    if crate::ids::ApiKeyId::parse(key_id).is_some() {
+        key_id.to_owned()
+    } else {
+        "(malformed)".to_owned()
+    }
 }
 
 fn sample<T: PartialEq>(samples: &mut Vec<T>, value: T) {
@@ -138,6 +143,25 @@ impl Activity {
         }
     }
 
+    /// Returns a key's uses that could not be written, merged with any counted since.
+    fn put_back(&self, key_id: String, used: KeyUse) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let full = pending.used.len() >= MAX_ENTRIES;
+        match pending.used.get_mut(&key_id) {
+            Some(newer) => {
+                newer.count += used.count;
+                newer.first = newer.first.min(used.first);
+                for address in used.addresses {
+                    sample(&mut newer.addresses, address);
+                }
+            }
+            None if full => pending.dropped += 1,
+            None => {
+                pending.used.insert(key_id, used);
+            }
+        }
+    }
+
     fn take(&self) -> Pending {
         std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -160,14 +184,16 @@ fn joined<T: ToString>(values: &[T]) -> String {
 }
 
 impl Tokenmint {
-    /// Writes what was counted since the last flush. An entry whose write fails is logged and
-    /// lost, never retried into a later interval twice.
+    /// Writes what was counted since the last flush. A key's uses that cannot be written (the
+    /// database or the audit table refusing) are kept for the next flush, so an outage does not
+    /// make a key in use look unused.
     pub async fn flush_activity(&self) {
         let pending = self.activity.take();
         for (key_id, used) in pending.used {
-            let written = self.write_key_use(&key_id, used).await;
-            if let Err(error) = written {
-                tracing::warn!(%error, key_id, "could not record a key's exchanges");
+            let kept = used.clone();
+            if let Err(error) = self.write_key_use(&key_id, used).await {
+                tracing::warn!(%error, key_id, "could not record a key's exchanges; keeping them for the next flush");
+                self.activity.put_back(key_id, kept);
             }
         }
         for ((action, address, outcome), failed) in pending.failed {

@@ -12,7 +12,7 @@ use chrono::SecondsFormat;
 use ring::digest;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use tokenmint_store::{AuditEvent, AuditQuery, Tx};
+use tokenmint_store::{AuditEvent, AuditQuery, Store, Tx};
 
 /// Where a call came from, for its events.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -85,6 +85,31 @@ pub(crate) fn next_id(last: Option<&str>) -> String {
     )
 }
 
+/// The per-principal failure-event counters: a minute each, at most 100,000 principals.
+pub fn failure_budget() -> moka::sync::Cache<String, u32> {
+    moka::sync::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_live(std::time::Duration::from_secs(60))
+        .build()
+}
+
+/// Failure events one principal may write a minute before its failures are only counted.
+pub const FAILURE_EVENTS_PER_MINUTE: u32 = 60;
+
+/// A target named by a caller's input, as a failure event keeps it: an ID or a name (lowercase
+/// letters, digits, `-` and `_`, at most 64), or nothing.
+fn safe_target(target: &str) -> String {
+    if target.len() <= 64
+        && target
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        target.to_owned()
+    } else {
+        "(invalid)".to_owned()
+    }
+}
+
 /// The `organization_id` that names the platform's chain in ListAuditEvents.
 pub const PLATFORM_CHAIN: &str = "platform";
 
@@ -126,6 +151,7 @@ pub fn parse_filter(filter: &str, organization_id: &str) -> Result<AuditQuery> {
     if terms.len() > 8 {
         return Err(Error::invalid("filter", "at most 8 terms"));
     }
+    let mut seen: Vec<(&str, &str)> = Vec::new();
     for term in terms {
         let term = term.trim();
         let (field, op, value) = [">=", "<", "="]
@@ -135,9 +161,17 @@ pub fn parse_filter(filter: &str, organization_id: &str) -> Result<AuditQuery> {
                     .map(|(f, v)| (f.trim(), *op, v.trim().trim_matches('"')))
             })
             .ok_or_else(|| invalid(term))?;
-        if value.is_empty() || value.len() > 256 {
+        // Values are IDs, names, code names and times: none has a space (a stray `AND` would).
+        if value.is_empty() || value.len() > 256 || value.contains(char::is_whitespace) {
             return Err(invalid(term));
         }
+        if seen.contains(&(field, op)) {
+            return Err(Error::invalid(
+                "filter",
+                format!("{field} {op} is given twice"),
+            ));
+        }
+        seen.push((field, op));
         let time = || {
             chrono::DateTime::parse_from_rfc3339(value)
                 .map(|t| t.with_timezone(&chrono::Utc))
@@ -184,12 +218,17 @@ impl Tokenmint {
         tx.lock_audit_chain(organization)
             .await
             .map_err(unavailable)?;
-        let last = tx
+        // The chain's newest event or, when retention removed them all, the last one removed.
+        let last = match tx
             .last_audit_event(organization)
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable)?
+        {
+            Some(event) => Some((event.id, event.hash)),
+            None => tx.audit_anchor(organization).await.map_err(unavailable)?,
+        };
         let mut event = AuditEvent {
-            id: next_id(last.as_ref().map(|e| e.id.as_str())),
+            id: next_id(last.as_ref().map(|(id, _)| id.as_str())),
             organization_id: organization.to_owned(),
             time: self.now(),
             actor_id: actor.service_user_id.clone(),
@@ -204,7 +243,7 @@ impl Tokenmint {
                 .unwrap_or_default(),
             request_id: actor.origin.request_id.clone(),
             details,
-            previous_hash: last.map(|e| e.hash).unwrap_or_default(),
+            previous_hash: last.map(|(_, hash)| hash).unwrap_or_default(),
             hash: String::new(),
         };
         event.hash = event_hash(&event);
@@ -235,19 +274,33 @@ impl Tokenmint {
 
     /// Records a change that failed, in a unit of its own (the change's was rolled back).
     /// Best effort: a failure to record is logged, and the caller still gets the change's error.
+    /// The target is the caller's own input, so it is kept only when it reads as an ID or a
+    /// name. Each principal gets [`FAILURE_EVENTS_PER_MINUTE`] such events a minute; past that,
+    /// its failures are only counted, per source, like failed exchanges, so a principal
+    /// refused over and over cannot fill the disk.
     pub async fn audit_failure(
         &self,
         organization: &str,
         actor: &Actor,
-        action: &str,
+        action: &'static str,
         target_id: &str,
-        outcome: &str,
+        outcome: &'static str,
     ) {
+        let spent = self
+            .failure_budget
+            .entry(actor.api_key_id.clone())
+            .and_upsert_with(|n| n.map_or(1, |e| e.into_value().saturating_add(1)))
+            .into_value();
+        if spent > FAILURE_EVENTS_PER_MINUTE {
+            self.activity
+                .record_failure(action, "", actor.origin.address, outcome, self.now());
+            return;
+        }
         self.audit_alone(
             organization,
             actor,
             action,
-            target_id,
+            &safe_target(target_id),
             outcome,
             Details::new(),
         )
@@ -370,52 +423,79 @@ impl Tokenmint {
             .next()
             .map(|e| e.id))
     }
+}
 
-    /// Checks every chain from its oldest retained event; returns the first broken link of
-    /// each broken chain, and how many events were checked.
-    pub async fn verify_audit_chains(&self) -> Result<(Vec<BrokenLink>, u64)> {
-        let mut broken = Vec::new();
-        let mut checked = 0u64;
-        for chain in self.store.audit_chains().await? {
-            let mut previous: Option<AuditEvent> = None;
-            let mut after: Option<String> = None;
-            'chain: loop {
-                let page = self
-                    .store
-                    .audit_chain(&chain, after.as_deref(), 1000)
-                    .await?;
-                if page.is_empty() {
-                    break;
+/// One chain as [`verify_audit_chains`] found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainHead {
+    /// The chain (empty: the platform's).
+    pub organization_id: String,
+    pub events: u64,
+    /// Its newest event and that event's hash: keep them elsewhere to notice later if events
+    /// at the end of the chain were removed, which the chain alone cannot show.
+    pub head_id: String,
+    pub head_hash: String,
+}
+
+/// Checks every chain from its oldest retained event: each event's hash, each link, and that
+/// the first one starts the chain (an empty previous hash) or links to where retention cut it.
+/// Reads only; returns each chain's first broken link, and each intact chain's head.
+pub async fn verify_audit_chains(store: &Store) -> Result<(Vec<BrokenLink>, Vec<ChainHead>)> {
+    let mut broken = Vec::new();
+    let mut heads = Vec::new();
+    for chain in store.audit_chains().await? {
+        let start = store.audit_anchor(&chain).await?;
+        let mut previous: Option<AuditEvent> = None;
+        let mut after: Option<String> = None;
+        let mut events = 0u64;
+        let mut intact = true;
+        'chain: loop {
+            let page = store.audit_chain(&chain, after.as_deref(), 1000).await?;
+            if page.is_empty() {
+                break;
+            }
+            for event in page {
+                events += 1;
+                let expected_previous = match &previous {
+                    Some(previous) => Some(previous.hash.as_str()),
+                    None => Some(start.as_ref().map_or("", |(_, hash)| hash.as_str())),
+                };
+                let reason = if event_hash(&event) != event.hash {
+                    Some("its hash does not match its contents".to_owned())
+                } else if expected_previous != Some(event.previous_hash.as_str()) {
+                    Some(match &previous {
+                        Some(previous) => {
+                            format!("it does not link to the event before it ({})", previous.id)
+                        }
+                        None => "the events before it are missing (the chain's start was removed)"
+                            .to_owned(),
+                    })
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    broken.push(BrokenLink {
+                        organization_id: chain.clone(),
+                        event_id: event.id,
+                        reason,
+                    });
+                    intact = false;
+                    break 'chain;
                 }
-                for event in page {
-                    checked += 1;
-                    let reason = if event_hash(&event) != event.hash {
-                        Some("its hash does not match its contents".to_owned())
-                    } else if let Some(previous) = &previous
-                        && event.previous_hash != previous.hash
-                    {
-                        Some(format!(
-                            "it does not link to the event before it ({})",
-                            previous.id
-                        ))
-                    } else {
-                        None
-                    };
-                    if let Some(reason) = reason {
-                        broken.push(BrokenLink {
-                            organization_id: chain.clone(),
-                            event_id: event.id,
-                            reason,
-                        });
-                        break 'chain;
-                    }
-                    after = Some(event.id.clone());
-                    previous = Some(event);
-                }
+                after = Some(event.id.clone());
+                previous = Some(event);
             }
         }
-        Ok((broken, checked))
+        if intact && let Some(head) = previous {
+            heads.push(ChainHead {
+                organization_id: chain,
+                events,
+                head_id: head.id,
+                head_hash: head.hash,
+            });
+        }
     }
+    Ok((broken, heads))
 }
 
 #[cfg(test)]

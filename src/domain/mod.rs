@@ -64,6 +64,8 @@ pub struct Tokenmint {
     pub throttle: throttle::Throttle,
     /// Exchanges counted for the audit trail and last-used times, flushed in batches.
     pub activity: activity::Activity,
+    /// Failure events written per principal in the last minute.
+    pub failure_budget: moka::sync::Cache<String, u32>,
     pub settings: Settings,
     /// The system's cryptographic RNG.
     pub rng: SystemRandom,

@@ -47,6 +47,7 @@ async fn fixture() -> Fixture {
         key_cache: KeyCache::new(Duration::from_secs(5), 1000, 1000),
         throttle: crate::domain::throttle::Throttle::new(Default::default()),
         activity: Default::default(),
+        failure_budget: crate::domain::audit::failure_budget(),
         settings: Settings {
             issuer: ISSUER.into(),
             default_token_lifetime: Duration::from_secs(3600),

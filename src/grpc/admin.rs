@@ -17,6 +17,74 @@ pub struct AdminApi {
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// Becomes `true` when the server drains: open watch streams end.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Open watch streams, bounded in total and per API key.
+    pub watches: Arc<WatchSlots>,
+}
+
+/// Most watch streams open at once on one server, and per API key.
+pub const MAX_WATCHES: usize = 256;
+pub const MAX_WATCHES_PER_KEY: usize = 4;
+
+/// The open watch streams: each costs a task and a read every few seconds.
+#[derive(Debug)]
+pub struct WatchSlots {
+    total: Arc<tokio::sync::Semaphore>,
+    per_key: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+impl Default for WatchSlots {
+    fn default() -> Self {
+        Self {
+            total: Arc::new(tokio::sync::Semaphore::new(MAX_WATCHES)),
+            per_key: Default::default(),
+        }
+    }
+}
+
+/// One open watch; freed when dropped.
+struct WatchSlot {
+    slots: Arc<WatchSlots>,
+    key: String,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut per_key = self.slots.per_key.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(open) = per_key.get_mut(&self.key) {
+            *open -= 1;
+            if *open == 0 {
+                per_key.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl WatchSlots {
+    /// A slot for a watch by `key`, or RESOURCE_EXHAUSTED.
+    fn take(self: &Arc<Self>, key: &str) -> Result<WatchSlot, Status> {
+        let busy = |what: &str| {
+            Status::from(crate::error::Error::ResourceExhausted(format!(
+                "too many watch streams {what}; close one first"
+            )))
+        };
+        let permit = self
+            .total
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| busy("on this server"))?;
+        let mut per_key = self.per_key.lock().unwrap_or_else(|p| p.into_inner());
+        let open = per_key.entry(key.to_owned()).or_insert(0);
+        if *open >= MAX_WATCHES_PER_KEY {
+            return Err(busy("for this API key"));
+        }
+        *open += 1;
+        Ok(WatchSlot {
+            slots: self.clone(),
+            key: key.to_owned(),
+            _permit: permit,
+        })
+    }
 }
 
 /// How often a watch re-reads its chain when no notification came (a lost PostgreSQL
@@ -52,7 +120,7 @@ impl AdminApi {
     async fn audited<R>(
         &self,
         caller: &Principal,
-        action: &str,
+        action: &'static str,
         target_id: &str,
         result: crate::error::Result<R>,
     ) -> Result<R, Status> {
@@ -506,6 +574,7 @@ impl AdminService for AdminApi {
         let token = bearer(request.metadata())?.map(str::to_owned);
         let (caller, r) = self.caller(request).await?;
         let chain = self.app.readable_chain(&caller, &r.organization_id).await?;
+        let slot = self.watches.take(caller.api_key_id.as_str())?;
         let mut after = if r.after_id.is_empty() {
             self.app.newest_audit_event(&chain).await?
         } else if r.after_id.starts_with("ev_") && r.after_id.len() == 29 {
@@ -522,6 +591,7 @@ impl AdminService for AdminApi {
         let mut stopping = self.stopping.clone();
         let mut appended = app.store.audit_appended();
         tokio::spawn(async move {
+            let _slot = slot;
             loop {
                 // The caller's authority now, not when the stream opened.
                 let current = match app.authenticate(token.as_deref()).await {

@@ -41,6 +41,7 @@ pub fn routes(
         app,
         trusted_proxies,
         stopping,
+        watches: Default::default(),
     })
     .max_decoding_message_size(max_request_bytes);
     let routes = Routes::new(health_service)

@@ -172,7 +172,14 @@ async fn tampering_with_a_stored_event_is_found_by_audit_verify(backend: Backend
     }
     let verified = server.cli(&["audit", "verify"]);
     assert!(verified.status.success(), "{verified:?}");
-    assert!(String::from_utf8_lossy(&verified.stdout).starts_with("ok: "));
+    let out = String::from_utf8_lossy(&verified.stdout).into_owned();
+    assert!(out.contains("ok: "), "{out}");
+    // It names each chain's head, to keep elsewhere: removing events at the end shows there.
+    let newest = events(&mut admin).await[0].clone();
+    assert!(
+        out.contains(&newest.id) && out.contains(&newest.hash),
+        "{out}"
+    );
 
     let all = events(&mut admin).await;
     let victim = &all[1];
@@ -208,6 +215,22 @@ async fn tampering_with_a_stored_event_is_found_by_audit_verify(backend: Backend
     let broken = server.cli(&["audit", "verify"]);
     assert_eq!(broken.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&broken.stdout).contains(&all[0].id));
+
+    // Removing the start of a chain (here its first event, the bootstrap's) is found too.
+    let first = all.last().unwrap();
+    db.execute_unprepared(&format!(
+        "DELETE FROM audit_events WHERE id = '{}'",
+        first.id
+    ))
+    .await
+    .unwrap();
+    let broken = server.cli(&["audit", "verify"]);
+    let out = String::from_utf8_lossy(&broken.stdout).into_owned();
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(
+        out.contains("start was removed") || out.contains(&all[all.len() - 2].id),
+        "{out}"
+    );
 }
 
 async fn owners_read_the_trail_with_filters_and_pages(backend: Backend) {
@@ -264,7 +287,13 @@ async fn owners_read_the_trail_with_filters_and_pages(backend: Backend) {
     let ids: Vec<String> = everything.iter().map(|e| e.id.clone()).collect();
     assert_eq!(paged, ids, "every event once, in order");
 
-    for bad in ["action ~ x", "colour = red", "time >= yesterday"] {
+    for bad in [
+        "action ~ x",
+        "colour = red",
+        "time >= yesterday",
+        "action = CreateApiKey AND action = CreateServiceUser",
+        "action = CreateApiKey AND",
+    ] {
         let status = list(&mut admin, bad).await.unwrap_err();
         assert_eq!(violated_fields(&status), ["filter"], "{bad}");
     }
@@ -422,6 +451,23 @@ async fn failed_exchanges_are_counted_per_source_on_the_platform_chain(backend: 
         && e.outcome == "UNAUTHENTICATED"
         && e.organization_id.is_empty()));
     assert!(found[0].details["key_ids"].contains("ak_01jzzzzzzzzzzzzzzzzzzzzzz"));
+
+    // A secret pasted as the key ID never reaches the trail.
+    let _ = client
+        .exchange_api_key(tokenmint::proto::auth::v1::ExchangeApiKeyRequest {
+            key_id: server.admin.secret.clone(),
+            secret: server.admin.key_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let found = wait_for_events(&server, "platform", "outcome = INVALID_ARGUMENT", |e| {
+        !e.is_empty()
+    })
+    .await;
+    let dump = format!("{found:?}");
+    assert!(dump.contains("(malformed)"), "{dump}");
+    assert!(!dump.contains("tmsk_"), "{dump}");
     // Owners of an organization do not see the platform's chain.
     let owner = server.principal_with_roles("owner", &["owner"]).await;
     let status = server
@@ -889,7 +935,77 @@ async fn the_bootstrap_opens_its_organizations_chain(backend: Backend) {
     assert_eq!(first.details["api_key_id"], server.admin.key_id);
 }
 
+async fn a_principal_refused_over_and_over_cannot_fill_the_trail(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let viewer = server.principal_with_roles("noisy", &["viewer"]).await;
+    let mut as_viewer = server.admin_for(&viewer).await;
+    let junk = format!("x\n\u{202e}{}", "y".repeat(30_000));
+    for _ in 0..80 {
+        as_viewer
+            .create_service_user(tokenmint::proto::admin::v1::CreateServiceUserRequest {
+                organization_id: String::new(),
+                service_user: Some(tokenmint::proto::admin::v1::ServiceUser {
+                    name: junk.clone(),
+                    ..Default::default()
+                }),
+                role_bindings: Vec::new(),
+            })
+            .await
+            .unwrap_err();
+    }
+    let mut admin = server.admin().await;
+    let theirs = list(
+        &mut admin,
+        &format!("actor_id = {}", viewer.service_user_id),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        theirs.len(),
+        60,
+        "a minute's budget of failure events, then only counts"
+    );
+    assert!(
+        theirs.iter().all(|e| e.target_id == "(invalid)"),
+        "input is not copied"
+    );
+}
+
+async fn watches_are_bounded_per_key(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        open.push(watch(&mut admin, "").await);
+    }
+    let status = admin
+        .watch_audit_events(WatchAuditEventsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    drop(open.pop());
+    let start = std::time::Instant::now();
+    loop {
+        match admin
+            .watch_audit_events(WatchAuditEventsRequest::default())
+            .await
+        {
+            Ok(_) => break,
+            Err(_) if start.elapsed() < std::time::Duration::from_secs(10) => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await
+            }
+            Err(status) => panic!("a closed watch frees its slot: {status:?}"),
+        }
+    }
+}
+
 on_both_backends!(
+    a_principal_refused_over_and_over_cannot_fill_the_trail,
+    watches_are_bounded_per_key,
     the_bootstrap_opens_its_organizations_chain,
     a_watch_outlives_the_request_timeout,
     every_other_change_writes_exactly_one_event_too,
@@ -970,4 +1086,43 @@ async fn a_watcher_hears_of_changes_made_through_another_replica() {
         }
     };
     assert_eq!(seen.target_id, made.id);
+}
+
+/// On PostgreSQL: exchanges counted while the audit table refuses writes are kept and written
+/// once it accepts them again, so a key in use never looks unused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(tokenmint_postgres_tests),
+    ignore = "needs TOKENMINT_TEST_DATABASE_URL"
+)]
+async fn exchanges_counted_during_an_audit_outage_are_written_after_it() {
+    use sea_orm::ConnectionTrait;
+    let Some(server) =
+        Server::start_with(Backend::Postgres, &["--activity-flush-interval", "1s"]).await
+    else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "steady").await;
+    let (key, secret) = create_key(&mut admin, &user.id, "k").await;
+    let db = server.database().await;
+    db.execute_unprepared(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'audit disk full'; END $$; \
+         CREATE TRIGGER refuse BEFORE INSERT ON audit_events \
+         FOR EACH ROW EXECUTE FUNCTION refuse();",
+    )
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        server.token_for(&key.id, &secret).await.unwrap();
+    }
+    // Several flushes fail meanwhile.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    db.execute_unprepared("DROP TRIGGER refuse ON audit_events")
+        .await
+        .unwrap();
+    let filter = format!("action = ExchangeApiKey AND target_id = {}", key.id);
+    let found = wait_for_events(&server, "", &filter, |e| counted(e) >= 3).await;
+    assert_eq!(counted(&found), 3, "{found:?}");
 }

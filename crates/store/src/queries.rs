@@ -2,7 +2,7 @@
 //! commit together or not at all. The domain decides; these only fetch and persist.
 
 use crate::entity::{
-    api_key, audit_event, organization, project, role_binding, service_user,
+    api_key, audit_anchor, audit_event, organization, project, role_binding, service_user,
     service_user_administrator, signing_key,
 };
 use crate::model::{
@@ -447,27 +447,46 @@ impl Store {
     }
 
     /// Removes the events of `chain` up to its newest one written before `cutoff`, so what
-    /// remains is a whole suffix of the chain; returns how many were removed.
+    /// remains is a whole suffix of the chain, and records the last removed event as the
+    /// chain's anchor; returns how many were removed.
     pub async fn prune_audit_chain(&self, chain: &str, cutoff: DateTime<Utc>) -> StoreResult<u64> {
         use audit_event::Column as C;
+        let tx = self.begin().await?;
+        tx.lock_audit_chain(chain).await?;
         let newest_old = audit_event::Entity::find()
-            .select_only()
-            .column(C::Id)
             .filter(C::OrganizationId.eq(chain))
             .filter(C::Time.lt(cutoff))
             .order_by_desc(C::Id)
-            .into_tuple::<String>()
-            .one(&self.db)
+            .one(&tx.txn)
             .await?;
         let Some(last) = newest_old else {
             return Ok(0);
         };
         let removed = audit_event::Entity::delete_many()
             .filter(C::OrganizationId.eq(chain))
-            .filter(C::Id.lte(last))
-            .exec(&self.db)
+            .filter(C::Id.lte(last.id.as_str()))
+            .exec(&tx.txn)
             .await?;
+        audit_anchor::Entity::delete_by_id(chain)
+            .exec(&tx.txn)
+            .await?;
+        audit_anchor::Entity::insert(
+            audit_anchor::Model {
+                organization_id: chain.to_owned(),
+                event_id: last.id,
+                hash: last.hash,
+            }
+            .into_active_model(),
+        )
+        .exec_without_returning(&tx.txn)
+        .await?;
+        tx.commit().await?;
         Ok(removed.rows_affected)
+    }
+
+    /// Where retention cut `chain`: the ID and hash of the last event it removed.
+    pub async fn audit_anchor(&self, chain: &str) -> StoreResult<Option<(String, String)>> {
+        audit_anchor_of(&self.db, chain).await
     }
 
     /// Every chain that has events: the organizations' IDs, and `""` for the platform's.
@@ -890,6 +909,11 @@ impl Tx {
         Ok(())
     }
 
+    /// Where retention cut `chain`, read inside this unit.
+    pub async fn audit_anchor(&self, chain: &str) -> StoreResult<Option<(String, String)>> {
+        audit_anchor_of(&self.txn, chain).await
+    }
+
     /// The newest event of a chain, read inside this unit.
     pub async fn last_audit_event(&self, organization_id: &str) -> StoreResult<Option<AuditEvent>> {
         audit_event::Entity::find()
@@ -1014,6 +1038,16 @@ impl Tx {
             .await?;
         Ok(())
     }
+}
+
+async fn audit_anchor_of(
+    db: &impl ConnectionTrait,
+    chain: &str,
+) -> StoreResult<Option<(String, String)>> {
+    Ok(audit_anchor::Entity::find_by_id(chain)
+        .one(db)
+        .await?
+        .map(|a| (a.event_id, a.hash)))
 }
 
 async fn signing_keys(db: &impl ConnectionTrait) -> StoreResult<Vec<SigningKey>> {

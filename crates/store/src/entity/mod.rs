@@ -1,6 +1,7 @@
 //! sea-orm entities: one module per table.
 
 pub mod api_key;
+pub mod audit_anchor;
 pub mod audit_event;
 pub mod organization;
 pub mod project;

@@ -10,6 +10,7 @@ mod m0005_rotation;
 mod m0006_audit_events;
 mod m0007_last_active;
 mod m0008_key_notices;
+mod m0009_audit_anchors;
 
 /// Every migration Tokenmint knows, oldest first.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_audit_events::Migration),
             Box::new(m0007_last_active::Migration),
             Box::new(m0008_key_notices::Migration),
+            Box::new(m0009_audit_anchors::Migration),
         ]
     }
 }
