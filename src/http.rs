@@ -122,6 +122,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/.well-known/oauth-authorization-server", get(discovery))
         .route("/oauth2/token", axum::routing::post(crate::oauth2::token))
+        .route(
+            "/oauth2/introspect",
+            axum::routing::post(crate::oauth2::introspect),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)

@@ -241,12 +241,82 @@ pub async fn token(
     }
 }
 
+/// `POST /oauth2/introspect` (RFC 7662): the caller authenticates with a bearer token of an
+/// active principal, as for the gRPC call; the answer is the gRPC call's.
+pub async fn introspect(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return invalid_request("the body must be application/x-www-form-urlencoded");
+    }
+    let Ok(body) = to_bytes(body, MAX_FORM_BYTES).await else {
+        return oauth_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "the form is larger than 8 KiB",
+        );
+    };
+    let form = match parameters(&body) {
+        Ok(form) => form,
+        Err(description) => return invalid_request(&description),
+    };
+    let Some(token) = form.iter().find(|(n, _)| n == "token").map(|(_, v)| v) else {
+        return invalid_request("token is required");
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let caller = match state.app.authenticate(bearer).await {
+        Ok(caller) => caller,
+        Err(error) => {
+            let mut response = exchange_error(&error);
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tokenmint\""),
+            );
+            return response;
+        }
+    };
+    let answer = match state.app.introspect_token(&caller, token).await {
+        Ok(Some(claims)) => serde_json::json!({
+            "active": true,
+            "token_type": "Bearer",
+            "sub": claims.sub,
+            "client_id": claims.client_id,
+            "organization_id": claims.organization_id,
+            "scope": claims.scope,
+            "iss": claims.iss,
+            "aud": claims.aud,
+            "exp": claims.exp,
+            "iat": claims.iat,
+            "jti": claims.jti,
+        }),
+        // RFC 7662: an inactive token gets `active: false` and nothing else.
+        Ok(None) => serde_json::json!({"active": false}),
+        Err(error) => return exchange_error(&error),
+    };
+    (StatusCode::OK, no_store(), Json(answer)).into_response()
+}
+
 /// RFC 8414 authorization server metadata: only what exists.
 pub fn metadata(issuer: &str) -> serde_json::Value {
     let base = issuer.trim_end_matches('/');
     serde_json::json!({
         "issuer": issuer,
         "token_endpoint": format!("{base}/oauth2/token"),
+        "introspection_endpoint": format!("{base}/oauth2/introspect"),
+        "introspection_endpoint_auth_methods_supported": ["bearer"],
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

@@ -380,7 +380,44 @@ async fn the_metadata_advertises_only_what_exists(backend: Backend) {
     }
 }
 
+async fn introspection_over_http_answers_like_the_grpc_call(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let caller = server.admin_token().await;
+    let token = server.admin_token().await;
+    let introspect = |bearer: Option<String>, token: String| {
+        let url = format!("{}/oauth2/introspect", server.http_url);
+        async move {
+            let mut request = reqwest::Client::new()
+                .post(url)
+                .header("content-type", FORM)
+                .body(form(&[("token", &token)]));
+            if let Some(bearer) = bearer {
+                request = request.header("authorization", format!("Bearer {bearer}"));
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, active) = introspect(Some(caller.clone()), token.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(active["active"], true);
+    assert_eq!(active["client_id"], server.admin.key_id.as_str());
+    let grpc = server.introspect(&token).await;
+    assert_eq!(active["jti"], grpc.jti.as_str());
+    let (_, inactive) = introspect(Some(caller.clone()), "not.a.token".into()).await;
+    assert_eq!(inactive, serde_json::json!({"active": false}));
+    let (status, _) = introspect(None, token.clone()).await;
+    assert_eq!(status, 401, "needs an active principal's bearer token");
+}
+
 on_both_backends!(
+    introspection_over_http_answers_like_the_grpc_call,
     the_token_endpoint_mints_what_the_grpc_exchange_mints,
     bad_requests_get_their_rfc6749_error_and_never_the_secret,
     a_refused_network_and_a_throttled_client_get_their_errors,
