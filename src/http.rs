@@ -27,6 +27,8 @@ pub struct HttpState {
     pub draining: Arc<AtomicBool>,
     /// Proxies whose `x-forwarded-for` is believed.
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// Renders `/metrics`; `None` when another recorder was installed first.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// Serves `router` on the connections `incoming` yields until `shutdown` completes, then lets
@@ -126,6 +128,7 @@ pub fn router(state: HttpState) -> Router {
             "/oauth2/introspect",
             axum::routing::post(crate::oauth2::introspect),
         )
+        .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
@@ -145,6 +148,22 @@ async fn jwks(State(state): State<HttpState>) -> impl IntoResponse {
 /// and its client-credentials grant, the JWKS), nothing about ID tokens or browser flows.
 async fn discovery(State(state): State<HttpState>) -> impl IntoResponse {
     Json(crate::oauth2::metadata(&state.app.settings.issuer))
+}
+
+/// Prometheus text exposition.
+async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    match &state.metrics {
+        Some(handle) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            crate::metrics::render(handle, &state.app),
+        ),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "metrics are not available".to_owned(),
+        ),
+    }
 }
 
 /// Liveness: the process serves HTTP.

@@ -10,6 +10,7 @@ pub mod http;
 pub mod ids;
 pub mod listener;
 pub mod local_secrets;
+pub mod metrics;
 pub mod oauth2;
 pub mod proto;
 pub mod server;

@@ -216,6 +216,12 @@ pub async fn token(
             peer,
         })
         .await;
+    crate::metrics::exchange(
+        "http",
+        result
+            .as_ref()
+            .map_or_else(crate::grpc::status::code_name, |_| "OK"),
+    );
     match result {
         Ok(issued) => (
             StatusCode::OK,

@@ -266,7 +266,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         .timeout(args.request_timeout)
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
-        .layer(listener::TrackCalls);
+        .layer(listener::TrackCalls)
+        .layer(crate::metrics::RecordCalls::default());
     // One span per call (method, gRPC status, latency), never headers or bodies; only when its
     // debug events would be logged, since the layer costs throughput even when they are not.
     let grpc = if tracing::enabled!(target: "tower_http::trace", tracing::Level::DEBUG) {
@@ -287,6 +288,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         tokio::spawn(server.serve_with_incoming_shutdown(incoming, grpc_stopped))
     };
     let http_app = crate::http::router(crate::http::HttpState {
+        metrics: crate::metrics::install(),
         app: app.clone(),
         draining: draining.clone(),
         trusted_proxies: args.trusted_proxies.clone().into(),

@@ -209,6 +209,16 @@ impl Keyring {
         self.keys.load_full()
     }
 
+    /// When the key `kid` started signing, if this replica holds its signer.
+    pub fn activated_at(&self, kid: &str) -> Option<DateTime<Utc>> {
+        self.keys
+            .load()
+            .signers
+            .iter()
+            .find(|(_, signer)| signer.kid() == kid)
+            .map(|(activate, _)| *activate)
+    }
+
     /// The published public keys.
     pub fn jwks(&self) -> JwkSet {
         self.keys.load().verifier.jwks().clone()

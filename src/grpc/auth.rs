@@ -40,6 +40,12 @@ impl AuthService for AuthApi {
             }
             Err(error) => Err(error),
         };
+        crate::metrics::exchange(
+            "grpc",
+            result
+                .as_ref()
+                .map_or_else(crate::grpc::status::code_name, |_| "OK"),
+        );
         // Successes are counted by the domain, which knows the key's organization.
         if let Err(error) = &result {
             self.app.activity.record_failure(

@@ -25,7 +25,12 @@ pub fn code(err: &Error) -> Code {
 
 /// The gRPC code name of an error (`PERMISSION_DENIED`), as the audit trail records outcomes.
 pub fn code_name(err: &Error) -> &'static str {
-    match code(err) {
+    code_name_of(code(err))
+}
+
+/// The name of a gRPC code, as the audit trail and metrics show it.
+pub fn code_name_of(code: Code) -> &'static str {
+    match code {
         Code::Ok => "OK",
         Code::Cancelled => "CANCELLED",
         Code::Unknown => "UNKNOWN",

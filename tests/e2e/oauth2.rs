@@ -416,7 +416,84 @@ async fn introspection_over_http_answers_like_the_grpc_call(backend: Backend) {
     assert_eq!(status, 401, "needs an active principal's bearer token");
 }
 
+/// The value of the sample `name{labels}` in a Prometheus exposition, 0 when absent.
+fn sample(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn metrics_appear_and_move_with_traffic(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let scrape = || {
+        let url = format!("{}/metrics", server.http_url);
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    };
+    let before = scrape().await;
+    assert!(before.contains("tokenmint_build_info"), "{before}");
+    assert!(before.contains("tokenmint_db_pool_connections"));
+    server.admin_token().await;
+    server.admin_token().await;
+    let _ = server.token_for(&server.admin.key_id, "tmsk_wrong").await;
+    let http = post(
+        &server,
+        "/oauth2/token",
+        FORM,
+        form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &server.admin.key_id),
+            ("client_secret", &server.admin.secret),
+        ]),
+        None,
+    )
+    .await;
+    assert_eq!(http.status, 200);
+    // A call to a method that does not exist is labelled `unknown`, not by its path.
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.unwrap();
+    let path = format!("/made.Up/Path{}", "x".repeat(40));
+    let _ = grpc
+        .unary(
+            tonic::Request::new(()),
+            http::uri::PathAndQuery::try_from(path).unwrap(),
+            tonic_prost::ProstCodec::<(), ()>::default(),
+        )
+        .await;
+    let after = scrape().await;
+    let grpc_ok = r#"tokenmint_exchanges_total{face="grpc",outcome="OK"}"#;
+    assert!(
+        sample(&after, grpc_ok) - sample(&before, grpc_ok) >= 2.0,
+        "{after}"
+    );
+    assert_eq!(
+        sample(
+            &after,
+            r#"tokenmint_exchanges_total{face="http",outcome="OK"}"#
+        ),
+        1.0
+    );
+    assert!(
+        sample(
+            &after,
+            r#"tokenmint_exchanges_total{face="grpc",outcome="INVALID_ARGUMENT"}"#
+        ) + sample(
+            &after,
+            r#"tokenmint_exchanges_total{face="grpc",outcome="UNAUTHENTICATED"}"#
+        ) >= 1.0
+    );
+    assert!(after.contains(r#"method="/tokenmint.auth.v1.AuthService/ExchangeApiKey""#));
+    assert!(
+        !after.contains("made.Up"),
+        "caller-chosen paths are not labels"
+    );
+    assert!(!after.contains(&server.admin.key_id), "no IDs in labels");
+    assert!(sample(&after, r#"tokenmint_key_cache_entries{kind="active"}"#) >= 1.0);
+}
+
 on_both_backends!(
+    metrics_appear_and_move_with_traffic,
     introspection_over_http_answers_like_the_grpc_call,
     the_token_endpoint_mints_what_the_grpc_exchange_mints,
     bad_requests_get_their_rfc6749_error_and_never_the_secret,

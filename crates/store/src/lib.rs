@@ -36,6 +36,15 @@ pub struct Store {
 /// The PostgreSQL notification channel that carries the chain of each committed audit event.
 pub const AUDIT_CHANNEL: &str = "tokenmint_audit";
 
+/// The connection pool at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open.
+    pub size: u32,
+    /// Of those, connections not in use.
+    pub idle: usize,
+}
+
 /// How to reach the database.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -148,6 +157,21 @@ impl Store {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         }
+    }
+
+    /// The connection pool now.
+    pub fn pool_stats(&self) -> PoolStats {
+        let (size, idle) = match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+        };
+        PoolStats { size, idle }
     }
 
     /// How many statements this handle has sent to the database.
