@@ -52,6 +52,10 @@ echo "step 4: the CI job exchanges its key for a token meant for your API"
 ci_token=$("$grpcurl" -plaintext -d "{\"key_id\":\"$ci_key\",\"secret\":\"$ci_secret\",\"audience\":\"https://api.example.com\"}" \
   $grpc tokenmint.auth.v1.AuthService/ExchangeApiKey | field "['accessToken']")
 
+echo "the README's curl example of the token endpoint"
+curl -s -u "$ci_key:$ci_secret" -d grant_type=client_credentials -d scope=viewer \
+  -d audience=https://api.example.com "http://$http/oauth2/token" | field "['access_token']" >/dev/null
+
 echo "step 5: verify it against the JWKS; then the OAuth 2.0 example with authlib"
 "$venv/bin/python" - "$http" "$ci_token" "$ci_key" "$ci_secret" <<'PY'
 import sys, jwt
