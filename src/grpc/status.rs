@@ -85,7 +85,11 @@ fn log_server_side(err: &Error) {
     match err {
         Error::Internal(detail) => tracing::error!(%detail, "internal error"),
         Error::Store(_) => tracing::error!(cause = %chain(), "store error"),
-        Error::Unavailable(_) => tracing::warn!(cause = %chain(), "database unavailable"),
+        Error::Unavailable(_) => {
+            // Mostly a wait for a pooled connection that timed out.
+            metrics::counter!("tokenmint_db_unavailable_total").increment(1);
+            tracing::warn!(cause = %chain(), "database unavailable")
+        }
         _ => {}
     }
 }
