@@ -27,6 +27,8 @@ pub struct HttpState {
     pub draining: Arc<AtomicBool>,
     /// Proxies whose `x-forwarded-for` is believed.
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// How long a request body may take to arrive.
+    pub body_deadline: Duration,
     /// Renders `/metrics`; `None` when another recorder was installed first.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -131,6 +133,11 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        // A whole request, body included, has this long; a client trickling its body is cut.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.body_deadline * 3,
+        ))
         .with_state(state)
 }
 

@@ -140,7 +140,7 @@ fn forwarded_hop(entry: &str) -> Option<IpAddr> {
         .map(|ip| ip.to_canonical())
 }
 
-/// Open connections per IP address on one listener.
+/// Open connections per IP address (IPv6: per /64) on one listener.
 type PerIp = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
 /// Accepts connections from `listener` under `limits` until the returned stream is dropped.
@@ -175,7 +175,9 @@ pub fn accept(
             };
             {
                 let mut open = per_ip.lock().unwrap_or_else(|p| p.into_inner());
-                let count = open.entry(peer.ip()).or_default();
+                let count = open
+                    .entry(crate::domain::throttle::address_bucket(peer.ip()))
+                    .or_default();
                 if *count >= limits.max_per_ip {
                     tracing::debug!(peer = %peer.ip(), "too many connections from one address");
                     continue;
@@ -271,10 +273,11 @@ impl LimitedStream {
 impl Drop for LimitedStream {
     fn drop(&mut self) {
         let mut open = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = open.get_mut(&self.peer.ip()) {
+        if let Some(count) = open.get_mut(&crate::domain::throttle::address_bucket(self.peer.ip()))
+        {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                open.remove(&self.peer.ip());
+                open.remove(&crate::domain::throttle::address_bucket(self.peer.ip()));
             }
         }
     }

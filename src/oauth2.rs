@@ -79,6 +79,68 @@ fn exchange_error(error: &Error) -> Response {
     response
 }
 
+/// The request's form body, or the error answer: a content type other than a form, a header
+/// given twice, a body declared or found larger than [`MAX_FORM_BYTES`], or one that does not
+/// arrive within `deadline` (so a client trickling its body cannot hold a connection).
+async fn read_form(
+    headers: &HeaderMap,
+    body: Body,
+    deadline: Duration,
+) -> Result<Vec<(String, String)>, Response> {
+    for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
+        if headers.get_all(&name).iter().count() > 1 {
+            return Err(invalid_request(&format!(
+                "the {name} header is given twice"
+            )));
+        }
+    }
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return Err(invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let too_large = || {
+        oauth_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "the form is larger than 8 KiB",
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_FORM_BYTES as u64) {
+        return Err(too_large());
+    }
+    let body = match tokio::time::timeout(deadline, to_bytes(body, MAX_FORM_BYTES)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => return Err(too_large()),
+        Err(_) => {
+            return Err(oauth_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+                "the body did not arrive in time",
+            ));
+        }
+    };
+    parameters(&body).map_err(|description| invalid_request(&description))
+}
+
+/// A header's value after a case-insensitive authentication `scheme` (RFC 7235).
+fn credentials<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (given, rest) = value.split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then(|| rest.trim())
+}
+
 /// The form's parameters; `Err` names a repeated one.
 fn parameters(body: &[u8]) -> Result<Vec<(String, String)>, String> {
     let mut seen: Vec<(String, String)> = Vec::new();
@@ -94,7 +156,7 @@ fn parameters(body: &[u8]) -> Result<Vec<(String, String)>, String> {
 /// `client_id` and `client_secret` from an HTTP Basic header (RFC 6749 §2.3.1: each
 /// form-urlencoded, then joined by a colon).
 fn basic_credentials(value: &str) -> Option<(String, String)> {
-    let encoded = value.strip_prefix("Basic ")?.trim();
+    let encoded = credentials(value, "Basic")?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .ok()?;
@@ -124,27 +186,9 @@ pub async fn token(
             "credentials must not be sent in the URL: use HTTP Basic or the form body",
         );
     }
-    let form_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !form_type {
-        return invalid_request("the body must be application/x-www-form-urlencoded");
-    }
-    let Ok(body) = to_bytes(body, MAX_FORM_BYTES).await else {
-        return oauth_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request",
-            "the form is larger than 8 KiB",
-        );
-    };
-    let form = match parameters(&body) {
+    let form = match read_form(&headers, body, state.body_deadline).await {
         Ok(form) => form,
-        Err(description) => return invalid_request(&description),
+        Err(answer) => return answer,
     };
     let field = |name: &str| {
         form.iter()
@@ -254,27 +298,9 @@ pub async fn introspect(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let form_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !form_type {
-        return invalid_request("the body must be application/x-www-form-urlencoded");
-    }
-    let Ok(body) = to_bytes(body, MAX_FORM_BYTES).await else {
-        return oauth_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request",
-            "the form is larger than 8 KiB",
-        );
-    };
-    let form = match parameters(&body) {
+    let form = match read_form(&headers, body, state.body_deadline).await {
         Ok(form) => form,
-        Err(description) => return invalid_request(&description),
+        Err(answer) => return answer,
     };
     let Some(token) = form.iter().find(|(n, _)| n == "token").map(|(_, v)| v) else {
         return invalid_request("token is required");
@@ -282,11 +308,16 @@ pub async fn introspect(
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| credentials(v, "Bearer"));
     let caller = match state.app.authenticate(bearer).await {
         Ok(caller) => caller,
-        Err(error) => {
-            let mut response = exchange_error(&error);
+        Err(_) => {
+            // RFC 6750: a bad bearer token is `invalid_token`.
+            let mut response = oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "a bearer token of an active principal is required",
+            );
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"tokenmint\""),
@@ -322,7 +353,6 @@ pub fn metadata(issuer: &str) -> serde_json::Value {
         "issuer": issuer,
         "token_endpoint": format!("{base}/oauth2/token"),
         "introspection_endpoint": format!("{base}/oauth2/introspect"),
-        "introspection_endpoint_auth_methods_supported": ["bearer"],
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

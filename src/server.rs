@@ -289,6 +289,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     };
     let http_app = crate::http::router(crate::http::HttpState {
         metrics: crate::metrics::install(),
+        body_deadline: args.handshake_timeout,
         app: app.clone(),
         draining: draining.clone(),
         trusted_proxies: args.trusted_proxies.clone().into(),

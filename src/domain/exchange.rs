@@ -101,19 +101,6 @@ impl Tokenmint {
         if request.requested_ttl.is_some_and(|ttl| ttl.is_zero()) {
             v.add("requested_ttl", "must be positive");
         }
-        if !request.audience.is_empty()
-            && request.audience != self.settings.issuer
-            && !self.settings.allowed_audiences.is_empty()
-            && !self.settings.allowed_audiences.contains(&request.audience)
-        {
-            v.add(
-                "audience",
-                format!(
-                    "{} is not an audience this server mints tokens for",
-                    crate::domain::validation::echo(&request.audience)
-                ),
-            );
-        }
         v.finish()?;
 
         let key = self
@@ -121,6 +108,21 @@ impl Tokenmint {
             .await?;
         let now = self.now().timestamp();
         check_network(&key.allowed_cidrs, request.peer)?;
+        // Judged only for an authenticated client, so the allowlist cannot be probed without
+        // a key.
+        if !request.audience.is_empty()
+            && request.audience != self.settings.issuer
+            && !self.settings.allowed_audiences.is_empty()
+            && !self.settings.allowed_audiences.contains(&request.audience)
+        {
+            return Err(Error::invalid(
+                "audience",
+                format!(
+                    "{} is not an audience this server mints tokens for",
+                    crate::domain::validation::echo(&request.audience)
+                ),
+            ));
+        }
 
         let carried = match requested.filter(|r| !r.is_empty()) {
             None => TokenScope {

@@ -58,8 +58,9 @@ impl std::fmt::Debug for Throttle {
     }
 }
 
-/// The bucket an address is counted in: IPv6 by /64, since one host commonly holds a whole /64.
-fn bucket(address: IpAddr) -> IpAddr {
+/// The bucket an address is counted in (by the throttle, and by the listeners' per-address
+/// connection caps): IPv6 by /64, since one host commonly holds a whole /64.
+pub fn address_bucket(address: IpAddr) -> IpAddr {
     match address.to_canonical() {
         IpAddr::V6(v6) => {
             let mut octets = v6.octets();
@@ -68,6 +69,10 @@ fn bucket(address: IpAddr) -> IpAddr {
         }
         v4 => v4,
     }
+}
+
+fn bucket(address: IpAddr) -> IpAddr {
+    address_bucket(address)
 }
 
 impl Throttle {

@@ -492,7 +492,141 @@ async fn metrics_appear_and_move_with_traffic(backend: Backend) {
     assert!(sample(&after, r#"tokenmint_key_cache_entries{kind="active"}"#) >= 1.0);
 }
 
+async fn repeated_headers_slow_bodies_and_audience_probes_are_refused(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(server) = Server::start_with(
+        backend,
+        &[
+            "--handshake-timeout",
+            "1s",
+            "--allowed-audiences",
+            "https://api.internal",
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let (id, secret) = (server.admin.key_id.clone(), server.admin.secret.clone());
+    let body = form(&[("grant_type", "client_credentials")]);
+    let send = |headers: Vec<(&'static str, String)>, body: String| {
+        let url = format!("{}/oauth2/token", server.http_url);
+        async move {
+            let mut request = reqwest::Client::new().post(url).body(body);
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    // Two Authorization headers: a proxy reading the other one would disagree on the caller.
+    let (status, answer) = send(
+        vec![
+            ("content-type", FORM.into()),
+            ("authorization", basic(&id, &secret)),
+            ("authorization", basic("ak_01jzzzzzzzzzzzzzzzzzzzzzzz", "x")),
+        ],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let (status, _) = send(
+        vec![
+            ("content-type", FORM.into()),
+            ("content-type", "application/json".into()),
+            ("authorization", basic(&id, &secret)),
+        ],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // The scheme is case-insensitive (RFC 7235).
+    let lower = basic(&id, &secret).replacen("Basic", "basic", 1);
+    let (status, _) = send(
+        vec![("content-type", FORM.into()), ("authorization", lower)],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Without valid credentials, the audience allowlist is not judged, so it cannot be probed.
+    let probe = form(&[
+        ("grant_type", "client_credentials"),
+        ("audience", "https://evil.example"),
+    ]);
+    let (status, answer) = send(
+        vec![
+            ("content-type", FORM.into()),
+            (
+                "authorization",
+                basic("ak_01jzzzzzzzzzzzzzzzzzzzzzzz", "tmsk_x"),
+            ),
+        ],
+        probe,
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+
+    // A declared body over the limit is refused before any of it is read.
+    let mut socket = tokio::net::TcpStream::connect(server.http_authority())
+        .await
+        .unwrap();
+    socket
+        .write_all(b"POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000000\r\nExpect: 100-continue\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&head[..n]).contains(" 413 "),
+        "{:?}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    // A body trickled in is cut when its deadline passes, and the connection freed.
+    let mut socket = tokio::net::TcpStream::connect(server.http_authority())
+        .await
+        .unwrap();
+    socket
+        .write_all(b"POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 8000\r\n\r\ng")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut buf = [0u8; 512];
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server let a trickled body hold the connection"
+    );
+    assert!(
+        String::from_utf8_lossy(&answer).contains(" 408 "),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
 on_both_backends!(
+    repeated_headers_slow_bodies_and_audience_probes_are_refused,
     metrics_appear_and_move_with_traffic,
     introspection_over_http_answers_like_the_grpc_call,
     the_token_endpoint_mints_what_the_grpc_exchange_mints,
