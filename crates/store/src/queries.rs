@@ -49,7 +49,21 @@ impl Store {
     /// Starts a unit of work.
     pub async fn begin(&self) -> StoreResult<Tx> {
         let writer = self.write_guard().await;
-        let txn = self.db.begin().await?;
+        let txn = if writer.is_some() {
+            // SQLite: take the write lock at BEGIN (waiting out the busy timeout), not at the
+            // first write. A deferred unit that read first could otherwise find the lock still
+            // held by a unit that failed a moment ago and whose rollback is not through yet, and
+            // fail with "database is locked" instead of waiting.
+            self.db
+                .begin_with_options(sea_orm::TransactionOptions {
+                    isolation_level: None,
+                    access_mode: None,
+                    sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                })
+                .await?
+        } else {
+            self.db.begin().await?
+        };
         Ok(Tx {
             txn,
             backend: self.db.get_database_backend(),
