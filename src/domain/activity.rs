@@ -22,7 +22,7 @@ pub const MAX_ENTRIES: usize = 100_000;
 const MAX_SAMPLES: usize = 8;
 
 /// Successful exchanges of one key since the last flush.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct KeyUse {
     organization_id: String,
     service_user_id: String,
@@ -190,10 +190,9 @@ impl Tokenmint {
     pub async fn flush_activity(&self) {
         let pending = self.activity.take();
         for (key_id, used) in pending.used {
-            let kept = used.clone();
-            if let Err(error) = self.write_key_use(&key_id, used).await {
+            if let Err(error) = self.write_key_use(&key_id, &used).await {
                 tracing::warn!(%error, key_id, "could not record a key's exchanges; keeping them for the next flush");
-                self.activity.put_back(key_id, kept);
+                self.activity.put_back(key_id, used);
             }
         }
         for ((action, address, outcome), failed) in pending.failed {
@@ -221,11 +220,11 @@ impl Tokenmint {
         }
     }
 
-    async fn write_key_use(&self, key_id: &str, used: KeyUse) -> Result<()> {
+    async fn write_key_use(&self, key_id: &str, used: &KeyUse) -> Result<()> {
         let mut details = times(used.count, used.first, used.last);
         details.insert("addresses".into(), joined(&used.addresses));
         let actor = Actor {
-            service_user_id: used.service_user_id,
+            service_user_id: used.service_user_id.clone(),
             api_key_id: key_id.to_owned(),
             origin: Origin {
                 address: used.last_address,

@@ -190,6 +190,12 @@ pub fn parse_filter(filter: &str, organization_id: &str) -> Result<AuditQuery> {
     Ok(query)
 }
 
+/// Whether `id` reads as an event ID: `ev_` and a ULID.
+pub fn is_event_id(id: &str) -> bool {
+    id.strip_prefix("ev_")
+        .is_some_and(|u| ulid::Ulid::from_string(&u.to_ascii_uppercase()).is_ok())
+}
+
 /// A chain's first broken link.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BrokenLink {
@@ -364,9 +370,7 @@ impl Tokenmint {
         let chain = self.readable_chain(caller, organization_id).await?;
         let mut query = parse_filter(filter, &chain)?;
         let bound = format!("audit|{chain}|{filter}");
-        query.before_id = self.page_tokens.decode(&bound, page_token, |id| {
-            id.starts_with("ev_") && id.len() == 29
-        })?;
+        query.before_id = self.page_tokens.decode(&bound, page_token, is_event_id)?;
         let mut events = self.store.list_audit_events(&query, limit + 1).await?;
         let next_page_token = self
             .page_tokens

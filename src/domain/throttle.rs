@@ -71,10 +71,6 @@ pub fn address_bucket(address: IpAddr) -> IpAddr {
     }
 }
 
-fn bucket(address: IpAddr) -> IpAddr {
-    address_bucket(address)
-}
-
 impl Throttle {
     /// Counters with `limits`.
     pub fn new(limits: ThrottleLimits) -> Self {
@@ -119,7 +115,8 @@ impl Throttle {
                 .to_std()
                 .unwrap_or(Duration::ZERO)
         };
-        let by_address = address.and_then(|a| self.current(self.by_address.get(&bucket(a)), now));
+        let by_address =
+            address.and_then(|a| self.current(self.by_address.get(&address_bucket(a)), now));
         if let Some(w) = by_address.filter(|w| w.failures >= self.limits.failures_per_address) {
             return Err(retry(w));
         }
@@ -152,7 +149,7 @@ impl Throttle {
         };
         if let Some(address) = address {
             self.by_address
-                .entry(bucket(address))
+                .entry(address_bucket(address))
                 .and_compute_with(|w| moka::ops::compute::Op::Put(bump(w.map(|e| *e.value()))));
         }
         // Key IDs are bounded in length by validation before they get here.

@@ -577,7 +577,7 @@ impl AdminService for AdminApi {
         let slot = self.watches.take(caller.api_key_id.as_str())?;
         let mut after = if r.after_id.is_empty() {
             self.app.newest_audit_event(&chain).await?
-        } else if r.after_id.starts_with("ev_") && r.after_id.len() == 29 {
+        } else if crate::domain::audit::is_event_id(&r.after_id) {
             Some(r.after_id.clone())
         } else {
             return Err(crate::error::Error::invalid(
