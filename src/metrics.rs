@@ -1,7 +1,8 @@
 //! Prometheus metrics at `/metrics`, through the `metrics` facade and its Prometheus exporter.
 //! gRPC calls are timed by a tower layer ([`RecordCalls`]), so handlers stay thin; exchanges are
 //! counted where their outcome is known (both faces); gauges (key cache, database pool, signing
-//! key age) are read at scrape time. No label carries an ID or anything a caller chooses: the
+//! key age, and the process's memory and descriptors from `metrics-process`) are read at scrape
+//! time. No label carries an ID or anything a caller chooses: the
 //! method label is one of the server's own methods or `unknown`, outcomes are gRPC code names.
 
 use crate::domain::Tokenmint;
@@ -43,6 +44,7 @@ pub fn render(handle: &PrometheusHandle, app: &Tokenmint) -> String {
     let (active, inactive) = app.key_cache.sizes();
     metrics::gauge!("tokenmint_key_cache_hits").set(stats.hits as f64);
     metrics::gauge!("tokenmint_key_cache_misses").set(stats.misses as f64);
+    metrics::gauge!("tokenmint_key_cache_flushes").set(stats.flushes as f64);
     metrics::gauge!("tokenmint_key_cache_entries", "kind" => "active").set(active as f64);
     metrics::gauge!("tokenmint_key_cache_entries", "kind" => "unusable").set(inactive as f64);
     let pool = app.store.pool_stats();
@@ -59,6 +61,8 @@ pub fn render(handle: &PrometheusHandle, app: &Tokenmint) -> String {
         metrics::gauge!("tokenmint_signing_key_age_seconds").set(age.unwrap_or(0) as f64);
     }
     metrics::gauge!("tokenmint_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // process_resident_memory_bytes, process_open_fds, process_cpu_seconds_total, …
+    metrics_process::Collector::default().collect();
     handle.render()
 }
 

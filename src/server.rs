@@ -224,7 +224,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
             .maintain_housekeeping(args.housekeeping_interval),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(app.store.clone().listen_for_audit_events());
+    tokio::spawn(app.clone().follow_invalidations());
+    tokio::spawn(app.store.clone().listen_for_changes());
     let (routes, health) = crate::grpc::routes(
         app.clone(),
         args.max_request_bytes,

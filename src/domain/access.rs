@@ -7,7 +7,7 @@ use crate::domain::validation::{self as check, Violations};
 use crate::domain::{Tokenmint, authz, principal::Principal};
 use crate::error::{Error, Reason, Resource, Result};
 use crate::ids::{OrganizationId, ProjectId, RoleBindingId, ServiceUserId};
-use tokenmint_store::{RoleBinding, RoleScope, ServiceUserRecord, StoreError, Tx};
+use tokenmint_store::{Invalidation, RoleBinding, RoleScope, ServiceUserRecord, StoreError, Tx};
 
 /// A role binding as a request asks for it.
 #[derive(Clone, Debug, Default)]
@@ -152,9 +152,8 @@ impl Tokenmint {
             ]),
         )
         .await?;
-        tx.commit().await?;
-        self.key_cache.forget_user(principal.as_str());
-        Ok(())
+        self.commit_invalidating(tx, &[Invalidation::ServiceUser(principal.to_string())])
+            .await
     }
 
     /// Lists an organization's role bindings, optionally of one principal or one project.
@@ -373,8 +372,8 @@ impl Tokenmint {
             ]),
         )
         .await?;
-        tx.commit().await?;
-        self.key_cache.forget_user(&binding.principal_id);
+        let stale = Invalidation::ServiceUser(binding.principal_id.clone());
+        self.commit_invalidating(tx, &[stale]).await?;
         Ok(binding)
     }
 }

@@ -11,7 +11,7 @@ use chrono::TimeDelta;
 use ipnet::IpNet;
 use std::time::Duration;
 use tokenmint_store::{
-    ApiKey, PreviousSecret, ProjectRole, RoleScope, ServiceUserState, StoreError, Tx,
+    ApiKey, Invalidation, PreviousSecret, ProjectRole, RoleScope, ServiceUserState, StoreError, Tx,
 };
 use tokenmint_token::ApiSecret;
 
@@ -343,9 +343,9 @@ impl Tokenmint {
             ]),
         )
         .await?;
-        tx.commit().await?;
         // A probe may have cached this ID as unknown before it existed.
-        self.key_cache.forget_key(&key.id);
+        self.commit_invalidating(tx, &[Invalidation::ApiKey(key.id.clone())])
+            .await?;
         Ok(CreatedApiKey {
             api_key: key,
             secret,
@@ -458,8 +458,8 @@ impl Tokenmint {
             ]),
         )
         .await?;
-        tx.commit().await?;
-        self.key_cache.forget_key(id.as_str());
+        self.commit_invalidating(tx, &[Invalidation::ApiKey(id.to_string())])
+            .await?;
         Ok(key)
     }
 }
@@ -611,8 +611,8 @@ impl Tokenmint {
             ]),
         )
         .await?;
-        tx.commit().await?;
-        self.key_cache.forget_key(&key.id);
+        self.commit_invalidating(tx, &[Invalidation::ApiKey(key.id.clone())])
+            .await?;
         key.secret_hash = hash;
         key.previous_secret = previous;
         key.rotate_time = Some(now);

@@ -9,7 +9,7 @@ use crate::error::Result;
 use chrono::TimeDelta;
 use std::sync::Arc;
 use std::time::Duration;
-use tokenmint_store::{ApiKey, KeyNotice};
+use tokenmint_store::{ApiKey, Invalidation, KeyNotice};
 
 /// Keys handled per kind in one run; the rest wait for the next.
 const BATCH: u64 = 500;
@@ -76,6 +76,8 @@ impl Tokenmint {
                     )
                     .await?;
                 }
+                // Expiry needs no announcement (every replica compares times), but the notice
+                // is a good moment to drop the entry.
                 tx.commit().await?;
                 if notice == KeyNotice::Expired {
                     self.key_cache.forget_key(&key.id);
@@ -105,8 +107,8 @@ impl Tokenmint {
                     )
                     .await?;
                 }
-                tx.commit().await?;
-                self.key_cache.forget_key(&key.id);
+                self.commit_invalidating(tx, &[Invalidation::ApiKey(key.id.clone())])
+                    .await?;
             }
         }
         if let Some(retention) = settings.audit_retention {

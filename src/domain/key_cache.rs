@@ -1,8 +1,9 @@
 //! In-memory copy of keys' verification data, so an exchange needs no database round trip.
 //! Unknown and inactive key IDs are remembered too, so a probe for a key ID that does not exist
 //! takes the same path, and the same time, as a wrong secret for one that does. Entries are
-//! dropped the moment this replica changes a key or its user, and re-read after a short TTL so
-//! changes made through other replicas are seen too. Built on moka (bounded, TTL, concurrent).
+//! dropped the moment a change to a key or its user commits, on this replica directly and on the
+//! others when the change's announcement arrives (`domain/invalidation.rs`); a short TTL is the
+//! backstop. Built on moka (bounded, TTL, concurrent).
 
 use crate::domain::roles::Role;
 use ipnet::IpNet;
@@ -10,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokenmint_store::ProjectRole;
+use tokenmint_store::{Invalidation, ProjectRole};
 
 /// What an exchange needs to know about an active key.
 #[derive(Debug)]
@@ -93,6 +94,8 @@ pub struct CacheStats {
     pub hits: u64,
     /// Lookups that had to go to the database.
     pub misses: u64,
+    /// Times the whole cache was dropped because notifications may have been missed.
+    pub flushes: u64,
 }
 
 /// The cache: active keys and, apart from them, key IDs known to be unusable. Both are
@@ -113,6 +116,7 @@ pub struct KeyCache {
     generation: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
+    flushes: AtomicU64,
     /// One lock per key being loaded, so a burst of calls for an expired key reads the
     /// database once instead of once per call.
     loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -167,6 +171,7 @@ impl KeyCache {
             generation: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
             loading: Mutex::default(),
             recently_loaded: moka::sync::Cache::builder()
                 .max_capacity(max_inactive)
@@ -266,11 +271,29 @@ impl KeyCache {
             .invalidate_entries_if(move |_, owner| owner.as_deref() == Some(user.as_str()));
     }
 
-    /// Hits and misses so far.
+    /// Drops everything.
+    pub fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.active.invalidate_all();
+        self.inactive.invalidate_all();
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops what `stale` names.
+    pub fn forget(&self, stale: &Invalidation) {
+        match stale {
+            Invalidation::ApiKey(key_id) => self.forget_key(key_id),
+            Invalidation::ServiceUser(user_id) => self.forget_user(user_id),
+            Invalidation::Everything => self.forget_all(),
+        }
+    }
+
+    /// Hits, misses and flushes so far.
     pub fn stats(&self) -> CacheStats {
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
+            flushes: self.flushes.load(Ordering::Relaxed),
         }
     }
 
@@ -408,7 +431,27 @@ mod tests {
         cache.insert(cache.generation(), entry("ak_1", "su_1"));
         cache.get("ak_1");
         cache.get("ak_2");
-        assert_eq!(cache.stats(), CacheStats { hits: 1, misses: 1 });
+        assert_eq!(
+            cache.stats(),
+            CacheStats {
+                hits: 1,
+                misses: 1,
+                flushes: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_flush_drops_everything_and_stops_loads_in_flight() {
+        let cache = KeyCache::new(Duration::from_secs(60), 10, 10);
+        cache.insert(cache.generation(), entry("ak_1", "su_1"));
+        cache.insert_inactive(cache.generation(), "ak_2", None);
+        let in_flight = cache.generation();
+        cache.forget(&Invalidation::Everything);
+        cache.insert(in_flight, entry("ak_3", "su_1"));
+        assert!(cache.get("ak_1").is_none() && cache.get("ak_2").is_none());
+        assert!(cache.get("ak_3").is_none());
+        assert_eq!(cache.stats().flushes, 1);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod bootstrap;
 pub mod clock;
 pub mod exchange;
 pub mod housekeeping;
+pub mod invalidation;
 pub mod key_cache;
 pub mod keyring;
 pub mod organizations;

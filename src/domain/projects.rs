@@ -7,7 +7,7 @@ use crate::domain::validation::{self as check, Violations};
 use crate::domain::{Tokenmint, authz, principal::Principal};
 use crate::error::{Error, Reason, Resource, Result};
 use crate::ids::{OrganizationId, ProjectId};
-use tokenmint_store::{Project, StoreError};
+use tokenmint_store::{Invalidation, Project, StoreError};
 
 /// One page of projects.
 #[derive(Debug)]
@@ -165,12 +165,12 @@ impl Tokenmint {
             details([("removed_bindings", bindings.to_string())]),
         )
         .await?;
-        tx.commit().await?;
         // Their keys may carry a role on the project: exchanges re-read them now.
-        for principal in lost_a_role {
-            self.key_cache.forget_user(&principal);
-        }
-        Ok(())
+        let stale: Vec<_> = lost_a_role
+            .into_iter()
+            .map(Invalidation::ServiceUser)
+            .collect();
+        self.commit_invalidating(tx, &stale).await
     }
 
     /// The organization of project `id`, if the caller may see it.

@@ -11,7 +11,7 @@ use crate::domain::{Tokenmint, authz, principal::Principal};
 use crate::error::{Error, Reason, Resource, Result};
 use crate::ids::{OrganizationId, ServiceUserId};
 use tokenmint_store::{
-    RoleScope, ServiceUser, ServiceUserRecord, ServiceUserState, StoreError, Tx,
+    Invalidation, RoleScope, ServiceUser, ServiceUserRecord, ServiceUserState, StoreError, Tx,
 };
 
 /// The caller-supplied fields of a service user.
@@ -414,8 +414,8 @@ impl Tokenmint {
             details([("changed", changed.to_string())]),
         )
         .await?;
-        tx.commit().await?;
-        self.key_cache.forget_user(id.as_str());
+        self.commit_invalidating(tx, &[Invalidation::ServiceUser(id.to_string())])
+            .await?;
         Ok(record)
     }
 
@@ -474,9 +474,8 @@ impl Tokenmint {
             ]),
         )
         .await?;
-        tx.commit().await?;
-        self.key_cache.forget_user(id.as_str());
-        Ok(())
+        self.commit_invalidating(tx, &[Invalidation::ServiceUser(id.to_string())])
+            .await
     }
 }
 

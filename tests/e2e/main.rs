@@ -17,6 +17,7 @@ mod lifecycle;
 mod matrix;
 mod oauth2;
 mod projects;
+mod replicas;
 mod rotation;
 mod secrecy;
 mod service_users;

@@ -31,10 +31,17 @@ pub struct Store {
     /// The audit chains that gained events: from this process's commits and, on PostgreSQL
     /// once [`listen_for_audit_events`](Self::listen_for_audit_events) runs, from every replica's.
     audit_appended: tokio::sync::broadcast::Sender<String>,
+    /// What other replicas' changes made stale, once
+    /// [`listen_for_changes`](Self::listen_for_changes) runs on PostgreSQL; and
+    /// [`Invalidation::Everything`] each time listening (re)starts.
+    invalidated: tokio::sync::broadcast::Sender<Invalidation>,
 }
 
 /// The PostgreSQL notification channel that carries the chain of each committed audit event.
 pub const AUDIT_CHANNEL: &str = "tokenmint_audit";
+
+/// The PostgreSQL notification channel that carries [`Invalidation`]s.
+pub const INVALIDATION_CHANNEL: &str = "tokenmint_invalidate";
 
 /// The connection pool at one moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +103,7 @@ impl Store {
             sqlite_writer,
             statements,
             audit_appended: tokio::sync::broadcast::channel(1024).0,
+            invalidated: tokio::sync::broadcast::channel(4096).0,
         })
     }
 
@@ -105,31 +113,62 @@ impl Store {
         self.audit_appended.subscribe()
     }
 
-    /// On PostgreSQL, relays the audit notifications of every replica (LISTEN on
-    /// [`AUDIT_CHANNEL`]) to [`audit_appended`](Self::audit_appended) until the process ends,
-    /// reconnecting after a lost connection. Does nothing on SQLite, where this process is the
-    /// only writer.
-    pub async fn listen_for_audit_events(self) {
+    /// Cache entries that changes made through other replicas made stale (see
+    /// [`listen_for_changes`](Self::listen_for_changes)).
+    pub fn invalidations(&self) -> tokio::sync::broadcast::Receiver<Invalidation> {
+        self.invalidated.subscribe()
+    }
+
+    /// On PostgreSQL, relays every replica's notifications until the process ends: audit
+    /// chains to [`audit_appended`](Self::audit_appended), invalidations to
+    /// [`invalidations`](Self::invalidations). Each time listening starts (at first, and after a
+    /// lost connection is replaced) it sends [`Invalidation::Everything`] first, since what was
+    /// announced meanwhile is lost. Does nothing on SQLite, where this process is the only
+    /// writer.
+    pub async fn listen_for_changes(self) {
         if self.db.get_database_backend() != DbBackend::Postgres {
             return;
         }
+        let mut interrupted = false;
         loop {
             let relayed = async {
                 let pool = self.db.get_postgres_connection_pool();
                 let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool).await?;
-                listener.listen(AUDIT_CHANNEL).await?;
-                loop {
-                    let notification = listener.recv().await?;
-                    let _ = self.audit_appended.send(notification.payload().to_owned());
+                listener
+                    .listen_all([AUDIT_CHANNEL, INVALIDATION_CHANNEL])
+                    .await?;
+                let _ = self.invalidated.send(Invalidation::Everything);
+                if interrupted {
+                    tracing::warn!(
+                        "listening for other replicas' changes again; the key cache was flushed, \
+                         since notifications may have been missed"
+                    );
+                } else {
+                    tracing::debug!("listening for other replicas' changes");
                 }
-                #[allow(unreachable_code)]
+                // `try_recv` reports a lost connection as `None` instead of reconnecting
+                // silently, which would hide the gap.
+                while let Some(notification) = listener.try_recv().await? {
+                    if notification.channel() == INVALIDATION_CHANNEL {
+                        let stale = Invalidation::from_payload(notification.payload());
+                        let _ = self.invalidated.send(stale);
+                    } else {
+                        let _ = self.audit_appended.send(notification.payload().to_owned());
+                    }
+                }
                 Ok::<(), sea_orm::sqlx::Error>(())
             }
             .await;
-            if let Err(error) = relayed {
-                tracing::warn!(%error, "audit notifications interrupted; listening again");
+            interrupted = true;
+            match relayed {
+                Ok(()) => {
+                    tracing::warn!("lost the connection that listens for other replicas' changes")
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for other replicas' changes; retrying")
+                }
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 

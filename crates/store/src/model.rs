@@ -687,3 +687,62 @@ impl From<AuditEvent> for audit_event::Model {
         }
     }
 }
+
+/// Cached verification data made stale by a change, announced to every replica (on PostgreSQL
+/// through NOTIFY, in the change's own transaction) so each drops its copy at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalidation {
+    /// One API key.
+    ApiKey(String),
+    /// Every key of a service user.
+    ServiceUser(String),
+    /// Everything: notifications may have been missed.
+    Everything,
+}
+
+impl Invalidation {
+    /// The NOTIFY payload.
+    pub fn to_payload(&self) -> String {
+        match self {
+            Invalidation::ApiKey(id) => format!("key:{id}"),
+            Invalidation::ServiceUser(id) => format!("user:{id}"),
+            Invalidation::Everything => "all".to_owned(),
+        }
+    }
+
+    /// Reads a payload back; anything unreadable means everything, so a replica that cannot
+    /// understand a message errs on the side of re-reading.
+    pub fn from_payload(payload: &str) -> Self {
+        match payload.split_once(':') {
+            Some(("key", id)) if !id.is_empty() => Invalidation::ApiKey(id.to_owned()),
+            Some(("user", id)) if !id.is_empty() => Invalidation::ServiceUser(id.to_owned()),
+            _ => Invalidation::Everything,
+        }
+    }
+}
+
+#[cfg(test)]
+mod invalidation_tests {
+    use super::Invalidation;
+
+    #[test]
+    fn payloads_round_trip() {
+        for stale in [
+            Invalidation::ApiKey("ak_1".into()),
+            Invalidation::ServiceUser("su_1".into()),
+            Invalidation::Everything,
+        ] {
+            assert_eq!(Invalidation::from_payload(&stale.to_payload()), stale);
+        }
+    }
+
+    #[test]
+    fn an_unreadable_payload_invalidates_everything() {
+        for payload in ["", "key:", "other:x", "garbage"] {
+            assert_eq!(
+                Invalidation::from_payload(payload),
+                Invalidation::Everything
+            );
+        }
+    }
+}

@@ -6,8 +6,8 @@ use crate::entity::{
     service_user_administrator, signing_key,
 };
 use crate::model::{
-    ApiKey, ApiKeyState, AuditEvent, AuditQuery, KeyNotice, KeyPrincipal, Organization,
-    PreviousSecret, Project, RoleBinding, RoleScope, ServiceUser, ServiceUserRecord,
+    ApiKey, ApiKeyState, AuditEvent, AuditQuery, Invalidation, KeyNotice, KeyPrincipal,
+    Organization, PreviousSecret, Project, RoleBinding, RoleScope, ServiceUser, ServiceUserRecord,
     ServiceUserState, SigningKey,
 };
 use crate::{Store, StoreError, StoreResult};
@@ -959,6 +959,26 @@ impl Tx {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(chain);
+        }
+        Ok(())
+    }
+
+    /// Announces, with this unit's commit and only then, that `stale` must be dropped from
+    /// every replica's key cache. On PostgreSQL this is a NOTIFY in the unit's own transaction,
+    /// so a rolled-back change announces nothing and a committed one cannot fail to. On SQLite
+    /// there are no other replicas.
+    pub async fn announce_invalidation(&self, stale: &Invalidation) -> StoreResult<()> {
+        if self.backend == DbBackend::Postgres {
+            self.txn
+                .execute_raw(sea_orm::Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_notify($1, $2)",
+                    [
+                        crate::INVALIDATION_CHANNEL.into(),
+                        stale.to_payload().into(),
+                    ],
+                ))
+                .await?;
         }
         Ok(())
     }
