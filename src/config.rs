@@ -40,6 +40,30 @@ pub enum Command {
     /// Check the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// For load tests only: write many service users and keys straight into the database
+    /// (bypassing quotas) and their key IDs and secrets to a private file, one `ID SECRET` per
+    /// line, for `tokenmint-bench --keys-file`.
+    BenchFixture(BenchFixtureArgs),
+}
+
+/// `tokenmint bench-fixture`.
+#[derive(Clone, Debug, Args)]
+pub struct BenchFixtureArgs {
+    /// Shared settings.
+    #[command(flatten)]
+    pub core: CoreArgs,
+    /// Organization that receives the users (`tokenmint bootstrap --json` prints the first).
+    #[arg(long)]
+    pub organization_id: String,
+    /// Service users to create.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub service_users: u32,
+    /// Keys per service user.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub keys_per_user: u32,
+    /// Where to write the key IDs and secrets (created readable by this user only).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// `tokenmint audit …`.

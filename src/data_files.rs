@@ -55,17 +55,28 @@ pub fn write_bootstrap_credential(
         "key_id": credential.key_id.as_str(),
         "secret": credential.secret.expose(),
     });
+    write_private_file(&path, |file| writeln!(file, "{json}"))?;
+    Ok(path)
+}
+
+/// Writes a file readable by this user only (an existing one is made private first), through a
+/// buffer, and syncs it.
+pub fn write_private_file(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<()>,
+) -> Result<(), StartError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path).map_err(|e| io_error(&path, e))?;
+    let file = options.open(path).map_err(|e| io_error(path, e))?;
     // An existing file keeps its mode on open: make sure it is private before writing.
-    restrict(&path, 0o600)?;
-    file.write_all(format!("{json}\n").as_bytes())
+    restrict(path, 0o600)?;
+    let mut buffered = std::io::BufWriter::new(&file);
+    write(&mut buffered)
+        .and_then(|()| buffered.flush())
         .and_then(|()| file.sync_all())
-        .map_err(|e| io_error(&path, e))?;
-    Ok(path)
+        .map_err(|e| io_error(path, e))
 }
 
 #[cfg(unix)]

@@ -1,4 +1,4 @@
-//! The `tokenmint` command: `serve`, `bootstrap` and `signing-keys`.
+//! The `tokenmint` command: `serve`, `bootstrap`, `signing-keys`, `audit` and `bench-fixture`.
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -41,6 +41,10 @@ async fn main() -> ExitCode {
         },
         Command::Audit(AuditCommand::Verify(args)) => match audit_verify(args).await {
             Ok(code) => code,
+            Err(e) => fail(e),
+        },
+        Command::BenchFixture(args) => match bench_fixture(args).await {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),
         },
     }
@@ -87,6 +91,37 @@ async fn bootstrap(args: tokenmint::config::BootstrapArgs) -> Result<ExitCode, S
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn bench_fixture(args: tokenmint::config::BenchFixtureArgs) -> Result<(), StartError> {
+    let issuer = args
+        .core
+        .issuer
+        .clone()
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+    let app = server::open(&args.core, issuer).await?;
+    let spec = tokenmint::domain::fixture::FixtureSpec {
+        organization_id: args.organization_id,
+        service_users: args.service_users,
+        keys_per_user: args.keys_per_user,
+    };
+    let started = std::time::Instant::now();
+    let keys = app.create_benchmark_fixture(&spec).await?;
+    tokenmint::data_files::write_private_file(&args.out, |file| {
+        use std::io::Write;
+        for (id, secret) in &keys {
+            writeln!(file, "{id} {}", secret.expose())?;
+        }
+        Ok(())
+    })?;
+    eprintln!(
+        "tokenmint bench-fixture: {} service users and {} keys in {:.1} s; keys in {}",
+        spec.service_users,
+        keys.len(),
+        started.elapsed().as_secs_f64(),
+        args.out.display()
+    );
+    Ok(())
 }
 
 async fn signing_keys(command: SigningKeysCommand) -> Result<(), StartError> {

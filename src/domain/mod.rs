@@ -9,6 +9,7 @@ pub mod authz;
 pub mod bootstrap;
 pub mod clock;
 pub mod exchange;
+pub mod fixture;
 pub mod housekeeping;
 pub mod invalidation;
 pub mod key_cache;

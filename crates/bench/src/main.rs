@@ -1,12 +1,21 @@
-//! `tokenmint-bench`: a closed-loop load generator for ExchangeApiKey (or the health check, an
-//! "empty" RPC that measures the gRPC floor) against a running server. A binary of its own so
-//! the server does not link what only load generation needs.
+//! `tokenmint-bench`: a closed-loop load generator for ExchangeApiKey over one key or many
+//! (uniform or Zipf-skewed choice), for ListServiceUsers page walks, or for the health check (an
+//! "empty" RPC that measures the gRPC floor), against a running server. Reports throughput,
+//! latency percentiles, errors by code and, given the server's `/metrics`, its key-cache hit rate
+//! and memory. A binary of its own so the server does not link what only load generation needs.
 
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use rand::distr::Distribution;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokenmint::config::parse_duration;
+use tokenmint::proto::admin::v1::{
+    ListServiceUsersRequest, admin_service_client::AdminServiceClient,
+};
 use tokenmint::proto::auth::v1::{ExchangeApiKeyRequest, auth_service_client::AuthServiceClient};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -18,6 +27,18 @@ pub enum BenchRpc {
     Exchange,
     /// grpc.health.v1.Health/Check: the cost of an empty RPC.
     Health,
+    /// AdminService/ListServiceUsers, each worker walking the caller's organization page by
+    /// page from the start, again and again (the key is the caller's).
+    ListUsers,
+}
+
+/// How an exchange picks its key among the loaded ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KeyChoice {
+    /// Every key equally likely.
+    Uniform,
+    /// Zipf-skewed: the k-th key is chosen in proportion to 1/k^s (`--zipf-exponent`).
+    Zipf,
 }
 
 /// Drives load against a running Tokenmint server and prints throughput and latency.
@@ -36,6 +57,26 @@ pub struct BenchArgs {
     /// API key secret for `exchange` (prefer the environment variable: flags show in `ps`).
     #[arg(long, env = "TOKENMINT_BENCH_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
+    /// Exchange keys from this file (`ID SECRET` per line, as `tokenmint bench-fixture`
+    /// writes) instead of `--key-id`.
+    #[arg(long)]
+    pub keys_file: Option<PathBuf>,
+    /// Use only the first N keys of `--keys-file`.
+    #[arg(long)]
+    pub keys: Option<usize>,
+    /// How each exchange picks its key.
+    #[arg(long, value_enum, default_value_t = KeyChoice::Uniform)]
+    pub choice: KeyChoice,
+    /// Exponent of `--choice zipf`.
+    #[arg(long, default_value_t = 1.0)]
+    pub zipf_exponent: f64,
+    /// Page size of `list-users`.
+    #[arg(long, default_value_t = 100)]
+    pub page_size: i32,
+    /// The server's Prometheus endpoint, read before and after the measured window for its
+    /// key-cache hit rate and memory (e.g. `http://127.0.0.1:8080/metrics`).
+    #[arg(long)]
+    pub metrics_url: Option<String>,
     /// Calls in flight at once.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
@@ -61,6 +102,27 @@ pub struct BenchReport {
     pub per_second: f64,
     /// Latency percentiles in microseconds: p50, p99, p99.9.
     pub latency_us: (u64, u64, u64),
+    /// Failed calls by gRPC code.
+    pub errors_by_code: BTreeMap<String, u64>,
+    /// The server's key-cache hit rate over the window, when `--metrics-url` is given.
+    pub cache_hit_rate: Option<f64>,
+    /// The server's resident memory at the end, bytes, when `--metrics-url` is given.
+    pub server_rss_bytes: Option<f64>,
+}
+
+/// What each worker sends.
+#[derive(Clone)]
+enum Load {
+    Exchange {
+        keys: Arc<Vec<ExchangeApiKeyRequest>>,
+        choice: KeyChoice,
+        zipf_exponent: f64,
+    },
+    Health,
+    ListUsers {
+        token: Arc<str>,
+        page_size: i32,
+    },
 }
 
 /// Why the benchmark could not run.
@@ -98,21 +160,6 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
             "--concurrency and --channels must be at least 1".into(),
         ));
     }
-    let request = match args.rpc {
-        BenchRpc::Exchange => match (&args.key_id, &args.secret) {
-            (Some(key_id), Some(secret)) => Some(ExchangeApiKeyRequest {
-                key_id: key_id.clone(),
-                secret: secret.clone(),
-                ..Default::default()
-            }),
-            _ => {
-                return Err(BenchError::Usage(
-                    "exchange needs --key-id and --secret (or TOKENMINT_BENCH_*)".into(),
-                ));
-            }
-        },
-        BenchRpc::Health => None,
-    };
     let mut channels = Vec::new();
     for _ in 0..args.channels {
         let endpoint = Endpoint::from_shared(args.target.clone())
@@ -127,15 +174,23 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
                 })?,
         );
     }
+    let load = load(&args, channels[0].clone()).await?;
+    let before = scrape(&args.metrics_url).await?;
     let start = Instant::now() + args.warmup;
     let end = start + args.duration;
     let mut workers = Vec::new();
-    for i in 0..args.concurrency {
+    for (i, seed) in (0..args.concurrency).zip(1u64..) {
         let channel = channels[i % channels.len()].clone();
-        workers.push(tokio::spawn(worker(channel, request.clone(), start, end)));
+        workers.push(tokio::spawn(worker(
+            channel,
+            load.clone(),
+            seed,
+            start,
+            end,
+        )));
     }
     let mut histogram = new_histogram()?;
-    let mut errors = 0;
+    let mut errors_by_code = BTreeMap::new();
     for worker in workers {
         let (h, e) = worker
             .await
@@ -143,21 +198,43 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
         histogram
             .add(h)
             .map_err(|e| BenchError::Worker(e.to_string()))?;
-        errors += e;
+        for (code, n) in e {
+            *errors_by_code.entry(code).or_insert(0) += n;
+        }
     }
+    let after = scrape(&args.metrics_url).await?;
+    let (cache_hit_rate, server_rss_bytes) = match (&before, &after) {
+        (Some(before), Some(after)) => {
+            let delta = |name: &str| sample(after, name) - sample(before, name);
+            let (hits, misses) = (
+                delta("tokenmint_key_cache_hits"),
+                delta("tokenmint_key_cache_misses"),
+            );
+            let rate = (hits + misses > 0.0).then(|| hits / (hits + misses));
+            (rate, Some(sample(after, "process_resident_memory_bytes")))
+        }
+        _ => (None, None),
+    };
     let calls = histogram.len();
     let report = BenchReport {
         calls,
-        errors,
+        errors: errors_by_code.values().sum(),
         per_second: calls as f64 / args.duration.as_secs_f64(),
         latency_us: (
             histogram.value_at_quantile(0.5),
             histogram.value_at_quantile(0.99),
             histogram.value_at_quantile(0.999),
         ),
+        errors_by_code,
+        cache_hit_rate,
+        server_rss_bytes,
+    };
+    let keys = match &load {
+        Load::Exchange { keys, choice, .. } => format!(" keys={} choice={choice:?}", keys.len()),
+        _ => String::new(),
     };
     println!(
-        "rpc={:?} target={} concurrency={} channels={} duration={:?}\ncalls={} errors={} rate={:.0}/s p50={:.2}ms p99={:.2}ms p99.9={:.2}ms",
+        "rpc={:?}{keys} target={} concurrency={} channels={} duration={:?}\ncalls={} errors={} rate={:.0}/s p50={:.2}ms p99={:.2}ms p99.9={:.2}ms",
         args.rpc,
         args.target,
         args.concurrency,
@@ -170,7 +247,114 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
         report.latency_us.1 as f64 / 1000.0,
         report.latency_us.2 as f64 / 1000.0,
     );
+    if !report.errors_by_code.is_empty() {
+        println!("errors by code: {:?}", report.errors_by_code);
+    }
+    if let Some(rss) = report.server_rss_bytes {
+        let rate = report
+            .cache_hit_rate
+            .map(|r| format!("{:.1}%", r * 100.0))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "server: key-cache hit rate {rate}, resident memory {:.0} MiB",
+            rss / 1_048_576.0
+        );
+    }
     Ok(report)
+}
+
+/// Builds what the workers send: the keys to exchange, or a token for listing.
+async fn load(args: &BenchArgs, channel: Channel) -> Result<Load, BenchError> {
+    let single = match (&args.key_id, &args.secret) {
+        (Some(key_id), Some(secret)) => Some(ExchangeApiKeyRequest {
+            key_id: key_id.clone(),
+            secret: secret.clone(),
+            ..Default::default()
+        }),
+        _ => None,
+    };
+    match args.rpc {
+        BenchRpc::Health => Ok(Load::Health),
+        BenchRpc::Exchange => {
+            let mut keys = match (&args.keys_file, single) {
+                (Some(path), _) => read_keys(path)?,
+                (None, Some(request)) => vec![request],
+                (None, None) => {
+                    return Err(BenchError::Usage(
+                        "exchange needs --keys-file, or --key-id and --secret (or TOKENMINT_BENCH_*)"
+                            .into(),
+                    ));
+                }
+            };
+            if let Some(n) = args.keys {
+                keys.truncate(n);
+            }
+            if keys.is_empty() {
+                return Err(BenchError::Usage("no keys to exchange".into()));
+            }
+            Ok(Load::Exchange {
+                keys: Arc::new(keys),
+                choice: args.choice,
+                zipf_exponent: args.zipf_exponent,
+            })
+        }
+        BenchRpc::ListUsers => {
+            let request = single.ok_or_else(|| {
+                BenchError::Usage("list-users needs --key-id and --secret of an admin".into())
+            })?;
+            let token = AuthServiceClient::new(channel)
+                .exchange_api_key(request)
+                .await
+                .map_err(|e| BenchError::Usage(format!("the key does not exchange: {e}")))?
+                .into_inner()
+                .access_token;
+            Ok(Load::ListUsers {
+                token: token.into(),
+                page_size: args.page_size,
+            })
+        }
+    }
+}
+
+/// Reads `ID SECRET` lines.
+fn read_keys(path: &PathBuf) -> Result<Vec<ExchangeApiKeyRequest>, BenchError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BenchError::Usage(format!("{}: {e}", path.display())))?;
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| match line.split_once(' ') {
+            Some((key_id, secret)) => Ok(ExchangeApiKeyRequest {
+                key_id: key_id.to_owned(),
+                secret: secret.trim().to_owned(),
+                ..Default::default()
+            }),
+            None => Err(BenchError::Usage(format!(
+                "{}: a line is not `ID SECRET`",
+                path.display()
+            ))),
+        })
+        .collect()
+}
+
+/// The server's metrics text, if a URL is given.
+async fn scrape(url: &Option<String>) -> Result<Option<String>, BenchError> {
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    let text = async { reqwest::get(url).await?.error_for_status()?.text().await }
+        .await
+        .map_err(|e| BenchError::Usage(format!("cannot read {url}: {e}")))?;
+    Ok(Some(text))
+}
+
+/// The value of an unlabelled sample, or 0.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(name)?.strip_prefix(' ')?;
+            rest.trim().parse().ok()
+        })
+        .unwrap_or(0.0)
 }
 
 fn new_histogram() -> Result<Histogram<u64>, BenchError> {
@@ -179,35 +363,74 @@ fn new_histogram() -> Result<Histogram<u64>, BenchError> {
 
 async fn worker(
     channel: Channel,
-    request: Option<ExchangeApiKeyRequest>,
+    load: Load,
+    seed: u64,
     start: Instant,
     end: Instant,
-) -> Result<(Histogram<u64>, u64), BenchError> {
+) -> Result<(Histogram<u64>, BTreeMap<String, u64>), BenchError> {
+    use rand::{Rng, SeedableRng};
     let mut histogram = new_histogram()?;
-    let mut errors = 0;
+    let mut errors = BTreeMap::new();
     let mut auth = AuthServiceClient::new(channel.clone());
-    let mut health = HealthClient::new(channel);
+    let mut health = HealthClient::new(channel.clone());
+    let mut admin = AdminServiceClient::new(channel);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let zipf = match &load {
+        Load::Exchange {
+            keys,
+            choice: KeyChoice::Zipf,
+            zipf_exponent,
+        } => Some(
+            rand_distr::Zipf::new(keys.len() as f64, *zipf_exponent)
+                .map_err(|e| BenchError::Usage(format!("--zipf-exponent: {e}")))?,
+        ),
+        _ => None,
+    };
+    let mut page_token = String::new();
     loop {
         let began = Instant::now();
         if began >= end {
             break;
         }
-        let ok = match &request {
-            Some(r) => auth.exchange_api_key(r.clone()).await.is_ok(),
-            None => health
+        let outcome: Result<(), tonic::Status> = match &load {
+            Load::Exchange { keys, .. } => {
+                let index = match &zipf {
+                    // Zipf yields 1..=n.
+                    Some(zipf) => (zipf.sample(&mut rng) as usize).saturating_sub(1),
+                    None => rng.random_range(0..keys.len()),
+                };
+                let request = keys[index.min(keys.len() - 1)].clone();
+                auth.exchange_api_key(request).await.map(|_| ())
+            }
+            Load::Health => health
                 .check(HealthCheckRequest {
                     service: String::new(),
                 })
                 .await
-                .is_ok(),
+                .map(|_| ()),
+            Load::ListUsers { token, page_size } => {
+                let mut request = tonic::Request::new(ListServiceUsersRequest {
+                    page_size: *page_size,
+                    page_token: std::mem::take(&mut page_token),
+                    ..Default::default()
+                });
+                let bearer = format!("Bearer {token}")
+                    .parse()
+                    .map_err(|_| BenchError::Usage("the token is not a header value".into()))?;
+                request.metadata_mut().insert("authorization", bearer);
+                admin.list_service_users(request).await.map(|r| {
+                    page_token = r.into_inner().next_page_token;
+                })
+            }
         };
         if began < start {
             continue;
         }
-        if ok {
-            let _ = histogram.record(began.elapsed().as_micros().max(1) as u64);
-        } else {
-            errors += 1;
+        match outcome {
+            Ok(()) => {
+                let _ = histogram.record(began.elapsed().as_micros().max(1) as u64);
+            }
+            Err(status) => *errors.entry(format!("{:?}", status.code())).or_insert(0) += 1,
         }
     }
     Ok((histogram, errors))

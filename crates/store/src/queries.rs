@@ -34,6 +34,10 @@ pub struct Bootstrap {
     pub audit_event: AuditEvent,
 }
 
+/// Rows per multi-row INSERT: about 20 columns each stays under SQLite's 32,766 bound
+/// parameters and PostgreSQL's 65,535.
+const BULK_ROWS: usize = 500;
+
 /// A unit of work: reads and writes on one transaction, committed by [`Tx::commit`] and rolled
 /// back if dropped. On SQLite it holds the single writer's turn for its whole life.
 pub struct Tx {
@@ -852,6 +856,32 @@ impl Tx {
         api_key::Entity::insert(api_key::Model::from(key).into_active_model())
             .exec_without_returning(&self.txn)
             .await?;
+        Ok(())
+    }
+
+    /// Writes many users at once, in multi-row statements (a benchmark fixture's bulk path).
+    pub async fn insert_service_users(&self, users: Vec<ServiceUser>) -> StoreResult<()> {
+        for chunk in users.chunks(BULK_ROWS) {
+            let rows = chunk
+                .iter()
+                .map(|u| service_user::Model::from(u.clone()).into_active_model());
+            service_user::Entity::insert_many(rows)
+                .exec_without_returning(&self.txn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes many keys at once, in multi-row statements (a benchmark fixture's bulk path).
+    pub async fn insert_api_keys(&self, keys: Vec<ApiKey>) -> StoreResult<()> {
+        for chunk in keys.chunks(BULK_ROWS) {
+            let rows = chunk
+                .iter()
+                .map(|k| api_key::Model::from(k.clone()).into_active_model());
+            api_key::Entity::insert_many(rows)
+                .exec_without_returning(&self.txn)
+                .await?;
+        }
         Ok(())
     }
 

@@ -11,6 +11,7 @@ mod m0006_audit_events;
 mod m0007_last_active;
 mod m0008_key_notices;
 mod m0009_audit_anchors;
+mod m0010_list_indexes;
 
 /// Every migration Tokenmint knows, oldest first.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_last_active::Migration),
             Box::new(m0008_key_notices::Migration),
             Box::new(m0009_audit_anchors::Migration),
+            Box::new(m0010_list_indexes::Migration),
         ]
     }
 }
