@@ -166,9 +166,11 @@ pub struct CoreArgs {
     /// Lifetime of tokens minted by keys created without one (e.g. `1h`, `15m`).
     #[arg(long, env = "TOKENMINT_DEFAULT_TOKEN_LIFETIME", default_value = "1h", value_parser = parse_duration)]
     pub default_token_lifetime: Duration,
-    /// How long a replica trusts its cached copy of an active key (`0s` disables the cache).
-    /// Revocations made through this replica apply at once; through another, within this time.
-    #[arg(long, env = "TOKENMINT_KEY_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
+    /// How long a replica trusts its cached copy of a key (`0s` disables the cache). Changes
+    /// reach every replica's cache at once (on PostgreSQL through notifications, and a replica
+    /// that lost them flushes its cache on reconnecting), so this only bounds how stale a
+    /// replica cut off from the database can be.
+    #[arg(long, env = "TOKENMINT_KEY_CACHE_TTL", default_value = "60s", value_parser = parse_duration)]
     pub key_cache_ttl: Duration,
     /// Most active keys a replica keeps in memory; the same number again of key IDs known to be
     /// unusable is kept apart, so made-up IDs never push real keys out.

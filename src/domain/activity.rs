@@ -16,8 +16,15 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Most keys and failure sources counted between two flushes, each.
+/// Most failure sources counted between two flushes. Failures come from anyone, so this bound
+/// is what keeps a flood of them from exhausting memory.
 pub const MAX_ENTRIES: usize = 100_000;
+/// Most keys whose uses are counted between two flushes. Only successful exchanges add one, so
+/// their number is bounded by the keys that exist; this bound only caps the memory of a very
+/// large deployment (about 200 bytes each). A key past it keeps its old last-used time for that
+/// interval, which `--revoke-unused-keys-after` must not mistake for disuse: keep this above
+/// the number of keys used per flush interval.
+pub const MAX_USED_KEYS: usize = 2_000_000;
 /// Most distinct addresses kept per key, and key IDs per failure source.
 const MAX_SAMPLES: usize = 8;
 
@@ -83,7 +90,7 @@ impl Activity {
         now: DateTime<Utc>,
     ) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let full = pending.used.len() >= MAX_ENTRIES;
+        let full = pending.used.len() >= MAX_USED_KEYS;
         match pending.used.get_mut(key_id) {
             Some(used) => {
                 used.count += 1;
@@ -146,7 +153,7 @@ impl Activity {
     /// Returns a key's uses that could not be written, merged with any counted since.
     fn put_back(&self, key_id: String, used: KeyUse) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let full = pending.used.len() >= MAX_ENTRIES;
+        let full = pending.used.len() >= MAX_USED_KEYS;
         match pending.used.get_mut(&key_id) {
             Some(newer) => {
                 newer.count += used.count;

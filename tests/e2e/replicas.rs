@@ -43,17 +43,29 @@ impl Cluster {
         Some(Cluster { a, others })
     }
 
-    /// Exchanges on every other replica, so each holds the key in its cache; returns the scopes.
-    async fn warm(&mut self, key_id: &str, secret: &str) -> Vec<String> {
-        let mut scopes = Vec::new();
+    /// Exchanges on every other replica until each holds the key in its cache with a scope that
+    /// `ready` accepts. A change that adds power (enabling, granting) reaches the others a few
+    /// milliseconds after it returns, so this waits up to a second for it.
+    async fn warm_until(&mut self, key_id: &str, secret: &str, ready: impl Fn(&str) -> bool) {
         for (_, client) in &mut self.others {
-            let response = client
-                .exchange_api_key(exchange(key_id, secret))
-                .await
-                .expect("the key exchanges before the change");
-            scopes.push(response.into_inner().scope);
+            let deadline = Instant::now() + Duration::from_secs(1);
+            loop {
+                let answer = client.exchange_api_key(exchange(key_id, secret)).await;
+                match answer {
+                    Ok(response) if ready(&response.get_ref().scope) => break,
+                    other => assert!(
+                        Instant::now() < deadline,
+                        "the key does not exchange as expected before the change: {other:?}"
+                    ),
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
         }
-        scopes
+    }
+
+    /// Exchanges on every other replica, so each holds the key in its cache.
+    async fn warm(&mut self, key_id: &str, secret: &str) {
+        self.warm_until(key_id, secret, |_| true).await;
     }
 
     /// After a change returned at `changed`, polls each other replica until `refused` holds for
@@ -217,11 +229,8 @@ async fn a_role_removed_through_one_replica_leaves_the_others_tokens_at_once() {
     let mut binding_id = binding.id;
     let mut delays = Vec::new();
     for _ in 0..TRIES {
-        let scopes = cluster.warm(&key.id, &secret).await;
-        assert!(
-            scopes.iter().all(|s| s.split(' ').any(|r| r == "admin")),
-            "{scopes:?}"
-        );
+        let carries_admin = |scope: &str| scope.split(' ').any(|r| r == "admin");
+        cluster.warm_until(&key.id, &secret, carries_admin).await;
         admin
             .remove_role_binding(RemoveRoleBindingRequest { id: binding_id })
             .await

@@ -30,6 +30,10 @@ pub enum BenchRpc {
     /// AdminService/ListServiceUsers, each worker walking the caller's organization page by
     /// page from the start, again and again (the key is the caller's).
     ListUsers,
+    /// No RPC: `SELECT id FROM api_keys WHERE id = ?` straight on `--database-url`, keys chosen
+    /// as for `exchange`, through a pool of 16 like the server's. The floor a cache miss is
+    /// measured against.
+    DbLookup,
 }
 
 /// How an exchange picks its key among the loaded ones.
@@ -45,7 +49,8 @@ pub enum KeyChoice {
 #[derive(Clone, Debug, Parser)]
 #[command(name = "tokenmint-bench", version, about)]
 pub struct BenchArgs {
-    /// gRPC endpoint of the server.
+    /// gRPC endpoint of the server; several, comma-separated, spread the connections over
+    /// replicas.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub target: String,
     /// RPC to drive.
@@ -70,9 +75,16 @@ pub struct BenchArgs {
     /// Exponent of `--choice zipf`.
     #[arg(long, default_value_t = 1.0)]
     pub zipf_exponent: f64,
+    /// Before the warm-up, exchange every loaded key once (spread over the workers), so a
+    /// cache large enough holds them all when measuring starts.
+    #[arg(long)]
+    pub prewarm: bool,
     /// Page size of `list-users`.
     #[arg(long, default_value_t = 100)]
     pub page_size: i32,
+    /// Database of `db-lookup`.
+    #[arg(long)]
+    pub database_url: Option<String>,
     /// The server's Prometheus endpoint, read before and after the measured window for its
     /// key-cache hit rate and memory (e.g. `http://127.0.0.1:8080/metrics`).
     #[arg(long)]
@@ -123,6 +135,12 @@ enum Load {
         token: Arc<str>,
         page_size: i32,
     },
+    DbLookup {
+        keys: Arc<Vec<ExchangeApiKeyRequest>>,
+        choice: KeyChoice,
+        zipf_exponent: f64,
+        database: sea_orm::DatabaseConnection,
+    },
 }
 
 /// Why the benchmark could not run.
@@ -161,26 +179,31 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
         ));
     }
     let mut channels = Vec::new();
-    for _ in 0..args.channels {
-        let endpoint = Endpoint::from_shared(args.target.clone())
+    let needs_server = args.rpc != BenchRpc::DbLookup;
+    let targets: Vec<&str> = args.target.split(',').map(str::trim).collect();
+    for (_, target) in (0..args.channels * usize::from(needs_server)).zip(targets.iter().cycle()) {
+        let endpoint = Endpoint::from_shared(target.to_string())
             .map_err(|e| BenchError::Usage(e.to_string()))?;
         channels.push(
             endpoint
                 .connect()
                 .await
                 .map_err(|source| BenchError::Connect {
-                    target: args.target.clone(),
+                    target: target.to_string(),
                     source,
                 })?,
         );
     }
-    let load = load(&args, channels[0].clone()).await?;
+    let load = load(&args, channels.first().cloned()).await?;
+    if let (true, Load::Exchange { keys, .. }) = (args.prewarm, &load) {
+        prewarm(&channels, keys.clone(), args.concurrency).await?;
+    }
     let before = scrape(&args.metrics_url).await?;
     let start = Instant::now() + args.warmup;
     let end = start + args.duration;
     let mut workers = Vec::new();
     for (i, seed) in (0..args.concurrency).zip(1u64..) {
-        let channel = channels[i % channels.len()].clone();
+        let channel = channels.get(i % channels.len().max(1)).cloned();
         workers.push(tokio::spawn(worker(
             channel,
             load.clone(),
@@ -230,7 +253,9 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
         server_rss_bytes,
     };
     let keys = match &load {
-        Load::Exchange { keys, choice, .. } => format!(" keys={} choice={choice:?}", keys.len()),
+        Load::Exchange { keys, choice, .. } | Load::DbLookup { keys, choice, .. } => {
+            format!(" keys={} choice={choice:?}", keys.len())
+        }
         _ => String::new(),
     };
     println!(
@@ -264,7 +289,7 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
 }
 
 /// Builds what the workers send: the keys to exchange, or a token for listing.
-async fn load(args: &BenchArgs, channel: Channel) -> Result<Load, BenchError> {
+async fn load(args: &BenchArgs, channel: Option<Channel>) -> Result<Load, BenchError> {
     let single = match (&args.key_id, &args.secret) {
         (Some(key_id), Some(secret)) => Some(ExchangeApiKeyRequest {
             key_id: key_id.clone(),
@@ -275,7 +300,7 @@ async fn load(args: &BenchArgs, channel: Channel) -> Result<Load, BenchError> {
     };
     match args.rpc {
         BenchRpc::Health => Ok(Load::Health),
-        BenchRpc::Exchange => {
+        BenchRpc::Exchange | BenchRpc::DbLookup => {
             let mut keys = match (&args.keys_file, single) {
                 (Some(path), _) => read_keys(path)?,
                 (None, Some(request)) => vec![request],
@@ -292,16 +317,35 @@ async fn load(args: &BenchArgs, channel: Channel) -> Result<Load, BenchError> {
             if keys.is_empty() {
                 return Err(BenchError::Usage("no keys to exchange".into()));
             }
-            Ok(Load::Exchange {
-                keys: Arc::new(keys),
+            let keys = Arc::new(keys);
+            if args.rpc == BenchRpc::Exchange {
+                return Ok(Load::Exchange {
+                    keys,
+                    choice: args.choice,
+                    zipf_exponent: args.zipf_exponent,
+                });
+            }
+            let url = args
+                .database_url
+                .clone()
+                .ok_or_else(|| BenchError::Usage("db-lookup needs --database-url".into()))?;
+            let mut options = sea_orm::ConnectOptions::new(url);
+            options.max_connections(16).sqlx_logging(false);
+            let database = sea_orm::Database::connect(options)
+                .await
+                .map_err(|e| BenchError::Usage(format!("--database-url: {e}")))?;
+            Ok(Load::DbLookup {
+                keys,
                 choice: args.choice,
                 zipf_exponent: args.zipf_exponent,
+                database,
             })
         }
         BenchRpc::ListUsers => {
             let request = single.ok_or_else(|| {
                 BenchError::Usage("list-users needs --key-id and --secret of an admin".into())
             })?;
+            let channel = channel.ok_or_else(|| BenchError::Usage("no channel".into()))?;
             let token = AuthServiceClient::new(channel)
                 .exchange_api_key(request)
                 .await
@@ -314,6 +358,39 @@ async fn load(args: &BenchArgs, channel: Channel) -> Result<Load, BenchError> {
             })
         }
     }
+}
+
+/// Exchanges every key once, `concurrency` at a time.
+async fn prewarm(
+    channels: &[Channel],
+    keys: Arc<Vec<ExchangeApiKeyRequest>>,
+    concurrency: usize,
+) -> Result<(), BenchError> {
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for (i, channel) in (0..concurrency).zip(channels.iter().cycle()) {
+        let mut auth = AuthServiceClient::new(channel.clone());
+        let keys = keys.clone();
+        workers.push(tokio::spawn(async move {
+            let mut failed = 0u64;
+            for key in keys.iter().skip(i).step_by(concurrency) {
+                failed += u64::from(auth.exchange_api_key(key.clone()).await.is_err());
+            }
+            failed
+        }));
+    }
+    let mut failed = 0;
+    for worker in workers {
+        failed += worker
+            .await
+            .map_err(|e| BenchError::Worker(e.to_string()))?;
+    }
+    eprintln!(
+        "prewarmed {} keys in {:.1} s ({failed} failed)",
+        keys.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Reads `ID SECRET` lines.
@@ -362,7 +439,7 @@ fn new_histogram() -> Result<Histogram<u64>, BenchError> {
 }
 
 async fn worker(
-    channel: Channel,
+    channel: Option<Channel>,
     load: Load,
     seed: u64,
     start: Instant,
@@ -371,6 +448,9 @@ async fn worker(
     use rand::{Rng, SeedableRng};
     let mut histogram = new_histogram()?;
     let mut errors = BTreeMap::new();
+    // A lazy channel to nowhere stands in for `db-lookup`, which makes no call.
+    let channel =
+        channel.unwrap_or_else(|| Endpoint::from_static("http://127.0.0.1:9").connect_lazy());
     let mut auth = AuthServiceClient::new(channel.clone());
     let mut health = HealthClient::new(channel.clone());
     let mut admin = AdminServiceClient::new(channel);
@@ -380,6 +460,12 @@ async fn worker(
             keys,
             choice: KeyChoice::Zipf,
             zipf_exponent,
+        }
+        | Load::DbLookup {
+            keys,
+            choice: KeyChoice::Zipf,
+            zipf_exponent,
+            ..
         } => Some(
             rand_distr::Zipf::new(keys.len() as f64, *zipf_exponent)
                 .map_err(|e| BenchError::Usage(format!("--zipf-exponent: {e}")))?,
@@ -392,15 +478,33 @@ async fn worker(
         if began >= end {
             break;
         }
+        let mut pick = |keys: &[ExchangeApiKeyRequest]| {
+            let index = match &zipf {
+                // Zipf yields 1..=n.
+                Some(zipf) => (zipf.sample(&mut rng) as usize).saturating_sub(1),
+                None => rng.random_range(0..keys.len()),
+            };
+            keys[index.min(keys.len() - 1)].clone()
+        };
         let outcome: Result<(), tonic::Status> = match &load {
-            Load::Exchange { keys, .. } => {
-                let index = match &zipf {
-                    // Zipf yields 1..=n.
-                    Some(zipf) => (zipf.sample(&mut rng) as usize).saturating_sub(1),
-                    None => rng.random_range(0..keys.len()),
+            Load::Exchange { keys, .. } => auth.exchange_api_key(pick(keys)).await.map(|_| ()),
+            Load::DbLookup { keys, database, .. } => {
+                use sea_orm::ConnectionTrait;
+                let backend = database.get_database_backend();
+                let sql = match backend {
+                    sea_orm::DbBackend::Postgres => "SELECT id FROM api_keys WHERE id = $1",
+                    _ => "SELECT id FROM api_keys WHERE id = ?",
                 };
-                let request = keys[index.min(keys.len() - 1)].clone();
-                auth.exchange_api_key(request).await.map(|_| ())
+                let statement = sea_orm::Statement::from_sql_and_values(
+                    backend,
+                    sql,
+                    [pick(keys).key_id.into()],
+                );
+                match database.query_one_raw(statement).await {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => Err(tonic::Status::not_found("no such key")),
+                    Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+                }
             }
             Load::Health => health
                 .check(HealthCheckRequest {
