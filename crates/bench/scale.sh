@@ -89,8 +89,9 @@ if [ "$backend" = postgres ]; then
 else
   lookup_url="sqlite://$work/large/tokenmint.db?mode=ro"
 fi
-bench "bare indexed lookup (SELECT id FROM api_keys WHERE id = ?), 1,000,000 keys" 0 \
-  --rpc db-lookup --database-url "$lookup_url" --keys-file "$work/large.keys"
+echo "### bare indexed lookup (SELECT id FROM api_keys WHERE id = ?), 1,000,000 keys"
+"$bin/tokenmint-bench" --rpc db-lookup --duration "$duration" --database-url "$lookup_url" \
+  --keys-file "$work/large.keys"
 
 serve large 1
 admin large

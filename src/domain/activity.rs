@@ -19,6 +19,9 @@ use std::time::Duration;
 /// Most failure sources counted between two flushes. Failures come from anyone, so this bound
 /// is what keeps a flood of them from exhausting memory.
 pub const MAX_ENTRIES: usize = 100_000;
+/// Keys whose uses one unit of work writes: a flush after a busy minute on a million keys is
+/// two thousand commits, not a million.
+const KEYS_PER_UNIT: usize = 500;
 /// Most keys whose uses are counted between two flushes. Only successful exchanges add one, so
 /// their number is bounded by the keys that exist; this bound only caps the memory of a very
 /// large deployment (about 200 bytes each). A key past it keeps its old last-used time for that
@@ -196,10 +199,19 @@ impl Tokenmint {
     /// make a key in use look unused.
     pub async fn flush_activity(&self) {
         let pending = self.activity.take();
-        for (key_id, used) in pending.used {
-            if let Err(error) = self.write_key_use(&key_id, &used).await {
-                tracing::warn!(%error, key_id, "could not record a key's exchanges; keeping them for the next flush");
-                self.activity.put_back(key_id, used);
+        let mut used: Vec<(String, KeyUse)> = pending.used.into_iter().collect();
+        // Chains are locked in one order on every replica, so two flushing at once cannot
+        // deadlock.
+        used.sort_unstable_by(|a, b| {
+            (&a.1.organization_id, &a.0).cmp(&(&b.1.organization_id, &b.0))
+        });
+        while !used.is_empty() {
+            let batch: Vec<_> = used.drain(..used.len().min(KEYS_PER_UNIT)).collect();
+            if let Err(error) = self.write_key_uses(&batch).await {
+                tracing::warn!(%error, keys = batch.len(), "could not record keys' exchanges; keeping them for the next flush");
+                for (key_id, key_use) in batch {
+                    self.activity.put_back(key_id, key_use);
+                }
             }
         }
         for ((action, address, outcome), failed) in pending.failed {
@@ -227,31 +239,34 @@ impl Tokenmint {
         }
     }
 
-    async fn write_key_use(&self, key_id: &str, used: &KeyUse) -> Result<()> {
-        let mut details = times(used.count, used.first, used.last);
-        details.insert("addresses".into(), joined(&used.addresses));
-        let actor = Actor {
-            service_user_id: used.service_user_id.clone(),
-            api_key_id: key_id.to_owned(),
-            origin: Origin {
-                address: used.last_address,
-                request_id: String::new(),
-            },
-        };
+    /// Writes a batch of keys' uses in one unit of work: all of them or none.
+    async fn write_key_uses(&self, batch: &[(String, KeyUse)]) -> Result<()> {
         let tx = self.store.begin().await?;
-        self.audit(
-            &tx,
-            &used.organization_id,
-            &actor,
-            "ExchangeApiKey",
-            key_id,
-            "OK",
-            details,
-        )
-        .await?;
-        let address = used.last_address.map(|a| a.to_string());
-        tx.record_key_use(key_id, used.last, address.as_deref())
+        for (key_id, used) in batch {
+            let mut details = times(used.count, used.first, used.last);
+            details.insert("addresses".into(), joined(&used.addresses));
+            let actor = Actor {
+                service_user_id: used.service_user_id.clone(),
+                api_key_id: key_id.clone(),
+                origin: Origin {
+                    address: used.last_address,
+                    request_id: String::new(),
+                },
+            };
+            self.audit(
+                &tx,
+                &used.organization_id,
+                &actor,
+                "ExchangeApiKey",
+                key_id,
+                "OK",
+                details,
+            )
             .await?;
+            let address = used.last_address.map(|a| a.to_string());
+            tx.record_key_use(key_id, used.last, address.as_deref())
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -1,0 +1,62 @@
+//! Memory of the key cache, measured in a process of its own so nothing else allocates meanwhile:
+//! the resident-set growth of filling a cache with realistic entries, per entry. The default
+//! cache size and the "a million keys under 1 GiB" promise rest on this number.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokenmint::domain::key_cache::{CachedKey, KeyCache};
+use tokenmint::domain::roles::Role;
+use tokenmint::ids::{ApiKeyId, OrganizationId, ServiceUserId};
+
+/// Entries added; enough that allocator slack is noise.
+const ENTRIES: usize = 200_000;
+/// The bound the tests hold the cache to: 1,000,000 entries must fit in well under 1 GiB with
+/// the rest of the server.
+const MAX_BYTES_PER_ENTRY: usize = 700;
+
+fn resident_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
+    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[test]
+fn a_cached_key_costs_less_than_700_bytes() {
+    let organization = OrganizationId::generate().to_string();
+    let before = resident_bytes();
+    let cache = KeyCache::new(Duration::from_secs(3600), ENTRIES as u64, ENTRIES as u64);
+    let entries: Vec<Arc<CachedKey>> = (0..ENTRIES)
+        .map(|i| {
+            Arc::new(CachedKey::new(
+                ApiKeyId::generate().to_string(),
+                // Ten keys per user, as in the benchmark fixture.
+                if i % 10 == 0 {
+                    ServiceUserId::generate().to_string()
+                } else {
+                    format!("su_{i:026}")
+                },
+                organization.clone(),
+                vec![7; 32],
+                None,
+                2_000_000_000,
+                3600,
+                Vec::new(),
+                vec![Role::Viewer],
+                Vec::new(),
+            ))
+        })
+        .collect();
+    for entry in entries {
+        cache.insert(cache.generation(), entry);
+    }
+    let (active, _) = cache.sizes();
+    let per_entry = (resident_bytes() - before) / ENTRIES;
+    eprintln!("{active} cached keys: {per_entry} bytes each");
+    assert_eq!(active, ENTRIES as u64, "every entry is held");
+    assert!(
+        per_entry < MAX_BYTES_PER_ENTRY,
+        "{per_entry} bytes per cached key"
+    );
+}
