@@ -45,6 +45,9 @@ pub fn render(handle: &PrometheusHandle, app: &Tokenmint) -> String {
     metrics::gauge!("tokenmint_key_cache_hits").set(stats.hits as f64);
     metrics::gauge!("tokenmint_key_cache_misses").set(stats.misses as f64);
     metrics::gauge!("tokenmint_key_cache_flushes").set(stats.flushes as f64);
+    if let Some(listening) = app.store.listening() {
+        metrics::gauge!("tokenmint_change_listener_up").set(f64::from(u8::from(listening)));
+    }
     metrics::gauge!("tokenmint_key_cache_entries", "kind" => "active").set(active as f64);
     metrics::gauge!("tokenmint_key_cache_entries", "kind" => "unusable").set(inactive as f64);
     let pool = app.store.pool_stats();

@@ -225,7 +225,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(app.clone().follow_invalidations());
-    tokio::spawn(app.store.clone().listen_for_changes());
+    let replica = ulid::Ulid::new().to_string();
+    tokio::spawn(app.store.clone().listen_for_changes(replica));
     let (routes, health) = crate::grpc::routes(
         app.clone(),
         args.max_request_bytes,

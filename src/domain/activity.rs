@@ -20,8 +20,9 @@ use std::time::Duration;
 /// is what keeps a flood of them from exhausting memory.
 pub const MAX_ENTRIES: usize = 100_000;
 /// Keys whose uses one unit of work writes: a flush after a busy minute on a million keys is
-/// two thousand commits, not a million.
-const KEYS_PER_UNIT: usize = 500;
+/// five thousand commits, not a million, while a change waiting for an audit chain waits for
+/// at most 200 events.
+const KEYS_PER_UNIT: usize = 200;
 /// Most keys whose uses are counted between two flushes. Only successful exchanges add one, so
 /// their number is bounded by the keys that exist; this bound only caps the memory of a very
 /// large deployment (about 200 bytes each). A key past it keeps its old last-used time for that
@@ -200,8 +201,8 @@ impl Tokenmint {
     pub async fn flush_activity(&self) {
         let pending = self.activity.take();
         let mut used: Vec<(String, KeyUse)> = pending.used.into_iter().collect();
-        // Chains are locked in one order on every replica, so two flushing at once cannot
-        // deadlock.
+        // Batches follow chain order, so each unit touches few chains, and every replica takes
+        // them in the same order.
         used.sort_unstable_by(|a, b| {
             (&a.1.organization_id, &a.0).cmp(&(&b.1.organization_id, &b.0))
         });
@@ -239,9 +240,27 @@ impl Tokenmint {
         }
     }
 
-    /// Writes a batch of keys' uses in one unit of work: all of them or none.
+    /// Writes a batch of keys' uses in one unit of work: all of them or none. Locks are taken
+    /// in the order every unit of work takes them (service-user rows by ID, then key rows by
+    /// ID, then audit chains last), so a flush and an admin call never wait on each other in a
+    /// cycle.
     async fn write_key_uses(&self, batch: &[(String, KeyUse)]) -> Result<()> {
         let tx = self.store.begin().await?;
+        let mut users: std::collections::BTreeMap<&str, DateTime<Utc>> = Default::default();
+        for (_, used) in batch {
+            let last = users.entry(&used.service_user_id).or_insert(used.last);
+            *last = (*last).max(used.last);
+        }
+        for (user, last) in users {
+            tx.record_service_user_activity(user, last).await?;
+        }
+        let mut keys: Vec<&(String, KeyUse)> = batch.iter().collect();
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (key_id, used) in keys {
+            let address = used.last_address.map(|a| a.to_string());
+            tx.record_key_use(key_id, used.last, address.as_deref())
+                .await?;
+        }
         for (key_id, used) in batch {
             let mut details = times(used.count, used.first, used.last);
             details.insert("addresses".into(), joined(&used.addresses));
@@ -263,9 +282,6 @@ impl Tokenmint {
                 details,
             )
             .await?;
-            let address = used.last_address.map(|a| a.to_string());
-            tx.record_key_use(key_id, used.last, address.as_deref())
-                .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -275,7 +275,6 @@ impl Tokenmint {
         }
         let generation = self.key_cache.generation();
         let found = self.store.find_key_principal(key_id).await?;
-        self.key_cache.mark_loaded(key_id);
         let Some(found) = found else {
             self.key_cache.insert_inactive(generation, key_id, None);
             return Ok(None);

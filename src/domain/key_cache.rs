@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokenmint_store::{Invalidation, ProjectRole};
 
 /// What an exchange needs to know about an active key.
@@ -36,6 +36,8 @@ pub struct CachedKey {
     pub roles: Vec<Role>,
     /// Project roles its tokens may carry, narrowed the same way.
     pub project_roles: Vec<ProjectRole>,
+    /// When it was read from the database.
+    loaded: Instant,
 }
 
 impl CachedKey {
@@ -64,8 +66,18 @@ impl CachedKey {
             allowed_cidrs,
             roles,
             project_roles,
+            loaded: Instant::now(),
         }
     }
+}
+
+/// A key ID known to be unusable.
+#[derive(Clone, Debug)]
+struct Unusable {
+    /// Its user, when the key exists (so enabling the user drops it).
+    owner: Option<String>,
+    /// When it was read from the database.
+    loaded: Instant,
 }
 
 /// What the cache knows about a key ID.
@@ -109,9 +121,8 @@ pub struct CacheStats {
 pub struct KeyCache {
     enabled: bool,
     active: moka::sync::Cache<String, Arc<CachedKey>>,
-    /// Unknown or unusable IDs, with the user of those that exist (so enabling the user drops
-    /// them).
-    inactive: moka::sync::Cache<String, Option<String>>,
+    /// Unknown or unusable IDs.
+    inactive: moka::sync::Cache<String, Unusable>,
     /// Bumped on every invalidation, so a load that raced with one is not cached.
     generation: AtomicU64,
     hits: AtomicU64,
@@ -120,8 +131,6 @@ pub struct KeyCache {
     /// One lock per key being loaded, so a burst of calls for an expired key reads the
     /// database once instead of once per call.
     loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Key IDs read from the database within the last [`RELOAD_INTERVAL`].
-    recently_loaded: moka::sync::Cache<String, ()>,
 }
 
 /// Least time between two reads of one key ID caused by failed checks against the cache.
@@ -173,17 +182,6 @@ impl KeyCache {
             misses: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
             loading: Mutex::default(),
-            recently_loaded: moka::sync::Cache::builder()
-                .max_capacity(max_inactive)
-                .time_to_live(RELOAD_INTERVAL)
-                .build(),
-        }
-    }
-
-    /// Notes that `key_id` was just read from the database.
-    pub fn mark_loaded(&self, key_id: &str) {
-        if self.enabled {
-            self.recently_loaded.insert(key_id.to_owned(), ());
         }
     }
 
@@ -192,7 +190,12 @@ impl KeyCache {
     /// rotated (or created) through another replica works here at once, while a flood of wrong
     /// secrets for one ID costs at most one read per interval. If so, the copy is dropped.
     pub fn reload_after_failure(&self, key_id: &str) -> bool {
-        if !self.enabled || self.recently_loaded.contains_key(key_id) {
+        let loaded = self
+            .active
+            .get(key_id)
+            .map(|key| key.loaded)
+            .or_else(|| self.inactive.get(key_id).map(|unusable| unusable.loaded));
+        if !self.enabled || loaded.is_some_and(|at| at.elapsed() < RELOAD_INTERVAL) {
             return false;
         }
         // No generation bump: nothing changed here, so loads in flight may still be cached.
@@ -217,7 +220,7 @@ impl KeyCache {
 
     /// The generation to pass to [`insert`](Self::insert) for a load starting now.
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// What is known about `key_id`, unless it is older than the TTL.
@@ -237,43 +240,56 @@ impl KeyCache {
     }
 
     /// Caches an active key loaded since `generation`, unless an invalidation happened meanwhile.
+    /// The generation is checked again after inserting: an invalidation that bumped it between
+    /// the first check and the insert may have run its removal before the entry existed.
     pub fn insert(&self, generation: u64, key: Arc<CachedKey>) {
         if self.enabled && self.generation() == generation {
-            self.active.insert(key.key_id.clone(), key);
+            let key_id = key.key_id.clone();
+            self.active.insert(key_id.clone(), key);
+            if self.generation() != generation {
+                self.active.invalidate(&key_id);
+            }
         }
     }
 
     /// Remembers that `key_id` cannot be exchanged (unknown, or inactive for `service_user_id`).
     pub fn insert_inactive(&self, generation: u64, key_id: &str, service_user_id: Option<String>) {
         if self.enabled && self.generation() == generation {
-            self.inactive.insert(key_id.to_owned(), service_user_id);
+            let unusable = Unusable {
+                owner: service_user_id,
+                loaded: Instant::now(),
+            };
+            self.inactive.insert(key_id.to_owned(), unusable);
+            if self.generation() != generation {
+                self.inactive.invalidate(key_id);
+            }
         }
     }
 
     /// Drops a key.
     pub fn forget_key(&self, key_id: &str) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.active.invalidate(key_id);
         self.inactive.invalidate(key_id);
     }
 
     /// Drops every key of a user.
     pub fn forget_user(&self, service_user_id: &str) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let user = service_user_id.to_owned();
         let of_user = user.clone();
         // Invalidation closures only fail when not enabled on the builder, which they are.
         let _ = self
             .active
             .invalidate_entries_if(move |_, key| key.service_user_id == of_user);
-        let _ = self
-            .inactive
-            .invalidate_entries_if(move |_, owner| owner.as_deref() == Some(user.as_str()));
+        let _ = self.inactive.invalidate_entries_if(move |_, unusable| {
+            unusable.owner.as_deref() == Some(user.as_str())
+        });
     }
 
     /// Drops everything.
     pub fn forget_all(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.active.invalidate_all();
         self.inactive.invalidate_all();
         self.flushes.fetch_add(1, Ordering::Relaxed);
@@ -412,13 +428,28 @@ mod tests {
     #[test]
     fn a_failure_reloads_a_key_at_most_once_per_interval() {
         let cache = KeyCache::new(Duration::from_secs(60), 10, 10);
-        cache.insert(cache.generation(), entry("ak_1", "su_1"));
+        let mut old = CachedKey::new(
+            "ak_1".into(),
+            "su_1".into(),
+            "org".into(),
+            vec![],
+            None,
+            0,
+            60,
+            vec![],
+            vec![],
+            vec![],
+        );
+        old.loaded = Instant::now()
+            .checked_sub(RELOAD_INTERVAL * 2)
+            .unwrap_or(old.loaded);
+        cache.insert(cache.generation(), Arc::new(old));
         assert!(
             cache.reload_after_failure("ak_1"),
-            "never loaded here: reload"
+            "read longer ago than the interval: reload"
         );
         assert!(cache.get("ak_1").is_none(), "the stale copy is dropped");
-        cache.mark_loaded("ak_1");
+        cache.insert(cache.generation(), entry("ak_1", "su_1"));
         assert!(
             !cache.reload_after_failure("ak_1"),
             "just read: no second read"

@@ -15,7 +15,7 @@ pub use queries::{Bootstrap, Tx};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 use sea_orm_migration::MigratorTrait;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A handle on the database; cheap to clone (it wraps a connection pool).
@@ -35,13 +35,25 @@ pub struct Store {
     /// [`listen_for_changes`](Self::listen_for_changes) runs on PostgreSQL; and
     /// [`Invalidation::Everything`] each time listening (re)starts.
     invalidated: tokio::sync::broadcast::Sender<Invalidation>,
+    /// Whether [`listen_for_changes`](Self::listen_for_changes) holds a working connection.
+    listening: Arc<AtomicBool>,
 }
+
+/// How often the listener sends itself a heartbeat through [`INVALIDATION_CHANNEL`].
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+/// How long without hearing its own heartbeat before the listener counts its connection as
+/// dead (it may end without a word: a failover, a NAT or firewall timeout, a pooler that drops
+/// notifications) and replaces it.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// The PostgreSQL notification channel that carries the chain of each committed audit event.
 pub const AUDIT_CHANNEL: &str = "tokenmint_audit";
 
-/// The PostgreSQL notification channel that carries [`Invalidation`]s.
+/// The PostgreSQL notification channel that carries [`Invalidation`]s, and heartbeats.
 pub const INVALIDATION_CHANNEL: &str = "tokenmint_invalidate";
+
+/// Heartbeat payloads start with this; they are not invalidations.
+const HEARTBEAT_PREFIX: &str = "ping:";
 
 /// The connection pool at one moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +116,7 @@ impl Store {
             statements,
             audit_appended: tokio::sync::broadcast::channel(1024).0,
             invalidated: tokio::sync::broadcast::channel(4096).0,
+            listening: Arc::default(),
         })
     }
 
@@ -119,56 +132,96 @@ impl Store {
         self.invalidated.subscribe()
     }
 
+    /// On PostgreSQL, whether this replica is listening to the others' changes now; `None` on
+    /// SQLite, where there are no others.
+    pub fn listening(&self) -> Option<bool> {
+        (self.db.get_database_backend() == DbBackend::Postgres)
+            .then(|| self.listening.load(Ordering::Relaxed))
+    }
+
     /// On PostgreSQL, relays every replica's notifications until the process ends: audit
     /// chains to [`audit_appended`](Self::audit_appended), invalidations to
     /// [`invalidations`](Self::invalidations). Each time listening starts (at first, and after a
     /// lost connection is replaced) it sends [`Invalidation::Everything`] first, since what was
-    /// announced meanwhile is lost. Does nothing on SQLite, where this process is the only
-    /// writer.
-    pub async fn listen_for_changes(self) {
+    /// announced meanwhile is lost. A connection can die without a word, so the listener sends
+    /// itself a heartbeat (`ping:<replica>`) every [`HEARTBEAT_INTERVAL`] and replaces the
+    /// connection when one has not come back within [`HEARTBEAT_TIMEOUT`]. `replica` must be
+    /// unique among the replicas. Does nothing on SQLite, where this process is the only writer.
+    pub async fn listen_for_changes(self, replica: String) {
         if self.db.get_database_backend() != DbBackend::Postgres {
             return;
         }
+        let ping = format!("{HEARTBEAT_PREFIX}{replica}");
         let mut interrupted = false;
         loop {
-            let relayed = async {
-                let pool = self.db.get_postgres_connection_pool();
-                let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool).await?;
-                listener
-                    .listen_all([AUDIT_CHANNEL, INVALIDATION_CHANNEL])
-                    .await?;
-                let _ = self.invalidated.send(Invalidation::Everything);
-                if interrupted {
-                    tracing::warn!(
-                        "listening for other replicas' changes again; the key cache was flushed, \
-                         since notifications may have been missed"
-                    );
-                } else {
-                    tracing::debug!("listening for other replicas' changes");
-                }
-                // `try_recv` reports a lost connection as `None` instead of reconnecting
-                // silently, which would hide the gap.
-                while let Some(notification) = listener.try_recv().await? {
-                    if notification.channel() == INVALIDATION_CHANNEL {
-                        let stale = Invalidation::from_payload(notification.payload());
-                        let _ = self.invalidated.send(stale);
-                    } else {
-                        let _ = self.audit_appended.send(notification.payload().to_owned());
-                    }
-                }
-                Ok::<(), sea_orm::sqlx::Error>(())
-            }
-            .await;
+            let relayed = self.relay_changes(&ping, interrupted).await;
+            self.listening.store(false, Ordering::Relaxed);
             interrupted = true;
             match relayed {
-                Ok(()) => {
-                    tracing::warn!("lost the connection that listens for other replicas' changes")
-                }
+                Ok(()) => tracing::warn!(
+                    "lost the connection that listens for other replicas' changes; replacing it"
+                ),
                 Err(error) => {
                     tracing::warn!(%error, "cannot listen for other replicas' changes; retrying")
                 }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Listens on one connection until it is lost (`Ok`) or fails (`Err`).
+    async fn relay_changes(
+        &self,
+        ping: &str,
+        interrupted: bool,
+    ) -> Result<(), sea_orm::sqlx::Error> {
+        let pool = self.db.get_postgres_connection_pool();
+        let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener
+            .listen_all([AUDIT_CHANNEL, INVALIDATION_CHANNEL])
+            .await?;
+        let _ = self.invalidated.send(Invalidation::Everything);
+        self.listening.store(true, Ordering::Relaxed);
+        if interrupted {
+            tracing::warn!(
+                "listening for other replicas' changes again; the key cache was flushed, \
+                 since notifications may have been missed"
+            );
+        } else {
+            tracing::debug!("listening for other replicas' changes");
+        }
+        let mut heard = tokio::time::Instant::now();
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
+        loop {
+            tokio::select! {
+                received = listener.try_recv() => {
+                    // `None`: the connection ended. `try_recv` would reconnect on its own next
+                    // time, hiding the gap; a fresh listener makes the flush explicit.
+                    let Some(notification) = received? else { return Ok(()) };
+                    let payload = notification.payload();
+                    if notification.channel() == AUDIT_CHANNEL {
+                        let _ = self.audit_appended.send(payload.to_owned());
+                    } else if payload == ping {
+                        heard = tokio::time::Instant::now();
+                    } else if !payload.starts_with(HEARTBEAT_PREFIX) {
+                        let _ = self.invalidated.send(Invalidation::from_payload(payload));
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if heard.elapsed() > HEARTBEAT_TIMEOUT {
+                        tracing::warn!("no heartbeat on the connection that listens for other replicas' changes");
+                        return Ok(());
+                    }
+                    // Sent through the pool, on another connection, without waiting for it here.
+                    let db = self.db.clone();
+                    let statement = sea_orm::Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        "SELECT pg_notify($1, $2)",
+                        [INVALIDATION_CHANNEL.into(), ping.to_owned().into()],
+                    );
+                    tokio::spawn(async move { db.execute_raw(statement).await });
+                }
+            }
         }
     }
 

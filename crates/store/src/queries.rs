@@ -1035,17 +1035,18 @@ impl Tx {
             )
             .exec(&self.txn)
             .await?;
+        Ok(())
+    }
+
+    /// Records that a service user was last active at `time`, unless a later time is stored.
+    pub async fn record_service_user_activity(
+        &self,
+        service_user_id: &str,
+        time: DateTime<Utc>,
+    ) -> StoreResult<()> {
         service_user::Entity::update_many()
             .col_expr(service_user::Column::LastActiveTime, Expr::value(time))
-            .filter(
-                service_user::Column::Id.in_subquery(
-                    Query::select()
-                        .column(api_key::Column::ServiceUserId)
-                        .from(api_key::Entity)
-                        .and_where(api_key::Column::Id.eq(key_id))
-                        .to_owned(),
-                ),
-            )
+            .filter(service_user::Column::Id.eq(service_user_id))
             .filter(
                 sea_orm::Condition::any()
                     .add(service_user::Column::LastActiveTime.is_null())
