@@ -65,6 +65,16 @@ pub fn write_private_file(
     path: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<()>,
 ) -> Result<(), StartError> {
+    let file = create_private_file(path)?;
+    let mut buffered = std::io::BufWriter::new(&file);
+    write(&mut buffered)
+        .and_then(|()| buffered.flush())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_error(path, e))
+}
+
+/// Creates (or truncates) a file readable by this user only.
+pub fn create_private_file(path: &Path) -> Result<std::fs::File, StartError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -72,11 +82,7 @@ pub fn write_private_file(
     let file = options.open(path).map_err(|e| io_error(path, e))?;
     // An existing file keeps its mode on open: make sure it is private before writing.
     restrict(path, 0o600)?;
-    let mut buffered = std::io::BufWriter::new(&file);
-    write(&mut buffered)
-        .and_then(|()| buffered.flush())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| io_error(path, e))
+    Ok(file)
 }
 
 #[cfg(unix)]

@@ -106,18 +106,24 @@ async fn bench_fixture(args: tokenmint::config::BenchFixtureArgs) -> Result<(), 
         keys_per_user: args.keys_per_user,
     };
     let started = std::time::Instant::now();
-    let keys = app.create_benchmark_fixture(&spec).await?;
-    tokenmint::data_files::write_private_file(&args.out, |file| {
-        use std::io::Write;
-        for (id, secret) in &keys {
-            writeln!(file, "{id} {}", secret.expose())?;
-        }
-        Ok(())
-    })?;
+    let file = tokenmint::data_files::create_private_file(&args.out)?;
+    let mut out = std::io::BufWriter::new(&file);
+    let keys = app
+        .create_benchmark_fixture(&spec, |batch| {
+            use std::io::Write;
+            for (id, secret) in batch {
+                writeln!(out, "{id} {}", secret.expose())?;
+            }
+            out.flush()
+        })
+        .await?;
+    drop(out);
+    file.sync_all()
+        .map_err(|e| StartError::Config(format!("{}: {e}", args.out.display())))?;
     eprintln!(
         "tokenmint bench-fixture: {} service users and {} keys in {:.1} s; keys in {}",
         spec.service_users,
-        keys.len(),
+        keys,
         started.elapsed().as_secs_f64(),
         args.out.display()
     );

@@ -35,8 +35,9 @@ const MAX_SAMPLES: usize = 8;
 /// Successful exchanges of one key since the last flush.
 #[derive(Debug)]
 struct KeyUse {
-    organization_id: String,
-    service_user_id: String,
+    /// Shared with the key's cache entry.
+    organization_id: Arc<str>,
+    service_user_id: Arc<str>,
     count: u64,
     first: DateTime<Utc>,
     last: DateTime<Utc>,
@@ -55,7 +56,7 @@ struct Failures {
 
 #[derive(Debug, Default)]
 struct Pending {
-    used: HashMap<String, KeyUse>,
+    used: HashMap<Arc<str>, KeyUse>,
     failed: HashMap<(&'static str, Option<IpAddr>, &'static str), Failures>,
     /// Entries not kept because the maps were full.
     dropped: u64,
@@ -87,9 +88,9 @@ impl Activity {
     /// Counts a successful exchange of `key_id`.
     pub fn record_use(
         &self,
-        key_id: &str,
-        organization_id: &str,
-        service_user_id: &str,
+        key_id: &Arc<str>,
+        organization_id: &Arc<str>,
+        service_user_id: &Arc<str>,
         address: Option<IpAddr>,
         now: DateTime<Utc>,
     ) {
@@ -107,10 +108,10 @@ impl Activity {
             None if full => pending.dropped += 1,
             None => {
                 pending.used.insert(
-                    key_id.to_owned(),
+                    key_id.clone(),
                     KeyUse {
-                        organization_id: organization_id.to_owned(),
-                        service_user_id: service_user_id.to_owned(),
+                        organization_id: organization_id.clone(),
+                        service_user_id: service_user_id.clone(),
                         count: 1,
                         first: now,
                         last: now,
@@ -155,7 +156,7 @@ impl Activity {
     }
 
     /// Returns a key's uses that could not be written, merged with any counted since.
-    fn put_back(&self, key_id: String, used: KeyUse) {
+    fn put_back(&self, key_id: Arc<str>, used: KeyUse) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let full = pending.used.len() >= MAX_USED_KEYS;
         match pending.used.get_mut(&key_id) {
@@ -200,7 +201,7 @@ impl Tokenmint {
     /// make a key in use look unused.
     pub async fn flush_activity(&self) {
         let pending = self.activity.take();
-        let mut used: Vec<(String, KeyUse)> = pending.used.into_iter().collect();
+        let mut used: Vec<(Arc<str>, KeyUse)> = pending.used.into_iter().collect();
         // Batches follow chain order, so each unit touches few chains, and every replica takes
         // them in the same order.
         used.sort_unstable_by(|a, b| {
@@ -244,17 +245,17 @@ impl Tokenmint {
     /// in the order every unit of work takes them (service-user rows by ID, then key rows by
     /// ID, then audit chains last), so a flush and an admin call never wait on each other in a
     /// cycle.
-    async fn write_key_uses(&self, batch: &[(String, KeyUse)]) -> Result<()> {
+    async fn write_key_uses(&self, batch: &[(Arc<str>, KeyUse)]) -> Result<()> {
         let tx = self.store.begin().await?;
         let mut users: std::collections::BTreeMap<&str, DateTime<Utc>> = Default::default();
         for (_, used) in batch {
-            let last = users.entry(&used.service_user_id).or_insert(used.last);
+            let last = users.entry(&*used.service_user_id).or_insert(used.last);
             *last = (*last).max(used.last);
         }
         for (user, last) in users {
             tx.record_service_user_activity(user, last).await?;
         }
-        let mut keys: Vec<&(String, KeyUse)> = batch.iter().collect();
+        let mut keys: Vec<&(Arc<str>, KeyUse)> = batch.iter().collect();
         keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (key_id, used) in keys {
             let address = used.last_address.map(|a| a.to_string());
@@ -265,8 +266,8 @@ impl Tokenmint {
             let mut details = times(used.count, used.first, used.last);
             details.insert("addresses".into(), joined(&used.addresses));
             let actor = Actor {
-                service_user_id: used.service_user_id.clone(),
-                api_key_id: key_id.clone(),
+                service_user_id: used.service_user_id.to_string(),
+                api_key_id: key_id.to_string(),
                 origin: Origin {
                     address: used.last_address,
                     request_id: String::new(),
@@ -309,8 +310,10 @@ mod tests {
     #[test]
     fn uses_of_one_key_are_counted_together() {
         let activity = Activity::default();
+        let (key, org, user): (Arc<str>, Arc<str>, Arc<str>) =
+            ("ak_1".into(), "org".into(), "su".into());
         for i in 0..3u8 {
-            activity.record_use("ak_1", "org", "su", Some(IpAddr::from([10, 0, 0, i])), t());
+            activity.record_use(&key, &org, &user, Some(IpAddr::from([10, 0, 0, i])), t());
         }
         let pending = activity.take();
         assert_eq!(pending.used.len(), 1);

@@ -555,8 +555,7 @@ impl Tokenmint {
         crate::domain::exchange::check_network(&cached.allowed_cidrs, peer)?;
         let tx = self.store.begin().await?;
         tx.lock_organization(&cached.organization_id).await?;
-        tx.lock_service_users(&[cached.service_user_id.as_str()])
-            .await?;
+        tx.lock_service_users(&[&*cached.service_user_id]).await?;
         // Checked again under the locks against the stored key, not the cached copy: of two
         // rotations racing with one secret, the second finds that secret replaced.
         let found = tx.key_principal(key_id).await?;

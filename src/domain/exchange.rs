@@ -174,15 +174,15 @@ impl Tokenmint {
         let scope = carried.to_string();
         let claims = AccessTokenClaims {
             iss: self.settings.issuer.clone(),
-            sub: key.service_user_id.clone(),
+            sub: key.service_user_id.to_string(),
             aud: audience,
             exp: now + lifetime,
             iat: now,
             nbf: now,
             jti: self.token_id()?,
-            client_id: key.key_id.clone(),
+            client_id: key.key_id.to_string(),
             scope: scope.clone(),
-            organization_id: key.organization_id.clone(),
+            organization_id: key.organization_id.to_string(),
         };
         let access_token = self.keyring.sign(&claims, self.now())?;
         self.activity.record_use(

@@ -28,11 +28,14 @@ const USERS_PER_UNIT: usize = 2_000;
 impl Tokenmint {
     /// Creates the fixture's users (named `bench-<run>-<n>`, no roles) and keys (30 days, no
     /// scopes, the default token lifetime), bypassing quotas, and records one audit event.
-    /// Returns every key's ID and secret, which exist nowhere else.
+    /// Hands each committed batch's key IDs and secrets, which exist nowhere else, to `keep`
+    /// before writing the next, so a failure part-way loses no secret of a stored key. Returns
+    /// how many keys it created.
     pub async fn create_benchmark_fixture(
         &self,
         spec: &FixtureSpec,
-    ) -> Result<Vec<(String, ApiSecret)>> {
+        mut keep: impl FnMut(&[(String, ApiSecret)]) -> std::io::Result<()>,
+    ) -> Result<u64> {
         let organization = OrganizationId::parse(&spec.organization_id)
             .ok_or_else(|| Error::invalid("organization_id", "not an organization ID"))?;
         self.store
@@ -45,12 +48,12 @@ impl Tokenmint {
         let lifetime = TimeDelta::seconds(
             i64::try_from(self.settings.default_token_lifetime.as_secs()).unwrap_or(3600),
         );
-        let mut secrets =
-            Vec::with_capacity(spec.service_users as usize * spec.keys_per_user as usize);
+        let mut created = 0u64;
         let numbers: Vec<u32> = (0..spec.service_users).collect();
         for batch in numbers.chunks(USERS_PER_UNIT) {
             let mut users = Vec::with_capacity(batch.len());
             let mut keys = Vec::with_capacity(batch.len() * spec.keys_per_user as usize);
+            let mut secrets = Vec::with_capacity(keys.capacity());
             for n in batch {
                 let user = ServiceUser {
                     id: ServiceUserId::generate().to_string(),
@@ -98,6 +101,9 @@ impl Tokenmint {
             tx.insert_service_users(users).await?;
             tx.insert_api_keys(keys).await?;
             tx.commit().await?;
+            keep(&secrets)
+                .map_err(|e| Error::Internal(format!("keeping the fixture's secrets: {e}")))?;
+            created += secrets.len() as u64;
         }
         let tx = self.store.begin().await?;
         self.audit(
@@ -115,6 +121,6 @@ impl Tokenmint {
         )
         .await?;
         tx.commit().await?;
-        Ok(secrets)
+        Ok(created)
     }
 }

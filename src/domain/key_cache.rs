@@ -16,11 +16,12 @@ use tokenmint_store::{Invalidation, ProjectRole};
 /// What an exchange needs to know about an active key.
 #[derive(Debug)]
 pub struct CachedKey {
-    pub key_id: String,
-    /// Its service user.
-    pub service_user_id: String,
+    /// Shared with the cache's index and the activity counters, not copied.
+    pub key_id: Arc<str>,
+    /// Its service user (shared with the activity counters, not copied).
+    pub service_user_id: Arc<str>,
     /// The user's organization.
-    pub organization_id: String,
+    pub organization_id: Arc<str>,
     /// HMAC of the secret.
     pub secret_hash: Vec<u8>,
     /// HMAC of the secret before the last rotation, and until when (seconds since the epoch)
@@ -56,9 +57,9 @@ impl CachedKey {
         project_roles: Vec<ProjectRole>,
     ) -> Self {
         Self {
-            key_id,
-            service_user_id,
-            organization_id,
+            key_id: key_id.into(),
+            service_user_id: service_user_id.into(),
+            organization_id: organization_id.into(),
             secret_hash,
             previous_secret,
             expire_time,
@@ -120,7 +121,7 @@ pub struct CacheStats {
 /// an entry's age only decides when to re-read the database, never whether a key is valid.
 pub struct KeyCache {
     enabled: bool,
-    active: moka::sync::Cache<String, Arc<CachedKey>>,
+    active: moka::sync::Cache<Arc<str>, Arc<CachedKey>>,
     /// Unknown or unusable IDs.
     inactive: moka::sync::Cache<String, Unusable>,
     /// Bumped on every invalidation, so a load that raced with one is not cached.
@@ -281,7 +282,7 @@ impl KeyCache {
         // Invalidation closures only fail when not enabled on the builder, which they are.
         let _ = self
             .active
-            .invalidate_entries_if(move |_, key| key.service_user_id == of_user);
+            .invalidate_entries_if(move |_, key| *key.service_user_id == *of_user);
         let _ = self.inactive.invalidate_entries_if(move |_, unusable| {
             unusable.owner.as_deref() == Some(user.as_str())
         });
