@@ -68,6 +68,34 @@ impl Cluster {
         self.warm_until(key_id, secret, |_| true).await;
     }
 
+    /// `tries` times: a new key of `user_id`, cached on the other replicas, revoked through A;
+    /// returns how long each other replica went on honouring it.
+    async fn revocation_delays(
+        &mut self,
+        admin: &mut Admin,
+        user_id: &str,
+        tries: usize,
+    ) -> Vec<Duration> {
+        let mut delays = Vec::new();
+        for i in 0..tries {
+            let (key, secret) = create_key(admin, user_id, &format!("k{i}")).await;
+            self.warm(&key.id, &secret).await;
+            admin
+                .revoke_api_key(RevokeApiKeyRequest {
+                    id: key.id.clone(),
+                    reason: "test".into(),
+                })
+                .await
+                .unwrap();
+            let changed = Instant::now();
+            delays.extend(
+                self.delays_until(changed, &key.id, &secret, is_refused)
+                    .await,
+            );
+        }
+        delays
+    }
+
     /// After a change returned at `changed`, polls each other replica until `refused` holds for
     /// its answer; returns each replica's delay.
     async fn delays_until(
@@ -150,24 +178,7 @@ async fn a_key_revoked_through_one_replica_is_refused_by_the_others_at_once() {
     };
     let mut admin = cluster.a.admin().await;
     let user = create_user(&mut admin, "revoked-everywhere").await;
-    let mut delays = Vec::new();
-    for i in 0..TRIES {
-        let (key, secret) = create_key(&mut admin, &user.id, &format!("k{i}")).await;
-        cluster.warm(&key.id, &secret).await;
-        admin
-            .revoke_api_key(RevokeApiKeyRequest {
-                id: key.id.clone(),
-                reason: "test".into(),
-            })
-            .await
-            .unwrap();
-        let changed = Instant::now();
-        delays.extend(
-            cluster
-                .delays_until(changed, &key.id, &secret, is_refused)
-                .await,
-        );
-    }
+    let delays = cluster.revocation_delays(&mut admin, &user.id, TRIES).await;
     report("revocation", delays);
 }
 
@@ -264,15 +275,16 @@ async fn a_killed_listener_is_replaced_the_cache_flushed_and_revocations_seen_at
     let Some(mut cluster) = Cluster::start().await else {
         return;
     };
-    let flushes = |server: &Server| {
+    let gauge = |server: &Server, name: &'static str| {
         let url = format!("{}/metrics", server.http_url);
         async move {
             let text = reqwest::get(url).await.unwrap().text().await.unwrap();
             text.lines()
-                .find_map(|l| l.strip_prefix("tokenmint_key_cache_flushes ")?.parse().ok())
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
                 .unwrap_or(0.0)
         }
     };
+    let flushes = |server| gauge(server, "tokenmint_key_cache_flushes");
     let mut admin = cluster.a.admin().await;
     let user = create_user(&mut admin, "after-the-gap").await;
     let (cached, cached_secret) = create_key(&mut admin, &user.id, "cached").await;
@@ -305,26 +317,19 @@ async fn a_killed_listener_is_replaced_the_cache_flushed_and_revocations_seen_at
         cluster.others[0].0.logs().contains("key cache was flushed"),
         "the flush is logged"
     );
-    // The flush dropped the cached key: the next exchange reads it again (and still works).
+    assert_eq!(
+        gauge(&cluster.others[0].0, "tokenmint_change_listener_up").await,
+        1.0,
+        "listening again"
+    );
+    // The flush dropped the cached key: the next exchange reads it from the database again.
+    let misses = gauge(&cluster.others[0].0, "tokenmint_key_cache_misses").await;
     cluster.warm(&cached.id, &cached_secret).await;
+    assert!(
+        gauge(&cluster.others[0].0, "tokenmint_key_cache_misses").await > misses,
+        "the key was no longer cached"
+    );
 
-    let mut delays = Vec::new();
-    for i in 0..10 {
-        let (key, secret) = create_key(&mut admin, &user.id, &format!("k{i}")).await;
-        cluster.warm(&key.id, &secret).await;
-        admin
-            .revoke_api_key(RevokeApiKeyRequest {
-                id: key.id.clone(),
-                reason: "test".into(),
-            })
-            .await
-            .unwrap();
-        let changed = Instant::now();
-        delays.extend(
-            cluster
-                .delays_until(changed, &key.id, &secret, is_refused)
-                .await,
-        );
-    }
+    let delays = cluster.revocation_delays(&mut admin, &user.id, 10).await;
     report("revocation after a lost listener", delays);
 }

@@ -52,6 +52,15 @@ pub const AUDIT_CHANNEL: &str = "tokenmint_audit";
 /// The PostgreSQL notification channel that carries [`Invalidation`]s, and heartbeats.
 pub const INVALIDATION_CHANNEL: &str = "tokenmint_invalidate";
 
+/// A PostgreSQL `NOTIFY` of `payload` on `channel`, delivered when its transaction commits.
+pub(crate) fn notify(channel: &str, payload: &str) -> sea_orm::Statement {
+    sea_orm::Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        [channel.into(), payload.into()],
+    )
+}
+
 /// Heartbeat payloads start with this; they are not invalidations.
 const HEARTBEAT_PREFIX: &str = "ping:";
 
@@ -214,11 +223,7 @@ impl Store {
                     }
                     // Sent through the pool, on another connection, without waiting for it here.
                     let db = self.db.clone();
-                    let statement = sea_orm::Statement::from_sql_and_values(
-                        DbBackend::Postgres,
-                        "SELECT pg_notify($1, $2)",
-                        [INVALIDATION_CHANNEL.into(), ping.to_owned().into()],
-                    );
+                    let statement = notify(INVALIDATION_CHANNEL, ping);
                     tokio::spawn(async move { db.execute_raw(statement).await });
                 }
             }

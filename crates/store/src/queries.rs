@@ -978,11 +978,7 @@ impl Tx {
             .await?;
         if self.backend == DbBackend::Postgres {
             self.txn
-                .execute_raw(sea_orm::Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "SELECT pg_notify($1, $2)",
-                    [crate::AUDIT_CHANNEL.into(), chain.clone().into()],
-                ))
+                .execute_raw(crate::notify(crate::AUDIT_CHANNEL, &chain))
                 .await?;
         } else {
             self.appended
@@ -1000,13 +996,9 @@ impl Tx {
     pub async fn announce_invalidation(&self, stale: &Invalidation) -> StoreResult<()> {
         if self.backend == DbBackend::Postgres {
             self.txn
-                .execute_raw(sea_orm::Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "SELECT pg_notify($1, $2)",
-                    [
-                        crate::INVALIDATION_CHANNEL.into(),
-                        stale.to_payload().into(),
-                    ],
+                .execute_raw(crate::notify(
+                    crate::INVALIDATION_CHANNEL,
+                    &stale.to_payload(),
                 ))
                 .await?;
         }
