@@ -630,6 +630,13 @@ macro_rules! on_both_backends {
     };
 }
 
+/// `secret` with its last character changed, never to itself (a secret may end in any
+/// character).
+pub fn tampered_secret(secret: &str) -> String {
+    let last = if secret.ends_with('x') { 'y' } else { 'x' };
+    format!("{}{last}", &secret[..secret.len() - 1])
+}
+
 /// An AdminService client with a bearer token.
 pub type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
 

@@ -1,7 +1,7 @@
 //! The OAuth 2.0 token endpoint (client credentials) and the HTTP metadata and probes: it mints
 //! what the gRPC exchange mints, and every bad request gets its RFC 6749 error.
 
-use crate::harness::{Backend, Server, create_user};
+use crate::harness::{Backend, Server, create_user, tampered_secret};
 use crate::on_both_backends;
 use crate::tokens::{claims_of, whoami_code};
 use base64::Engine;
@@ -125,7 +125,7 @@ async fn bad_requests_get_their_rfc6749_error_and_never_the_secret(backend: Back
         pairs.extend_from_slice(extra);
         form(&pairs)
     };
-    let wrong = format!("{}x", &secret[..secret.len() - 1]);
+    let wrong = tampered_secret(&secret);
     let cases: Vec<BadRequest> = vec![
         (
             "json body",
@@ -304,7 +304,7 @@ async fn a_refused_network_and_a_throttled_client_get_their_errors(backend: Back
         (400, Some("unauthorized_client"))
     );
 
-    let wrong = format!("{}x", &fenced.secret[..fenced.secret.len() - 1]);
+    let wrong = tampered_secret(&fenced.secret);
     for _ in 0..3 {
         let answer = post(
             &server,
