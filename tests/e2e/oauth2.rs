@@ -672,6 +672,14 @@ async fn readiness_follows_the_database() {
         .unwrap();
     let start = std::time::Instant::now();
     while status("/readyz").await != 503 && start.elapsed() < std::time::Duration::from_secs(15) {
+        // A connection that was being opened as connections were refused can slip past the
+        // first termination (the listener and its heartbeat open connections at any time).
+        admin
+            .execute_unprepared(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ))
+            .await
+            .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert_eq!(status("/readyz").await, 503);

@@ -232,10 +232,15 @@ async fn postgres_outage_gives_unavailable_and_writes_nothing() {
         ))
         .await
         .unwrap();
-    control
-        .execute_unprepared(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
-        .await
-        .unwrap();
+    // Three times: a connection that was being opened as connections were refused can slip past
+    // one termination (the change listener and its heartbeat open connections at any time).
+    for _ in 0..3 {
+        control
+            .execute_unprepared(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     let request = CreateServiceUserRequest {
         role_bindings: Vec::new(),
