@@ -251,9 +251,15 @@ pub struct ServeArgs {
     /// Largest request message accepted, in bytes.
     #[arg(long, env = "TOKENMINT_MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
     pub max_request_bytes: usize,
-    /// How long shutdown waits for in-flight calls.
+    /// How long shutdown may take in all, from SIGTERM to exit: the drain delay, the in-flight
+    /// calls, and writing the exchanges counted since the last flush.
     #[arg(long, env = "TOKENMINT_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// After SIGTERM, how long the server goes on accepting connections and calls while its
+    /// health reports NOT_SERVING and `/readyz` 503, so load balancers notice and move away
+    /// before it stops listening. Part of `--shutdown-grace`, so it must be shorter.
+    #[arg(long, env = "TOKENMINT_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub drain_delay: Duration,
     /// Most connections open at once on each of the gRPC and HTTP ports; further clients wait
     /// in the kernel's backlog until one closes.
     #[arg(long, env = "TOKENMINT_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]

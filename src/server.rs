@@ -183,6 +183,12 @@ fn announce(core: &CoreArgs, credential: &BootstrapCredential) -> Result<(), Sta
 
 /// Runs `tokenmint serve` until SIGTERM or SIGINT.
 pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
+    if args.drain_delay >= args.shutdown_grace {
+        return Err(StartError::Config(format!(
+            "--drain-delay ({:?}) must be shorter than --shutdown-grace ({:?}), which includes it",
+            args.drain_delay, args.shutdown_grace
+        )));
+    }
     let open_files = listener::raise_open_files_limit();
     let needed = 2 * u64::from(args.max_connections) + 64;
     if let Some(limit) = open_files {
@@ -307,7 +313,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     tracing::info!(grpc_addr = %grpc_addr, http_addr = %http_addr, tls = tls.is_some(), "serving");
 
     shutdown_signal().await;
-    tracing::info!("shutting down: no new calls, finishing in-flight ones");
+    let deadline = tokio::time::Instant::now() + args.shutdown_grace;
+    // Not ready first, still serving: load balancers move away while calls keep succeeding.
     draining.store(true, Ordering::Release);
     health
         .set_service_status("", tonic_health::ServingStatus::NotServing)
@@ -318,8 +325,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     health
         .set_not_serving::<AdminServiceServer<crate::grpc::admin::AdminApi>>()
         .await;
+    if !args.drain_delay.is_zero() {
+        tracing::info!(delay = ?args.drain_delay, "shutting down: reporting not serving, still accepting calls");
+        tokio::time::sleep(args.drain_delay).await;
+    }
+    tracing::info!("shutting down: no new calls, finishing in-flight ones");
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(args.shutdown_grace, async {
+    let drained = tokio::time::timeout_at(deadline, async {
         let grpc_result = grpc.await;
         let http_result = http.await;
         (grpc_result, http_result)
@@ -332,8 +344,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
             tracing::warn!(grace = ?args.shutdown_grace, "in-flight calls did not finish in time")
         }
     }
-    // What the drained calls counted, so a clean stop loses no exchange events.
-    app.flush_activity().await;
+    // What the drained calls counted, so a clean stop loses no exchange events; within what
+    // is left of the grace, since whoever sent SIGTERM sends SIGKILL after it.
+    if tokio::time::timeout_at(deadline, app.flush_activity())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace = ?args.shutdown_grace,
+            "the exchanges counted since the last flush could not all be written in time"
+        );
+    }
     app.store.clone().close().await.ok();
     Ok(())
 }

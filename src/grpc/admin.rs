@@ -628,7 +628,17 @@ impl AdminService for AdminApi {
                 tokio::select! {
                     () = appended_to(&mut appended, &chain) => {}
                     () = tokio::time::sleep(WATCH_POLL) => {}
-                    _ = stopping.wait_for(|stop| *stop) => return,
+                    () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+                        // UNAVAILABLE, not OK: the watch did not end, this server did; a
+                        // client resumes on another replica from the last event it saw.
+                        let _ = sender
+                            .send(Err(tonic::Status::unavailable(
+                                "the server is shutting down; watch again with after_id set \
+                                 to the last event received",
+                            )))
+                            .await;
+                        return;
+                    }
                     () = sender.closed() => return,
                 }
             }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod convert;
+pub mod health;
 pub mod status;
 
 use crate::domain::Tokenmint;
@@ -21,7 +22,10 @@ pub fn routes(
     trusted_proxies: Arc<[ipnet::IpNet]>,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(Routes, HealthReporter), tonic_reflection::server::Error> {
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let health = HealthReporter::new();
+    let health_service = tonic_health::pb::health_server::HealthServer::new(
+        health::DrainingHealth::new(health.clone(), stopping.clone()),
+    );
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

@@ -347,7 +347,7 @@ async fn no_secret_or_token_reaches_any_event(backend: Backend) {
 
 /// Events of `organization_id`'s chain (`platform` for the platform's) matching `filter`, as
 /// the bootstrap superuser reads them, polled until `done` holds (ten seconds at most).
-async fn wait_for_events(
+pub(crate) async fn wait_for_events(
     server: &Server,
     organization_id: &str,
     filter: &str,
@@ -375,7 +375,7 @@ async fn wait_for_events(
     }
 }
 
-fn counted(events: &[AuditEvent]) -> u64 {
+pub(crate) fn counted(events: &[AuditEvent]) -> u64 {
     events
         .iter()
         .map(|e| e.details["count"].parse::<u64>().unwrap())

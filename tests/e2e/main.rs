@@ -12,6 +12,7 @@ mod audit;
 mod connections;
 mod escalation;
 mod exchange;
+mod faults;
 mod fixture;
 mod hostile_input;
 mod lifecycle;

@@ -96,8 +96,7 @@ impl StoreOptions {
 }
 
 impl Store {
-    /// Connects and, on SQLite, switches the file to write-ahead logging so readers never wait
-    /// for the writer.
+    /// Connects; on SQLite, every connection writes ahead (WAL) and syncs fully (see below).
     pub async fn connect(options: &StoreOptions) -> StoreResult<Self> {
         let mut connect = ConnectOptions::new(options.url.clone());
         connect
@@ -105,7 +104,16 @@ impl Store {
             .min_connections(1)
             .acquire_timeout(options.acquire_timeout)
             .connect_timeout(options.acquire_timeout)
-            .sqlx_logging(false);
+            .sqlx_logging(false)
+            // Every connection, explicitly: write-ahead logging so readers never wait for the
+            // writer, and FULL sync so a call answered OK survives a crash of the process and of
+            // the machine (NORMAL could lose the last commits on power loss; a revocation that
+            // was confirmed must not come undone).
+            .map_sqlx_sqlite_opts(|options| {
+                options
+                    .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
+            });
         let mut db = Database::connect(connect)
             .await
             .map_err(StoreError::Unavailable)?;
@@ -116,7 +124,6 @@ impl Store {
         });
         let mut sqlite_writer = None;
         if db.get_database_backend() == DbBackend::Sqlite {
-            db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
             sqlite_writer = Some(Arc::new(tokio::sync::Mutex::new(())));
         }
         Ok(Self {
@@ -282,6 +289,36 @@ impl Store {
             DbBackend::Sqlite => "sqlite",
             DbBackend::Postgres => "postgres",
             _ => "other",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each pooled connection, not only the first, writes ahead and syncs fully.
+    #[tokio::test]
+    async fn every_sqlite_connection_is_in_wal_mode_with_full_sync() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let mut options = StoreOptions::new(url);
+        options.max_connections = 3;
+        let store = Store::connect(&options).await.expect("connect");
+        let pool = store.db.get_sqlite_connection_pool();
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut connection = pool.acquire().await.expect("a connection");
+            let (journal,): (String,) = sea_orm::sqlx::query_as("PRAGMA journal_mode")
+                .fetch_one(&mut *connection)
+                .await
+                .expect("journal mode");
+            let (synchronous,): (i64,) = sea_orm::sqlx::query_as("PRAGMA synchronous")
+                .fetch_one(&mut *connection)
+                .await
+                .expect("synchronous");
+            assert_eq!((journal.as_str(), synchronous), ("wal", 2), "WAL, FULL");
+            held.push(connection);
         }
     }
 }

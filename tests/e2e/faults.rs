@@ -1,0 +1,531 @@
+//! Faults: a drain under load, a crash in the middle of writes, and races on one resource. What a
+//! client sees in each is the README's "Failure behaviour"; the database outages are in
+//! `surface.rs` and `oauth2.rs`.
+
+use crate::audit::{counted, wait_for_events};
+use crate::harness::{Admin, Backend, Server, create_key, create_user, key_request};
+use crate::on_both_backends;
+use sea_orm::ConnectionTrait;
+use std::time::{Duration, Instant};
+use tokenmint::proto::admin::v1::{
+    DeleteServiceUserRequest, GetApiKeyRequest, GetServiceUserRequest, RevokeApiKeyRequest,
+    RotateApiKeyRequest, UpdateServiceUserRequest, WatchAuditEventsRequest, api_key,
+};
+use tokenmint::proto::auth::v1::ExchangeApiKeyRequest;
+use tokenmint::proto::auth::v1::auth_service_client::AuthServiceClient;
+use tokio::task::JoinSet;
+use tonic::Code;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+/// The drain delay the drain test runs with, and the grace it must exit within.
+const DRAIN_DELAY: Duration = Duration::from_secs(1);
+const GRACE: Duration = Duration::from_secs(10);
+
+fn exchange_request(key_id: &str, secret: &str) -> ExchangeApiKeyRequest {
+    ExchangeApiKeyRequest {
+        key_id: key_id.into(),
+        secret: secret.into(),
+        ..Default::default()
+    }
+}
+
+/// SIGTERM with 256 calls in flight over 4 connections: health says NOT_SERVING at once, new
+/// connections are still served through the drain delay, then the listener closes; every call
+/// the server accepted is answered (the server's own count of tokens minted equals the
+/// responses received), watch streams end with UNAVAILABLE, and the process exits 0 within the
+/// grace.
+async fn sigterm_drains_every_accepted_call_and_exits_within_the_grace(backend: Backend) {
+    let Some(mut server) = Server::start_with(
+        backend,
+        &[
+            "--drain-delay",
+            "1s",
+            "--shutdown-grace",
+            "10s",
+            "--activity-flush-interval",
+            "1h",
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "busy").await;
+    let (key, secret) = create_key(&mut admin, &user.id, "k").await;
+
+    let mut health = HealthClient::new(server.channel().await)
+        .watch(HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = health.message().await.unwrap().unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+    let mut audit = admin
+        .watch_audit_events(WatchAuditEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+
+    let mut workers = JoinSet::new();
+    for _ in 0..4 {
+        let channel = server.channel().await;
+        for _ in 0..64 {
+            let mut client = AuthServiceClient::new(channel.clone());
+            let request = exchange_request(&key.id, &secret);
+            workers.spawn(async move {
+                let mut answered = Vec::new();
+                loop {
+                    match client.exchange_api_key(request.clone()).await {
+                        Ok(_) => answered.push(Instant::now()),
+                        Err(status) => return (answered, status),
+                    }
+                }
+            });
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let signalled = Instant::now();
+    server.signal("TERM");
+
+    let update = tokio::time::timeout(Duration::from_secs(2), health.message())
+        .await
+        .expect("a health update")
+        .unwrap()
+        .unwrap();
+    assert_eq!(update.status(), ServingStatus::NotServing);
+    let not_serving_after = signalled.elapsed();
+    assert!(
+        not_serving_after < Duration::from_millis(500),
+        "NOT_SERVING after {not_serving_after:?}"
+    );
+    // Within the delay, a client that has not yet noticed still connects and is served.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let late = AuthServiceClient::new(server.channel().await)
+        .exchange_api_key(exchange_request(&key.id, &secret))
+        .await;
+    assert!(late.is_ok(), "served during the drain delay: {late:?}");
+
+    let exit = server
+        .wait_for_exit(GRACE)
+        .await
+        .expect("exits within the grace");
+    let exited_after = signalled.elapsed();
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        exited_after >= DRAIN_DELAY,
+        "kept serving through the delay, exited after {exited_after:?}"
+    );
+    let logs = server.logs();
+    assert!(
+        logs.contains("\"stopped\"") && !logs.contains("did not finish in time"),
+        "{logs}"
+    );
+
+    let mut answered = 0;
+    let mut answered_in_delay = 0;
+    while let Some(worker) = workers.join_next().await {
+        let (times, status) = worker.unwrap();
+        answered += times.len();
+        answered_in_delay += times
+            .iter()
+            .filter(|t| **t > signalled + Duration::from_millis(500))
+            .count();
+        // The connection's end as the client saw it: refused (UNAVAILABLE), queued on a
+        // closing connection (CANCELLED), or sent after the server's GOAWAY and reset with it
+        // (a transport error). None is an answer from the server; that no call was cut off
+        // once accepted is the count check below.
+        let transport = status.code() == Code::Unknown && status.message() == "transport error";
+        assert!(
+            matches!(status.code(), Code::Unavailable | Code::Cancelled) || transport,
+            "{status:?}"
+        );
+    }
+    assert!(answered_in_delay > 0, "calls on open connections went on");
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(5), audit.message()).await {
+            Ok(Ok(Some(_))) => continue,
+            Ok(other) => break other,
+            Err(_) => panic!("the watch did not end"),
+        }
+    };
+    assert_eq!(ended.unwrap_err().code(), Code::Unavailable);
+
+    // Every token the server minted was delivered: its own count (written at the clean stop)
+    // equals the answers received, the late call included.
+    server.restart_stopped();
+    let expected = answered as u64 + 1;
+    let filter = format!("action = ExchangeApiKey AND target_id = {}", key.id);
+    let events = wait_for_events(&server, "", &filter, |e| counted(e) >= expected).await;
+    assert_eq!(counted(&events), expected);
+}
+
+/// What each writer saw before the crash.
+#[derive(Default)]
+struct Writes {
+    users: Vec<String>,
+    keys: Vec<(String, String)>,
+    revoked: Vec<String>,
+    rotated: Vec<(String, String)>,
+    /// Names of the users and keys whose create was cut off: either there or not, never half.
+    cut_off: Vec<String>,
+}
+
+/// `kill -9` in the middle of concurrent creates, revocations and rotations: after a restart
+/// every write whose call returned OK is there, a write cut off by the crash is whole or absent,
+/// and every audit chain still verifies.
+async fn a_crash_mid_write_keeps_every_confirmed_write_and_no_half_one(backend: Backend) {
+    let Some(mut server) = Server::start_with(backend, &["--activity-flush-interval", "1h"]).await
+    else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    // Keys to revoke and rotate, five per user (a user holds at most ten by default).
+    let mut existing = Vec::new();
+    for u in 0..12 {
+        let holder = create_user(&mut admin, &format!("holder-{u}")).await;
+        for n in 0..5 {
+            existing.push(create_key(&mut admin, &holder.id, &format!("old-{n}")).await);
+        }
+    }
+    let (to_revoke, to_rotate) = existing.split_at(30);
+    let to_revoke: Vec<String> = to_revoke.iter().map(|(k, _)| k.id.clone()).collect();
+    let to_rotate: Vec<String> = to_rotate.iter().map(|(k, _)| k.id.clone()).collect();
+
+    let owners: Vec<String> = {
+        let mut owners = Vec::new();
+        for u in 0..20 {
+            owners.push(create_user(&mut admin, &format!("owner-{u}")).await.id);
+        }
+        owners
+    };
+    let mut writers: JoinSet<Writes> = JoinSet::new();
+    let fresh = |admin: &Admin| -> Admin { admin.clone() };
+    let mut a = fresh(&admin);
+    writers.spawn(async move {
+        let mut seen = Writes::default();
+        for n in 0.. {
+            let name = format!("crash-{n}");
+            match a
+                .create_service_user(tokenmint::proto::admin::v1::CreateServiceUserRequest {
+                    service_user: Some(tokenmint::proto::admin::v1::ServiceUser {
+                        name: name.clone(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(user) => seen.users.push(user.into_inner().id),
+                Err(_) => {
+                    seen.cut_off.push(name);
+                    break;
+                }
+            }
+        }
+        seen
+    });
+    let mut b = fresh(&admin);
+    writers.spawn(async move {
+        let mut seen = Writes::default();
+        for n in 0..owners.len() * 9 {
+            let name = format!("new-{n}");
+            match b.create_api_key(key_request(&owners[n / 9], &name)).await {
+                Ok(created) => {
+                    let created = created.into_inner();
+                    seen.keys
+                        .push((created.api_key.unwrap().id, created.secret));
+                }
+                Err(_) => {
+                    seen.cut_off.push(name);
+                    break;
+                }
+            }
+        }
+        seen
+    });
+    let mut c = fresh(&admin);
+    writers.spawn(async move {
+        let mut seen = Writes::default();
+        for id in to_revoke {
+            let request = RevokeApiKeyRequest {
+                id: id.clone(),
+                reason: "crash test".into(),
+            };
+            if c.revoke_api_key(request).await.is_err() {
+                break;
+            }
+            seen.revoked.push(id);
+        }
+        seen
+    });
+    let mut d = fresh(&admin);
+    writers.spawn(async move {
+        let mut seen = Writes::default();
+        for id in to_rotate {
+            let request = RotateApiKeyRequest {
+                id: id.clone(),
+                grace_period: None,
+            };
+            match d.rotate_api_key(request).await {
+                Ok(rotated) => seen.rotated.push((id, rotated.into_inner().secret)),
+                Err(_) => break,
+            }
+        }
+        seen
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    server.signal("KILL");
+    server
+        .wait_for_exit(Duration::from_secs(10))
+        .await
+        .expect("killed");
+    let mut seen = Writes::default();
+    while let Some(writer) = writers.join_next().await {
+        let w = writer.unwrap();
+        seen.users.extend(w.users);
+        seen.keys.extend(w.keys);
+        seen.revoked.extend(w.revoked);
+        seen.rotated.extend(w.rotated);
+        seen.cut_off.extend(w.cut_off);
+    }
+    assert!(
+        !seen.users.is_empty() && !seen.keys.is_empty(),
+        "the crash came mid-burst"
+    );
+
+    server.restart_stopped();
+    let mut admin = server.admin().await;
+    for id in &seen.users {
+        let read = admin
+            .get_service_user(GetServiceUserRequest { id: id.clone() })
+            .await;
+        assert!(read.is_ok(), "confirmed user {id}: {read:?}");
+    }
+    for (id, secret) in seen.keys.iter().chain(&seen.rotated) {
+        let exchanged = server.token_for(id, secret).await;
+        assert!(
+            exchanged.is_ok(),
+            "confirmed key or rotation {id}: {exchanged:?}"
+        );
+    }
+    for id in &seen.revoked {
+        let key = admin
+            .get_api_key(GetApiKeyRequest { id: id.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            key.state(),
+            api_key::State::Revoked,
+            "confirmed revocation {id}"
+        );
+    }
+    // A write cut off by the crash: if it is there, it is whole (it reads back and a key
+    // exchanges through its user); the audit chains prove no event went missing or half.
+    let users = crate::harness::list_users(&mut admin).await;
+    for name in &seen.cut_off {
+        if let Some(user) = users.iter().find(|u| &u.name == name) {
+            assert!(!user.etag.is_empty() && user.create_time.is_some());
+        }
+    }
+    let verified = server.cli(&["audit", "verify"]);
+    assert!(verified.status.success(), "{verified:?}");
+}
+
+/// Exchanges race a revocation of their key: once the revocation has returned, no exchange
+/// that starts afterwards gets a token.
+async fn no_token_is_minted_for_a_key_after_its_revocation_returns(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "raced").await;
+    let channel = server.channel().await;
+    for round in 0..10 {
+        let (key, secret) = create_key(&mut admin, &user.id, &format!("k{round}")).await;
+        let mut exchangers = JoinSet::new();
+        for _ in 0..8 {
+            let mut client = AuthServiceClient::new(channel.clone());
+            let request = exchange_request(&key.id, &secret);
+            exchangers.spawn(async move {
+                let mut minted_after = Vec::new();
+                for _ in 0..40 {
+                    let started = Instant::now();
+                    if client.exchange_api_key(request.clone()).await.is_ok() {
+                        minted_after.push(started);
+                    }
+                }
+                minted_after
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        admin
+            .revoke_api_key(RevokeApiKeyRequest {
+                id: key.id.clone(),
+                reason: String::new(),
+            })
+            .await
+            .unwrap();
+        let revoked = Instant::now();
+        while let Some(started) = exchangers.join_next().await {
+            let late = started
+                .unwrap()
+                .into_iter()
+                .filter(|t| *t > revoked)
+                .count();
+            assert_eq!(
+                late, 0,
+                "round {round}: tokens for calls started after revocation"
+            );
+        }
+    }
+}
+
+/// Eight rotations of one key at once, each with a grace period: whatever order they commit in,
+/// at most two secrets (the newest and the one it replaced) exchange afterwards.
+async fn concurrent_rotations_leave_at_most_two_secrets_valid(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "rotated").await;
+    let (key, original) = create_key(&mut admin, &user.id, "k").await;
+    let mut rotations = JoinSet::new();
+    for _ in 0..8 {
+        let mut admin = admin.clone();
+        let id = key.id.clone();
+        rotations.spawn(async move {
+            admin
+                .rotate_api_key(RotateApiKeyRequest {
+                    id,
+                    grace_period: Some(prost_types::Duration {
+                        seconds: 3600,
+                        nanos: 0,
+                    }),
+                })
+                .await
+        });
+    }
+    let mut secrets = vec![original];
+    while let Some(rotated) = rotations.join_next().await {
+        match rotated.unwrap() {
+            Ok(response) => secrets.push(response.into_inner().secret),
+            Err(status) => assert_eq!(status.code(), Code::Aborted, "{status:?}"),
+        }
+    }
+    assert!(secrets.len() >= 2, "at least one rotation succeeded");
+    let mut valid = 0;
+    for secret in &secrets {
+        if server.token_for(&key.id, secret).await.is_ok() {
+            valid += 1;
+        }
+    }
+    assert!(
+        (1..=2).contains(&valid),
+        "{valid} of {} secrets exchange",
+        secrets.len()
+    );
+}
+
+/// A forced delete of a user races creations of keys for it: afterwards the user is gone and
+/// no key of it is left, stored or exchangeable.
+async fn a_user_deleted_during_key_creation_keeps_no_key(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    for round in 0..5 {
+        let user = create_user(&mut admin, &format!("doomed-{round}")).await;
+        let mut creators = JoinSet::new();
+        for n in 0..8 {
+            let mut admin = admin.clone();
+            let request = key_request(&user.id, &format!("k{n}"));
+            creators.spawn(async move { admin.create_api_key(request).await });
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        admin
+            .delete_service_user(DeleteServiceUserRequest {
+                id: user.id.clone(),
+                force: true,
+            })
+            .await
+            .unwrap();
+        while let Some(created) = creators.join_next().await {
+            if let Ok(created) = created.unwrap() {
+                let created = created.into_inner();
+                let key_id = created.api_key.unwrap().id;
+                assert!(
+                    server.token_for(&key_id, &created.secret).await.is_err(),
+                    "round {round}: key {key_id} of a deleted user exchanges"
+                );
+            }
+        }
+        let db = server.database().await;
+        let left = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                format!(
+                    "SELECT COUNT(*) AS n FROM api_keys WHERE service_user_id = '{}'",
+                    user.id
+                ),
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        assert_eq!(left, 0, "round {round}: keys left on a deleted user");
+    }
+}
+
+/// Eight updates of one user carrying the same etag: exactly one wins, the rest are ABORTED and
+/// change nothing.
+async fn concurrent_updates_with_one_etag_have_one_winner(backend: Backend) {
+    let Some(server) = Server::start(backend).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "contended").await;
+    let mut updates = JoinSet::new();
+    for n in 0..8 {
+        let mut admin = admin.clone();
+        let mut change = user.clone();
+        change.display_name = format!("writer {n}");
+        updates.spawn(async move {
+            admin
+                .update_service_user(UpdateServiceUserRequest {
+                    service_user: Some(change),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["display_name".into()],
+                    }),
+                })
+                .await
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(update) = updates.join_next().await {
+        match update.unwrap() {
+            Ok(updated) => winners.push(updated.into_inner().display_name),
+            Err(status) => assert_eq!(status.code(), Code::Aborted, "{status:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let read = admin
+        .get_service_user(GetServiceUserRequest { id: user.id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read.display_name, winners[0]);
+}
+
+on_both_backends!(
+    sigterm_drains_every_accepted_call_and_exits_within_the_grace,
+    a_crash_mid_write_keeps_every_confirmed_write_and_no_half_one,
+    no_token_is_minted_for_a_key_after_its_revocation_returns,
+    concurrent_rotations_leave_at_most_two_secrets_valid,
+    a_user_deleted_during_key_creation_keeps_no_key,
+    concurrent_updates_with_one_etag_have_one_winner,
+);
