@@ -347,6 +347,21 @@ pub fn apply_config_file(
         .or_else(|| env("TOKENMINT_CONFIG"));
     let Some(path) = path else { return Ok(args) };
     let content = std::fs::read_to_string(&path).map_err(|e| format!("config file {path}: {e}"))?;
+    apply_config(args, &path, &content, env)
+}
+
+/// [`apply_config_file`] once the file is read: `content` is the TOML text, `path` only names
+/// it in errors.
+pub fn apply_config(
+    args: Vec<OsString>,
+    path: &str,
+    content: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<OsString>, String> {
+    let text: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let table: toml::Table = content
         .parse()
         .map_err(|e| format!("config file {path}: {e}"))?;

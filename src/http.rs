@@ -186,7 +186,11 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     }
     match state.app.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+        Err(error) => {
+            // The reason goes to the log, not to whoever asks: it can name hosts and users.
+            tracing::warn!(%error, "not ready: the database does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+        }
     }
 }
 

@@ -639,7 +639,8 @@ impl Tokenmint {
     }
 }
 
-fn parse_key_state_filter(filter: &str) -> Result<Option<KeyState>> {
+/// Parses a ListApiKeys filter: empty, or `state = ACTIVE|REVOKED|EXPIRED`.
+pub fn parse_key_state_filter(filter: &str) -> Result<Option<KeyState>> {
     let compact: String = filter.chars().filter(|c| !c.is_whitespace()).collect();
     match compact.as_str() {
         "" => Ok(None),

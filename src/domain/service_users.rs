@@ -490,7 +490,8 @@ fn state_name(state: ServiceUserState) -> &'static str {
     }
 }
 
-fn parse_state_filter(filter: &str) -> Result<Option<ServiceUserState>> {
+/// Parses a ListServiceUsers filter: empty, or `state = ACTIVE|DISABLED`.
+pub fn parse_state_filter(filter: &str) -> Result<Option<ServiceUserState>> {
     let compact: String = filter.chars().filter(|c| !c.is_whitespace()).collect();
     match compact.as_str() {
         "" => Ok(None),
