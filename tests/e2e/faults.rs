@@ -529,3 +529,194 @@ on_both_backends!(
     a_user_deleted_during_key_creation_keeps_no_key,
     concurrent_updates_with_one_etag_have_one_winner,
 );
+
+/// What one exchanger saw: when each call ended, and how.
+type Outcomes = Vec<(Instant, Code)>;
+
+/// Exchanges `key` at a steady pace (about 50 a second) until `stop` is set.
+fn exchanging(
+    channel: tonic::transport::Channel,
+    key_id: &str,
+    secret: &str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Outcomes> {
+    let mut client = AuthServiceClient::new(channel);
+    let request = exchange_request(key_id, secret);
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let code = match client.exchange_api_key(request.clone()).await {
+                Ok(_) => Code::Ok,
+                Err(status) => status.code(),
+            };
+            seen.push((Instant::now(), code));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        seen
+    })
+}
+
+/// PostgreSQL refuses this server's database for 10 s while exchanges run: keys already in the
+/// cache go on minting (the database cannot change them meanwhile, and the cache TTL bounds
+/// it), keys not in it get UNAVAILABLE, admin calls answer UNAVAILABLE within the database
+/// timeout, `/readyz` says 503; within 5 s of the database returning everything works without
+/// a restart, the failed write left nothing, and every exchange made meanwhile is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(tokenmint_postgres_tests),
+    ignore = "needs TOKENMINT_TEST_DATABASE_URL"
+)]
+async fn a_database_outage_under_load_degrades_as_documented_and_recovers() {
+    use sea_orm::ConnectionTrait;
+    let Some(server) = Server::start_with(
+        Backend::Postgres,
+        &[
+            "--database-timeout",
+            "2s",
+            "--activity-flush-interval",
+            "1s",
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "steady").await;
+    let (cached, cached_secret) = create_key(&mut admin, &user.id, "cached").await;
+    let (cold, cold_secret) = create_key(&mut admin, &user.id, "cold").await;
+    server.token_for(&cached.id, &cached_secret).await.unwrap();
+    let readyz = |server: &Server| {
+        let url = format!("{}/readyz", server.http_url);
+        async move { reqwest::get(url).await.unwrap().status().as_u16() }
+    };
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut exchangers = Vec::new();
+    for _ in 0..4 {
+        let channel = server.channel().await;
+        exchangers.push(exchanging(
+            channel,
+            &cached.id,
+            &cached_secret,
+            stop.clone(),
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let name = server
+        .database_url
+        .clone()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let control =
+        sea_orm::Database::connect(std::env::var(crate::harness::POSTGRES_URL_VAR).unwrap())
+            .await
+            .unwrap();
+    let terminate = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' \
+         AND pid <> pg_backend_pid()"
+    );
+    control
+        .execute_unprepared(&format!(
+            "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
+        ))
+        .await
+        .unwrap();
+    let outage = Instant::now();
+    // Until it is really out: a connection being opened as they were refused can slip past one
+    // termination.
+    while readyz(&server).await != 503 {
+        control.execute_unprepared(&terminate).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            outage.elapsed() < Duration::from_secs(5),
+            "/readyz never went unready"
+        );
+    }
+
+    let started = Instant::now();
+    let refused = admin
+        .create_service_user(tokenmint::proto::admin::v1::CreateServiceUserRequest {
+            service_user: Some(tokenmint::proto::admin::v1::ServiceUser {
+                name: "during-outage".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered within the 2 s database timeout (and a margin), not hung: {:?}",
+        started.elapsed()
+    );
+    let cold_status = server
+        .exchange(&cold.id, &cold_secret, "")
+        .await
+        .unwrap_err();
+    assert_eq!(cold_status.code(), Code::Unavailable, "{cold_status:?}");
+    while outage.elapsed() < Duration::from_secs(10) {
+        control.execute_unprepared(&terminate).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let outage_ended = Instant::now();
+    control
+        .execute_unprepared(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+
+    // Within 5 s, without a restart: ready, admin writes, uncached keys exchange.
+    let mut recovered = None;
+    while outage_ended.elapsed() < Duration::from_secs(5) {
+        let ready = readyz(&server).await == 200;
+        let cold_ok = server.exchange(&cold.id, &cold_secret, "").await.is_ok();
+        if ready && cold_ok {
+            recovered = Some(outage_ended.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recovered = recovered.expect("recovered within 5 s of the database returning");
+    let mut admin = server.admin().await;
+    create_user(&mut admin, "after-outage").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let mut during = (0, 0);
+    let mut minted = 0u64;
+    for exchanger in exchangers {
+        for (at, code) in exchanger.await.unwrap() {
+            if code == Code::Ok {
+                minted += 1;
+            }
+            if at > outage + Duration::from_secs(1) && at < outage_ended {
+                if code == Code::Ok {
+                    during.0 += 1;
+                } else {
+                    during.1 += 1;
+                }
+            }
+        }
+    }
+    assert!(during.0 > 50, "the cached key went on minting: {during:?}");
+    assert_eq!(during.1, 0, "no cached exchange failed during the outage");
+    let users = crate::harness::list_users(&mut admin).await;
+    assert!(
+        users.iter().all(|u| u.name != "during-outage"),
+        "the refused write left nothing"
+    );
+    // Every exchange is in the audit trail, those made during the outage included (kept in
+    // memory until a flush could write them).
+    let filter = format!("action = ExchangeApiKey AND target_id = {}", cached.id);
+    let events = wait_for_events(&server, "", &filter, |e| counted(e) >= minted + 1).await;
+    assert_eq!(
+        counted(&events),
+        minted + 1,
+        "recovered after {recovered:?}"
+    );
+}
