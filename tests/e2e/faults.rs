@@ -720,3 +720,97 @@ async fn a_database_outage_under_load_degrades_as_documented_and_recovers() {
         "recovered after {recovered:?}"
     );
 }
+
+/// PostgreSQL ends every one of the server's sessions, five times in two seconds, while
+/// exchanges and admin writes run (the database itself stays up): a call caught on a killed
+/// session may fail with UNAVAILABLE, nothing fails any other way, and the server needs no
+/// restart: the pool opens new sessions and the change listener comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(tokenmint_postgres_tests),
+    ignore = "needs TOKENMINT_TEST_DATABASE_URL"
+)]
+async fn killed_database_sessions_cost_at_most_the_calls_on_them() {
+    use sea_orm::ConnectionTrait;
+    let Some(server) = Server::start(Backend::Postgres).await else {
+        return;
+    };
+    let mut admin = server.admin().await;
+    let user = create_user(&mut admin, "steady").await;
+    let (key, secret) = create_key(&mut admin, &user.id, "k").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let exchanger = exchanging(server.channel().await, &key.id, &secret, stop.clone());
+    let writer = {
+        let mut admin = admin.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let created = admin
+                    .create_service_user(tokenmint::proto::admin::v1::CreateServiceUserRequest {
+                        service_user: Some(tokenmint::proto::admin::v1::ServiceUser {
+                            name: format!("w-{n}"),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    })
+                    .await;
+                seen.push(created.map(|_| ()).map_err(|s| s.code()));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seen
+        })
+    };
+    let name = server
+        .database_url
+        .clone()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let control =
+        sea_orm::Database::connect(std::env::var(crate::harness::POSTGRES_URL_VAR).unwrap())
+            .await
+            .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        control
+            .execute_unprepared(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' \
+                 AND pid <> pg_backend_pid()"
+            ))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let exchanges = exchanger.await.unwrap();
+    let writes = writer.await.unwrap();
+    let failed: Vec<Code> = exchanges
+        .iter()
+        .map(|(_, code)| *code)
+        .chain(writes.iter().filter_map(|w| w.err()))
+        .filter(|code| *code != Code::Ok)
+        .collect();
+    assert!(
+        failed.iter().all(|code| *code == Code::Unavailable),
+        "{failed:?}"
+    );
+    assert!(
+        writes.iter().filter(|w| w.is_ok()).count() > writes.len() / 2,
+        "most writes went through: {writes:?}"
+    );
+    // Working again, without a restart: a write, a new key, its exchange, readiness.
+    let late = create_user(&mut admin, "after").await;
+    let (late_key, late_secret) = create_key(&mut admin, &late.id, "k").await;
+    server.token_for(&late_key.id, &late_secret).await.unwrap();
+    let ready = reqwest::get(format!("{}/readyz", server.http_url))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(ready, 200);
+}
