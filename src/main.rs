@@ -28,7 +28,8 @@ async fn main() -> ExitCode {
     }
     match cli.command {
         Command::Serve(args) => match server::serve(args).await {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(server::Stopped::Cleanly) => ExitCode::SUCCESS,
+            Ok(server::Stopped::Unfinished) => ExitCode::from(3),
             Err(e) => fail(e),
         },
         Command::Bootstrap(args) => match bootstrap(args).await {

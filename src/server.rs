@@ -182,8 +182,8 @@ fn announce(core: &CoreArgs, credential: &BootstrapCredential) -> Result<(), Sta
 }
 
 /// Runs `tokenmint serve` until SIGTERM or SIGINT.
-pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
-    if args.drain_delay >= args.shutdown_grace {
+pub async fn serve(args: ServeArgs) -> Result<Stopped, StartError> {
+    if !args.drain_delay.is_zero() && args.drain_delay >= args.shutdown_grace {
         return Err(StartError::Config(format!(
             "--drain-delay ({:?}) must be shorter than --shutdown-grace ({:?}), which includes it",
             args.drain_delay, args.shutdown_grace
@@ -314,6 +314,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
 
     shutdown_signal().await;
     let deadline = tokio::time::Instant::now() + args.shutdown_grace;
+    // The last part of the grace is kept for writing what the drained calls counted.
+    let calls_deadline = deadline - (args.shutdown_grace / 4).min(FLUSH_RESERVE);
     // Not ready first, still serving: load balancers move away while calls keep succeeding.
     draining.store(true, Ordering::Release);
     health
@@ -327,21 +329,31 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         .await;
     if !args.drain_delay.is_zero() {
         tracing::info!(delay = ?args.drain_delay, "shutting down: reporting not serving, still accepting calls");
-        tokio::time::sleep(args.drain_delay).await;
+        // A second signal cuts the delay short.
+        tokio::select! {
+            () = tokio::time::sleep(args.drain_delay) => {}
+            () = shutdown_signal() => tracing::info!("second signal: not waiting out the drain delay"),
+        }
     }
     tracing::info!("shutting down: no new calls, finishing in-flight ones");
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout_at(deadline, async {
+    let (grpc_abort, http_abort) = (grpc.abort_handle(), http.abort_handle());
+    let drained = tokio::time::timeout_at(calls_deadline, async {
         let grpc_result = grpc.await;
         let http_result = http.await;
         (grpc_result, http_result)
     })
     .await;
+    let mut finished = true;
     match drained {
         Ok((Ok(Ok(())), Ok(()))) => tracing::info!("stopped"),
         Ok(results) => tracing::warn!(?results, "stopped with errors"),
         Err(_) => {
-            tracing::warn!(grace = ?args.shutdown_grace, "in-flight calls did not finish in time")
+            // Cut the calls still open, so none holds a database connection past the grace.
+            grpc_abort.abort();
+            http_abort.abort();
+            finished = false;
+            tracing::warn!(grace = ?args.shutdown_grace, "in-flight calls did not finish in time; cut")
         }
     }
     // What the drained calls counted, so a clean stop loses no exchange events; within what
@@ -350,14 +362,33 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         .await
         .is_err()
     {
+        finished = false;
         tracing::warn!(
             grace = ?args.shutdown_grace,
             "the exchanges counted since the last flush could not all be written in time"
         );
     }
-    app.store.clone().close().await.ok();
-    Ok(())
+    let _ = tokio::time::timeout(Duration::from_secs(1), app.store.clone().close()).await;
+    Ok(if finished {
+        Stopped::Cleanly
+    } else {
+        Stopped::Unfinished
+    })
 }
+
+/// How `serve` ended after a signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every accepted call was answered and every counted exchange written.
+    Cleanly,
+    /// The grace ran out first: calls were cut or counted exchanges lost (logged). The process
+    /// exits with status 3 so a supervisor can tell.
+    Unfinished,
+}
+
+/// The most of `--shutdown-grace` kept for the last activity flush (a quarter of it, at most
+/// this).
+const FLUSH_RESERVE: Duration = Duration::from_secs(2);
 
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();

@@ -45,12 +45,17 @@ for _ in $(seq 100); do curl -sf http://127.0.0.1:18800/readyz >/dev/null && bre
 echo "## soak on PostgreSQL, $(nproc) cores, $(date -u +%FT%TZ), ${attack[*]:-no attack}"
 capacity=$("$bin/tokenmint-bench" --target http://127.0.0.1:50800 --duration 10s \
   | sed -n 's/.* rate=\([0-9]*\)\/s.*/\1/p')
+if [ -z "$capacity" ] || [ "$capacity" -lt 100 ]; then
+  echo "could not measure the server's capacity (got '${capacity}')" >&2; exit 1
+fi
 rate=$((capacity / 2))
 echo "measured capacity ${capacity} exchanges/s; soaking at ${rate}/s for $duration"
 status=0
 "$bin/tokenmint-soak" --target http://127.0.0.1:50800 --metrics-url http://127.0.0.1:18800/metrics \
   --rate "$rate" --duration "$duration" --interval "$interval" "${attack[@]}" || status=$?
-if grep -E '"level":"(ERROR)"|ERROR' "$work/server.log" | head -5; then
-  echo "the server logged errors (above)"
+if grep -q ERROR "$work/server.log"; then
+  grep ERROR "$work/server.log" | head -5
+  echo "FAIL: the server logged errors (above)"
+  status=1
 fi
 exit "$status"

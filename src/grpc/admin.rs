@@ -593,6 +593,16 @@ impl AdminService for AdminApi {
         tokio::spawn(async move {
             let _slot = slot;
             loop {
+                if *stopping.borrow() {
+                    // UNAVAILABLE, not OK: the watch did not end, this server did; a client
+                    // resumes on another replica from the last event it saw. Never waits on a
+                    // reader that has stopped reading: that would hold the shutdown.
+                    let _ = sender.try_send(Err(tonic::Status::unavailable(
+                        "the server is shutting down; watch again with after_id set to the last \
+                         event received",
+                    )));
+                    return;
+                }
                 // The caller's authority now, not when the stream opened.
                 let current = match app.authenticate(token.as_deref()).await {
                     Ok(current) => current,
@@ -618,8 +628,10 @@ impl AdminService for AdminApi {
                 let full = events.len() as u64 == WATCH_BATCH;
                 for event in events {
                     after = Some(event.id.clone());
-                    if sender.send(Ok(event.into())).await.is_err() {
-                        return;
+                    tokio::select! {
+                        sent = sender.send(Ok(event.into())) => if sent.is_err() { return },
+                        // A reader that stopped reading cannot hold the shutdown.
+                        () = async { let _ = stopping.wait_for(|stop| *stop).await; } => break,
                     }
                 }
                 if full {
@@ -628,17 +640,7 @@ impl AdminService for AdminApi {
                 tokio::select! {
                     () = appended_to(&mut appended, &chain) => {}
                     () = tokio::time::sleep(WATCH_POLL) => {}
-                    () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
-                        // UNAVAILABLE, not OK: the watch did not end, this server did; a
-                        // client resumes on another replica from the last event it saw.
-                        let _ = sender
-                            .send(Err(tonic::Status::unavailable(
-                                "the server is shutting down; watch again with after_id set \
-                                 to the last event received",
-                            )))
-                            .await;
-                        return;
-                    }
+                    () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {}
                     () = sender.closed() => return,
                 }
             }
