@@ -6,8 +6,8 @@ use std::sync::LazyLock;
 use tokenmint_token::{PublicKey, SigningAlgorithm, TokenVerifier};
 
 static VERIFIER: LazyLock<TokenVerifier> = LazyLock::new(|| {
-    let pair = tokenmint_token::generate_ed25519(&ring::rand::SystemRandom::new())
-        .expect("a key pair");
+    let pair =
+        tokenmint_token::generate_ed25519(&ring::rand::SystemRandom::new()).expect("a key pair");
     TokenVerifier::new(
         "https://tokenmint.test",
         [PublicKey {
