@@ -18,7 +18,13 @@ pg=${PGURL:-postgres://postgres@127.0.0.1:5432}
 db=tm_deploy
 name=tokenmint-deploy-test
 volume=tokenmint-deploy-test
-grpc=127.0.0.1:50950 http=127.0.0.1:18950
+# Two distinct ports free now (the host network is shared with whatever else runs here).
+read -r grpc_port http_port < <(python3 -c '
+import socket
+a, b = socket.socket(), socket.socket()
+a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
+print(a.getsockname()[1], b.getsockname()[1])')
+grpc=127.0.0.1:$grpc_port http=127.0.0.1:$http_port
 podman() { command podman --runtime runc "$@"; }
 fail() { echo "FAIL: $*" >&2; podman logs "$name" 2>&1 | tail -20 >&2 || true; exit 1; }
 cleanup() {
