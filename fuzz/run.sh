@@ -8,7 +8,6 @@ seconds="${1:-60}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tokenmint-fuzz-target}"
-cargo +nightly fuzz build --release
 status=0
 for target in $(cargo +nightly fuzz list); do
   mkdir -p "corpus/$target"
