@@ -332,10 +332,7 @@ pub fn apply_config_file(
     args: Vec<OsString>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<OsString>, String> {
-    let text: Vec<String> = args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let text = arg_texts(&args);
     let path = text
         .iter()
         .position(|a| a == "--config")
@@ -350,6 +347,12 @@ pub fn apply_config_file(
     apply_config(args, &path, &content, env)
 }
 
+fn arg_texts(args: &[OsString]) -> Vec<String> {
+    args.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
 /// [`apply_config_file`] once the file is read: `content` is the TOML text, `path` only names
 /// it in errors.
 pub fn apply_config(
@@ -358,10 +361,7 @@ pub fn apply_config(
     content: &str,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<OsString>, String> {
-    let text: Vec<String> = args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let text = arg_texts(&args);
     let table: toml::Table = content
         .parse()
         .map_err(|e| format!("config file {path}: {e}"))?;

@@ -601,7 +601,6 @@ fn exchanging(
     ignore = "needs TOKENMINT_TEST_DATABASE_URL"
 )]
 async fn a_database_outage_under_load_degrades_as_documented_and_recovers() {
-    use sea_orm::ConnectionTrait;
     let Some(server) = Server::start_with(
         Backend::Postgres,
         &[
@@ -638,33 +637,13 @@ async fn a_database_outage_under_load_degrades_as_documented_and_recovers() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let name = server
-        .database_url
-        .clone()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let control =
-        sea_orm::Database::connect(std::env::var(crate::harness::POSTGRES_URL_VAR).unwrap())
-            .await
-            .unwrap();
-    let terminate = format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' \
-         AND pid <> pg_backend_pid()"
-    );
-    control
-        .execute_unprepared(&format!(
-            "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
-        ))
-        .await
-        .unwrap();
+    let control = server.database_control().await;
+    control.refuse_connections().await;
     let outage = Instant::now();
     // Until it is really out: a connection being opened as they were refused can slip past one
     // termination.
     while readyz(&server).await != 503 {
-        control.execute_unprepared(&terminate).await.unwrap();
+        control.end_sessions().await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
             outage.elapsed() < Duration::from_secs(5),
@@ -695,14 +674,11 @@ async fn a_database_outage_under_load_degrades_as_documented_and_recovers() {
         .unwrap_err();
     assert_eq!(cold_status.code(), Code::Unavailable, "{cold_status:?}");
     while outage.elapsed() < Duration::from_secs(10) {
-        control.execute_unprepared(&terminate).await.unwrap();
+        control.end_sessions().await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let outage_ended = Instant::now();
-    control
-        .execute_unprepared(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
-        .await
-        .unwrap();
+    control.allow_connections().await;
 
     // Within 5 s, without a restart: ready, admin writes, uncached keys exchange.
     let mut recovered = None;
@@ -765,7 +741,6 @@ async fn a_database_outage_under_load_degrades_as_documented_and_recovers() {
     ignore = "needs TOKENMINT_TEST_DATABASE_URL"
 )]
 async fn killed_database_sessions_cost_at_most_the_calls_on_them() {
-    use sea_orm::ConnectionTrait;
     let Some(server) = Server::start(Backend::Postgres).await else {
         return;
     };
@@ -797,27 +772,10 @@ async fn killed_database_sessions_cost_at_most_the_calls_on_them() {
             seen
         })
     };
-    let name = server
-        .database_url
-        .clone()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let control =
-        sea_orm::Database::connect(std::env::var(crate::harness::POSTGRES_URL_VAR).unwrap())
-            .await
-            .unwrap();
+    let control = server.database_control().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     for _ in 0..5 {
-        control
-            .execute_unprepared(&format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' \
-                 AND pid <> pg_backend_pid()"
-            ))
-            .await
-            .unwrap();
+        control.end_sessions().await;
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -334,6 +334,24 @@ impl Server {
         self.http_url.trim_start_matches("http://")
     }
 
+    /// On PostgreSQL, the name of the server's own database.
+    pub fn database_name(&self) -> Option<String> {
+        let url = self.database_url.as_deref()?;
+        let last = url.rsplit('/').next()?;
+        Some(last.split('?').next()?.to_owned())
+    }
+
+    /// On PostgreSQL, a handle that takes the server's database away and gives it back.
+    pub async fn database_control(&self) -> DatabaseControl {
+        let base = std::env::var(POSTGRES_URL_VAR).expect("a PostgreSQL test");
+        DatabaseControl {
+            name: self.database_name().expect("a PostgreSQL server"),
+            admin: Database::connect(base)
+                .await
+                .expect("connect as the test's administrator"),
+        }
+    }
+
     /// Everything the server wrote to stderr so far.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -566,6 +584,47 @@ impl Server {
     }
 }
 
+/// Outages of one server's PostgreSQL database, made from another connection: the shared
+/// PostgreSQL server itself is never stopped, other tests use it.
+pub struct DatabaseControl {
+    pub name: String,
+    pub admin: sea_orm::DatabaseConnection,
+}
+
+impl DatabaseControl {
+    /// New connections to the database are refused.
+    pub async fn refuse_connections(&self) {
+        self.set_allow_connections(false).await;
+    }
+
+    /// New connections are accepted again.
+    pub async fn allow_connections(&self) {
+        self.set_allow_connections(true).await;
+    }
+
+    async fn set_allow_connections(&self, allow: bool) {
+        self.admin
+            .execute_unprepared(&format!(
+                "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS {allow}",
+                self.name
+            ))
+            .await
+            .expect("alter the database");
+    }
+
+    /// Ends every session on the database (the server's pool, its listener, its heartbeat).
+    pub async fn end_sessions(&self) {
+        self.admin
+            .execute_unprepared(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' \
+                 AND pid <> pg_backend_pid()",
+                self.name
+            ))
+            .await
+            .expect("end the database's sessions");
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -575,16 +634,7 @@ impl Drop for Server {
         if !self.owns_database {
             return;
         }
-        if let (Some(url), Ok(base)) = (self.database_url.clone(), std::env::var(POSTGRES_URL_VAR))
-        {
-            let name = url
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .split('?')
-                .next()
-                .unwrap_or_default()
-                .to_owned();
+        if let (Some(name), Ok(base)) = (self.database_name(), std::env::var(POSTGRES_URL_VAR)) {
             // Drop runs inside the test's runtime: use a thread with its own.
             let _ = std::thread::spawn(move || {
                 if let Ok(rt) = tokio::runtime::Builder::new_current_thread()

@@ -644,50 +644,28 @@ on_both_backends!(
 )]
 async fn readiness_follows_the_database() {
     use sea_orm::ConnectionTrait;
+
     let Some(server) = Server::start(Backend::Postgres).await else {
         return;
     };
-    let url = server.database_url.clone().unwrap();
-    let name = url
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
-    let base = std::env::var(crate::harness::POSTGRES_URL_VAR).unwrap();
-    let admin = sea_orm::Database::connect(base).await.unwrap();
+    let control = server.database_control().await;
     let status = |path: &'static str| {
         let url = format!("{}{path}", server.http_url);
         async move { reqwest::get(url).await.unwrap().status().as_u16() }
     };
     assert_eq!(status("/readyz").await, 200);
-    admin
-        .execute_unprepared(&format!(
-            "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false; \
-             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-        ))
-        .await
-        .unwrap();
+    control.refuse_connections().await;
+    control.end_sessions().await;
     let start = std::time::Instant::now();
     while status("/readyz").await != 503 && start.elapsed() < std::time::Duration::from_secs(15) {
         // A connection that was being opened as connections were refused can slip past the
         // first termination (the listener and its heartbeat open connections at any time).
-        admin
-            .execute_unprepared(&format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-            ))
-            .await
-            .unwrap();
+        control.end_sessions().await;
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert_eq!(status("/readyz").await, 503);
     assert_eq!(status("/healthz").await, 200, "still alive");
-    admin
-        .execute_unprepared(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
-        .await
-        .unwrap();
+    control.allow_connections().await;
     let start = std::time::Instant::now();
     while status("/readyz").await != 200 && start.elapsed() < std::time::Duration::from_secs(15) {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -696,7 +674,8 @@ async fn readiness_follows_the_database() {
     if recovered != 200 {
         // Evidence for a failure seen once in CI and never here: what the server and the
         // database said.
-        let sessions = admin
+        let sessions = control
+            .admin
             .query_all_raw(sea_orm::Statement::from_string(
                 sea_orm::DbBackend::Postgres,
                 "SELECT datname, state, COUNT(*)::bigint AS n FROM pg_stat_activity \

@@ -3,7 +3,6 @@
 
 use crate::harness::{Backend, Server, violated_fields};
 use crate::on_both_backends;
-use sea_orm::{ConnectionTrait, Database};
 use tokenmint::proto::admin::v1::{CreateServiceUserRequest, ServiceUser};
 use tokenmint::proto::auth::v1::GetJwksRequest;
 use tokio_stream::StreamExt;
@@ -222,23 +221,12 @@ async fn postgres_outage_gives_unavailable_and_writes_nothing() {
         return;
     };
     let mut admin = server.admin().await;
-    let url = server.database_url.clone().unwrap();
-    let name = url.rsplit('/').next().unwrap().to_owned();
-    let base = std::env::var(crate::harness::POSTGRES_URL_VAR).unwrap();
-    let control = Database::connect(base).await.unwrap();
-    control
-        .execute_unprepared(&format!(
-            "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
-        ))
-        .await
-        .unwrap();
+    let control = server.database_control().await;
+    control.refuse_connections().await;
     // Three times: a connection that was being opened as connections were refused can slip past
     // one termination (the change listener and its heartbeat open connections at any time).
     for _ in 0..3 {
-        control
-            .execute_unprepared(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
-            .await
-            .unwrap();
+        control.end_sessions().await;
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
@@ -253,10 +241,7 @@ async fn postgres_outage_gives_unavailable_and_writes_nothing() {
     let status = admin.create_service_user(request).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 
-    control
-        .execute_unprepared(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
-        .await
-        .unwrap();
+    control.allow_connections().await;
     let mut admin = server.admin().await;
     let users = crate::harness::list_users(&mut admin).await;
     assert_eq!(users.len(), 1, "nothing was half-written during the outage");
