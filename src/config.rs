@@ -131,8 +131,18 @@ pub enum LogFormat {
 #[derive(Clone, Debug, Args)]
 pub struct CoreArgs {
     /// Database URL: `postgres://user@host/db` or `sqlite://path`. Default: SQLite in the data directory.
-    #[arg(long, env = "TOKENMINT_DATABASE_URL")]
+    /// A URL with a password is visible to every local user in the process list as a flag:
+    /// prefer the environment or `--database-url-file`.
+    #[arg(long, env = "TOKENMINT_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// File holding the database URL (for example a mounted Kubernetes Secret), instead of
+    /// `--database-url`. Surrounding whitespace is ignored.
+    #[arg(
+        long,
+        env = "TOKENMINT_DATABASE_URL_FILE",
+        conflicts_with = "database_url"
+    )]
+    pub database_url_file: Option<PathBuf>,
     /// Directory for the SQLite database and the generated local secrets file.
     #[arg(long, env = "TOKENMINT_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
@@ -188,6 +198,11 @@ pub struct CoreArgs {
     /// How long a call waits for a database connection before answering UNAVAILABLE.
     #[arg(long, env = "TOKENMINT_DATABASE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub database_timeout: Duration,
+    /// How long start-up keeps retrying (each second) while the database refuses connections,
+    /// as it does while it starts beside this process (compose, a Pod). Wrong credentials or an
+    /// unknown database fail at once. `0s` tries once.
+    #[arg(long, env = "TOKENMINT_DATABASE_STARTUP_WAIT", default_value = "30s", value_parser = parse_duration)]
+    pub database_startup_wait: Duration,
     /// Algorithm of signing keys made from now on: EdDSA (Ed25519), ES256 or RS256 (for
     /// verifiers without EdDSA). Existing keys keep theirs until they rotate out.
     #[arg(long, env = "TOKENMINT_SIGNING_ALGORITHM", default_value = "EdDSA", value_parser = parse_algorithm)]
@@ -592,6 +607,64 @@ mod tests {
         .map(OsString::from)
         .collect();
         assert_eq!(secrets_on_command_line(&args), ["--secret-pepper"]);
+    }
+
+    #[test]
+    fn the_database_url_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("url");
+        std::fs::write(&path, "postgres://u:p@db/tokenmint\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "tokenmint".as_ref(),
+            "serve".as_ref(),
+            "--database-url-file".as_ref(),
+            path.as_os_str(),
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(
+            crate::server::database_url(&args.core).unwrap(),
+            "postgres://u:p@db/tokenmint",
+            "read, with the trailing newline a mounted Secret often has removed"
+        );
+    }
+
+    #[test]
+    fn an_empty_or_missing_database_url_file_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        for path in [empty, dir.path().join("missing")] {
+            let cli = Cli::try_parse_from([
+                "tokenmint".as_ref(),
+                "serve".as_ref(),
+                "--database-url-file".as_ref(),
+                path.as_os_str(),
+            ])
+            .unwrap();
+            let Command::Serve(args) = cli.command else {
+                panic!("not serve")
+            };
+            let err = crate::server::database_url(&args.core)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("--database-url-file"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_database_url_and_its_file_conflict() {
+        let parsed = Cli::try_parse_from([
+            "tokenmint",
+            "serve",
+            "--database-url",
+            "postgres://x",
+            "--database-url-file",
+            "/u",
+        ]);
+        assert!(parsed.is_err());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokenmint_store::{Store, StoreOptions};
+use tokenmint_store::{Store, StoreError, StoreOptions};
 use tokenmint_token::{KeyEncryptionKey, SecretHasher};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -69,10 +69,37 @@ pub fn database_url(core: &CoreArgs) -> Result<String, StartError> {
     if let Some(url) = &core.database_url {
         return Ok(url.clone());
     }
+    if let Some(path) = &core.database_url_file {
+        let url = std::fs::read_to_string(path).map_err(|e| {
+            StartError::Config(format!("--database-url-file {}: {e}", path.display()))
+        })?;
+        let url = url.trim();
+        if url.is_empty() {
+            return Err(StartError::Config(format!(
+                "--database-url-file {} is empty",
+                path.display()
+            )));
+        }
+        return Ok(url.to_owned());
+    }
     data_files::prepare_data_dir(&core.data_dir)?;
     let path = core.data_dir.join("tokenmint.db");
     data_files::private_sqlite_files(&path)?;
     Ok(format!("sqlite://{}?mode=rwc", path.display()))
+}
+
+/// Connects, retrying for up to `wait` while the database refuses connections.
+async fn connect_when_ready(options: &StoreOptions, wait: Duration) -> Result<Store, StartError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match Store::connect(options).await {
+            Err(StoreError::Unavailable(error)) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%error, "the database refuses connections; retrying (--database-startup-wait)");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Connects, migrates and loads keys.
@@ -81,7 +108,7 @@ pub async fn open(core: &CoreArgs, issuer: String) -> Result<Arc<Tokenmint>, Sta
     let mut options = StoreOptions::new(database_url(core)?);
     options.max_connections = core.database_max_connections;
     options.acquire_timeout = core.database_timeout;
-    let store = Store::connect(&options).await?;
+    let store = connect_when_ready(&options, core.database_startup_wait).await?;
     store.migrate().await?;
     let kek = KeyEncryptionKey::new(&secrets.key_encryption_key)
         .map_err(|e| StartError::Config(e.to_string()))?;

@@ -109,6 +109,11 @@ impl Server {
         Some(server)
     }
 
+    /// A server on a fresh database, not started: [`launch`](Self::launch) it.
+    pub async fn unstarted(backend: Backend, extra_args: &[&str]) -> Option<Server> {
+        Self::prepare(backend, extra_args).await
+    }
+
     /// Starts `serve` on an empty database, so it bootstraps itself; `admin` stays empty.
     pub async fn start_unbootstrapped(backend: Backend, extra_args: &[&str]) -> Option<Server> {
         let mut server = Self::prepare(backend, extra_args).await?;
@@ -161,13 +166,55 @@ impl Server {
     /// Starts another server on the same database with the same key-encryption key and pepper,
     /// as a second replica would run.
     pub fn replica(&self, extra_args: &[&str]) -> Server {
-        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut replica = self.unstarted_replica(extra_args);
         std::fs::copy(
             self.data_dir.path().join("secrets.json"),
-            data_dir.path().join("secrets.json"),
+            replica.data_dir.path().join("secrets.json"),
         )
         .expect("copy secrets");
-        let mut replica = Server {
+        replica.spawn();
+        replica
+    }
+
+    /// Starts `count` servers at the same moment on one empty database, sharing a key-encryption
+    /// key and pepper through files, as replicas deployed together do; `admin` stays empty.
+    pub async fn start_together(backend: Backend, count: usize) -> Option<Vec<Server>> {
+        use base64::Engine as _;
+        let first = Self::prepare(backend, &[]).await?;
+        let mut extra_args = Vec::new();
+        for (flag, name) in [
+            ("--key-encryption-key-file", "kek"),
+            ("--secret-pepper-file", "pepper"),
+        ] {
+            let path = first.data_dir.path().join(name);
+            let random: [u8; 32] = ring::rand::generate(&ring::rand::SystemRandom::new())
+                .expect("random")
+                .expose();
+            std::fs::write(
+                &path,
+                base64::engine::general_purpose::STANDARD.encode(random),
+            )
+            .expect("write a shared secret");
+            extra_args.extend([flag.to_string(), path.display().to_string()]);
+        }
+        let mut servers = vec![first];
+        servers[0].extra_args = extra_args.clone();
+        for _ in 1..count {
+            let args: Vec<&str> = extra_args.iter().map(String::as_str).collect();
+            let replica = servers[0].unstarted_replica(&args);
+            servers.push(replica);
+        }
+        let starting: Vec<_> = servers.iter_mut().map(Server::launch).collect();
+        for (server, ready) in servers.iter_mut().zip(starting) {
+            server.await_ready(ready);
+        }
+        Some(servers)
+    }
+
+    /// A server on this one's database and clock, not yet started.
+    fn unstarted_replica(&self, extra_args: &[&str]) -> Server {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        Server {
             clock_file: self.clock_file.clone(),
             child: None,
             backend: self.backend,
@@ -181,9 +228,7 @@ impl Server {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             owns_database: false,
             open_files_soft_limit: None,
-        };
-        replica.spawn();
-        replica
+        }
     }
 
     /// Common flags: data directory, database, issuer.
@@ -230,6 +275,12 @@ impl Server {
     }
 
     fn spawn(&mut self) {
+        let ready = self.launch();
+        self.await_ready(ready);
+    }
+
+    /// Starts the process; the receiver hears its addresses once it serves.
+    pub fn launch(&mut self) -> mpsc::Receiver<(String, String)> {
         let mut command = match self.open_files_soft_limit {
             None => Command::new(binary()),
             Some(limit) => {
@@ -274,13 +325,18 @@ impl Server {
                 logs.push('\n');
             }
         });
-        let (grpc, http) = match ready_rx.recv_timeout(Duration::from_secs(60)) {
+        self.child = Some(child);
+        ready_rx
+    }
+
+    /// Waits for a launched process to serve, and records its addresses.
+    pub fn await_ready(&mut self, ready: mpsc::Receiver<(String, String)>) {
+        let (grpc, http) = match ready.recv_timeout(Duration::from_secs(60)) {
             Ok(addrs) => addrs,
             Err(_) => panic!("server did not start; logs:\n{}", self.logs()),
         };
         self.grpc_url = format!("http://{grpc}");
         self.http_url = format!("http://{http}");
-        self.child = Some(child);
     }
 
     /// Runs `tokenmint <args>` against this server's database and secrets.

@@ -169,3 +169,55 @@ async fn replicas_share_signing_keys_and_see_each_others_revocations() {
     }
     assert!(refused, "the other replica kept exchanging a revoked key");
 }
+
+/// PostgreSQL only: replicas deployed together on an empty database (a compose file or a
+/// Deployment starting) all start, and exactly one of them bootstraps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(tokenmint_postgres_tests),
+    ignore = "needs TOKENMINT_TEST_DATABASE_URL"
+)]
+async fn replicas_started_together_on_an_empty_database_bootstrap_exactly_once() {
+    use sea_orm::ConnectionTrait;
+    let Some(mut replicas) = Server::start_together(Backend::Postgres, 3).await else {
+        return;
+    };
+    // Every replica served (start_together waits for each), so none lost a race and exited.
+    let credentials: Vec<serde_json::Value> = replicas
+        .iter()
+        .filter_map(|r| std::fs::read(r.data_dir.path().join("bootstrap-credential.json")).ok())
+        .map(|bytes| serde_json::from_slice(&bytes).unwrap())
+        .collect();
+    assert_eq!(credentials.len(), 1, "exactly one replica bootstraps");
+    let db = replicas[0].database().await;
+    for (table, expected) in [("organizations", 1), ("service_users", 1), ("api_keys", 1)] {
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                format!("SELECT count(*) AS n FROM {table}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let n: i64 = row.try_get("", "n").unwrap();
+        assert_eq!(n, expected, "rows in {table}");
+    }
+
+    let (key_id, secret) = (
+        credentials[0]["key_id"].as_str().unwrap(),
+        credentials[0]["secret"].as_str().unwrap(),
+    );
+    for replica in &mut replicas {
+        replica.admin.key_id = key_id.to_owned();
+        replica.admin.secret = secret.to_owned();
+    }
+    let jwks = replicas[0].jwks_json().await;
+    for replica in &replicas {
+        assert_eq!(replica.jwks_json().await, jwks, "one signing key for all");
+        let token = replica.token_for(key_id, secret).await.unwrap();
+        assert!(
+            replicas[0].introspect(&token).await.active,
+            "a token from any replica verifies on the others"
+        );
+    }
+}

@@ -136,3 +136,73 @@ async fn secrets_can_come_from_files_and_a_secret_flag_is_warned_about() {
 }
 
 on_both_backends!(serve_writes_the_bootstrap_credential_to_a_private_file_not_to_the_log);
+
+/// PostgreSQL only: a server started while its database refuses connections (starting beside
+/// it in compose or a Pod) keeps retrying and serves once the database accepts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(tokenmint_postgres_tests),
+    ignore = "needs TOKENMINT_TEST_DATABASE_URL"
+)]
+async fn start_up_waits_for_a_database_that_refuses_connections() {
+    let Some(mut server) = Server::unstarted(Backend::Postgres, &[]).await else {
+        return;
+    };
+    let database = server.database_control().await;
+    database.refuse_connections().await;
+    let ready = server.launch();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(
+        server.logs().contains("refuses connections; retrying"),
+        "says why it is not serving yet: {}",
+        server.logs()
+    );
+    database.allow_connections().await;
+    server.await_ready(ready);
+    let credential = bootstrap_file(&server);
+    server
+        .token_for(
+            credential["key_id"].as_str().unwrap(),
+            credential["secret"].as_str().unwrap(),
+        )
+        .await
+        .expect("serves once the database accepts connections");
+}
+
+/// PostgreSQL only: a database that refuses the credentials is no reason to wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(tokenmint_postgres_tests),
+    ignore = "needs TOKENMINT_TEST_DATABASE_URL"
+)]
+async fn start_up_fails_at_once_when_the_database_refuses_the_credentials() {
+    let Ok(base) = std::env::var(crate::harness::POSTGRES_URL_VAR) else {
+        return;
+    };
+    let (prefix, rest) = base.split_once("://").unwrap();
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let url = format!("{prefix}://no_such_role_{}@{host}", std::process::id());
+    let data = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tokenmint"))
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--database-url", &url, "--database-startup-wait", "60s"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "gave up after {:?}, not at once",
+        started.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("retrying"), "{stderr}");
+}

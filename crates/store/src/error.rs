@@ -51,7 +51,7 @@ impl From<DbErr> for StoreError {
 /// the transport failed, the pool gave up, or the server reported an SQLSTATE of the classes
 /// "connection exception" (08), "insufficient resources" (53) or "operator intervention" (57),
 /// or SQLite could not open or lock its file.
-fn is_connection_error(err: &SqlxError) -> bool {
+pub(crate) fn is_connection_error(err: &SqlxError) -> bool {
     match err {
         SqlxError::Io(_)
         | SqlxError::Tls(_)

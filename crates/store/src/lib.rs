@@ -12,7 +12,9 @@ pub use error::{StoreError, StoreResult};
 pub use model::*;
 pub use queries::{Bootstrap, Tx};
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr,
+};
 use sea_orm_migration::MigratorTrait;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -114,9 +116,13 @@ impl Store {
                     .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
             });
-        let mut db = Database::connect(connect)
-            .await
-            .map_err(StoreError::Unavailable)?;
+        let mut db = Database::connect(connect).await.map_err(|err| match &err {
+            // Refused credentials or an unknown database will not go away by waiting.
+            DbErr::Conn(RuntimeErr::SqlxError(e)) if !error::is_connection_error(e) => {
+                StoreError::Database(err)
+            }
+            _ => StoreError::Unavailable(err),
+        })?;
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
         db.set_metric_callback(move |_| {
@@ -237,9 +243,22 @@ impl Store {
         }
     }
 
-    /// Applies every pending migration.
+    /// Applies every pending migration. On PostgreSQL replicas started together on an empty
+    /// database would otherwise race to create the same tables, and all but one would fail to
+    /// start: the migrations run in one transaction that first takes an advisory lock, so the
+    /// others wait and then find nothing left to do.
     pub async fn migrate(&self) -> StoreResult<()> {
-        migration::Migrator::up(&self.db, None).await?;
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            migration::Migrator::up(&self.db, None).await?;
+            return Ok(());
+        }
+        let txn = sea_orm::TransactionTrait::begin(&self.db).await?;
+        txn.execute_unprepared(
+            "SELECT pg_advisory_xact_lock(hashtextextended('tokenmint.migrate', 0))",
+        )
+        .await?;
+        migration::Migrator::up(&txn, None).await?;
+        txn.commit().await?;
         Ok(())
     }
 
