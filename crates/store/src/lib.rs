@@ -178,6 +178,10 @@ impl Store {
         loop {
             let relayed = self.relay_changes(&ping, interrupted).await;
             self.listening.store(false, Ordering::Relaxed);
+            if self.db.get_postgres_connection_pool().is_closed() {
+                // The store was closed: the process is stopping, nothing is lost.
+                return;
+            }
             interrupted = true;
             match relayed {
                 Ok(()) => tracing::warn!(
