@@ -1,7 +1,7 @@
 //! The exchange of an API key for an access token, and introspection of tokens. This is the hot
 //! path: a cached key costs one HMAC and one signature, no database round trip.
 
-use crate::domain::key_cache::CachedKey;
+use crate::domain::key_cache::{CachedKey, SecretHash};
 use crate::domain::principal::{Principal, UNAUTHENTICATED, active_now};
 use crate::domain::roles::{ResourceScope, TokenScope, narrow, roles_in, roles_on};
 use crate::domain::validation::Violations;
@@ -47,6 +47,14 @@ pub struct IssuedToken {
 }
 
 /// PERMISSION_DENIED unless `peer` is inside `allowed` (an empty list allows anywhere).
+/// A stored secret hash as the cache holds it; any other length is corrupt data, and fails
+/// closed.
+fn secret_hash(stored: Vec<u8>) -> Result<SecretHash> {
+    stored
+        .try_into()
+        .map_err(|_| Error::Internal("a stored secret hash is not 32 bytes".into()))
+}
+
 pub(crate) fn check_network(allowed: &[ipnet::IpNet], peer: Option<IpAddr>) -> Result<()> {
     if allowed.is_empty()
         || peer
@@ -126,8 +134,8 @@ impl Tokenmint {
 
         let carried = match requested.filter(|r| !r.is_empty()) {
             None => TokenScope {
-                roles: key.roles.clone(),
-                projects: key.project_roles.clone(),
+                roles: key.roles.to_vec(),
+                projects: key.project_roles.to_vec(),
             },
             Some(requested) => {
                 let covered = narrow(&key.roles, &requested.roles);
@@ -244,7 +252,7 @@ impl Tokenmint {
                     let current = self.hasher.verify(&secret, &key.secret_hash);
                     // Checked whether or not the current one matched, so both take the same
                     // time.
-                    let previous = key.previous_secret.as_ref().is_some_and(|(hash, until)| {
+                    let previous = key.previous_secret.as_deref().is_some_and(|(hash, until)| {
                         self.hasher.verify(&secret, hash) && now < *until
                     });
                     (current || (grace && previous)).then_some(key)
@@ -311,15 +319,16 @@ impl Tokenmint {
             .collect();
         project_roles.sort();
         project_roles.dedup();
+        let previous_secret = match found.api_key.previous_secret {
+            Some(p) => Some((secret_hash(p.hash)?, p.expire_time.timestamp())),
+            None => None,
+        };
         let entry = Arc::new(CachedKey::new(
             found.api_key.id,
             found.user.id,
-            found.user.organization_id,
-            found.api_key.secret_hash,
-            found
-                .api_key
-                .previous_secret
-                .map(|p| (p.hash, p.expire_time.timestamp())),
+            self.key_cache.organization(&found.user.organization_id),
+            secret_hash(found.api_key.secret_hash)?,
+            previous_secret,
             found.api_key.expire_time.timestamp(),
             found.api_key.token_lifetime.num_seconds(),
             found.api_key.allowed_cidrs,
@@ -363,5 +372,18 @@ impl Tokenmint {
             && current.user.id == claims.sub
             && current.user.organization_id == claims.organization_id;
         Ok(active.then_some(claims))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_secret_hash_of_the_wrong_length_fails_closed() {
+        assert_eq!(secret_hash(vec![7; 32]).unwrap(), [7; 32]);
+        for wrong in [vec![], vec![7; 31], vec![7; 33]] {
+            assert!(matches!(secret_hash(wrong), Err(Error::Internal(_))));
+        }
     }
 }

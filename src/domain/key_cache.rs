@@ -13,30 +13,35 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokenmint_store::{Invalidation, ProjectRole};
 
-/// What an exchange needs to know about an active key.
+/// HMAC-SHA256 of a secret, as stored.
+pub type SecretHash = [u8; 32];
+
+/// What an exchange needs to know about an active key. Kept small, since a replica may hold a
+/// million of them (`tests/cache_memory.rs` measures one): the hash inline, the rare previous
+/// secret boxed, fixed lists as boxed slices, and strings shared rather than copied.
 #[derive(Debug)]
 pub struct CachedKey {
     /// Shared with the cache's index and the activity counters, not copied.
     pub key_id: Arc<str>,
     /// Its service user (shared with the activity counters, not copied).
     pub service_user_id: Arc<str>,
-    /// The user's organization.
+    /// The user's organization: one copy per organization, from [`KeyCache::organization`].
     pub organization_id: Arc<str>,
     /// HMAC of the secret.
-    pub secret_hash: Vec<u8>,
+    pub secret_hash: SecretHash,
     /// HMAC of the secret before the last rotation, and until when (seconds since the epoch)
     /// it still exchanges.
-    pub previous_secret: Option<(Vec<u8>, i64)>,
+    pub previous_secret: Option<Box<(SecretHash, i64)>>,
     /// Key expiry, seconds since the epoch.
     pub expire_time: i64,
     /// Lifetime of minted tokens, seconds.
     pub token_lifetime_seconds: i64,
     /// Where the key may be used from; empty means anywhere.
-    pub allowed_cidrs: Vec<IpNet>,
+    pub allowed_cidrs: Box<[IpNet]>,
     /// Roles its tokens may carry: the user's roles, narrowed by the key's scopes.
-    pub roles: Vec<Role>,
+    pub roles: Box<[Role]>,
     /// Project roles its tokens may carry, narrowed the same way.
-    pub project_roles: Vec<ProjectRole>,
+    pub project_roles: Box<[ProjectRole]>,
     /// When it was read from the database.
     loaded: Instant,
 }
@@ -47,9 +52,9 @@ impl CachedKey {
     pub fn new(
         key_id: String,
         service_user_id: String,
-        organization_id: String,
-        secret_hash: Vec<u8>,
-        previous_secret: Option<(Vec<u8>, i64)>,
+        organization_id: Arc<str>,
+        secret_hash: SecretHash,
+        previous_secret: Option<(SecretHash, i64)>,
         expire_time: i64,
         token_lifetime_seconds: i64,
         allowed_cidrs: Vec<IpNet>,
@@ -59,14 +64,14 @@ impl CachedKey {
         Self {
             key_id: key_id.into(),
             service_user_id: service_user_id.into(),
-            organization_id: organization_id.into(),
+            organization_id,
             secret_hash,
-            previous_secret,
+            previous_secret: previous_secret.map(Box::new),
             expire_time,
             token_lifetime_seconds,
-            allowed_cidrs,
-            roles,
-            project_roles,
+            allowed_cidrs: allowed_cidrs.into_boxed_slice(),
+            roles: roles.into_boxed_slice(),
+            project_roles: project_roles.into_boxed_slice(),
             loaded: Instant::now(),
         }
     }
@@ -124,6 +129,9 @@ pub struct KeyCache {
     active: moka::sync::Cache<Arc<str>, Arc<CachedKey>>,
     /// Unknown or unusable IDs.
     inactive: moka::sync::Cache<String, Unusable>,
+    /// One shared copy of each organization ID the cached keys name (organizations are few,
+    /// keys many). IDs never change, so nothing here goes stale.
+    organizations: Mutex<std::collections::HashSet<Arc<str>>>,
     /// Bumped on every invalidation, so a load that raced with one is not cached.
     generation: AtomicU64,
     hits: AtomicU64,
@@ -178,6 +186,7 @@ impl KeyCache {
                 .time_to_live(ttl_or_one)
                 .support_invalidation_closures()
                 .build(),
+            organizations: Mutex::default(),
             generation: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -220,6 +229,20 @@ impl KeyCache {
     }
 
     /// The generation to pass to [`insert`](Self::insert) for a load starting now.
+    /// The shared copy of an organization ID, for [`CachedKey::new`].
+    pub fn organization(&self, id: &str) -> Arc<str> {
+        let mut organizations = self
+            .organizations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(shared) = organizations.get(id) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = id.into();
+        organizations.insert(shared.clone());
+        shared
+    }
+
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
@@ -331,7 +354,7 @@ mod tests {
             key.into(),
             user.into(),
             "org".into(),
-            vec![],
+            [0; 32],
             None,
             0,
             60,
@@ -339,6 +362,15 @@ mod tests {
             vec![],
             vec![],
         ))
+    }
+
+    #[test]
+    fn keys_of_one_organization_share_one_copy_of_its_id() {
+        let cache = KeyCache::new(Duration::from_secs(60), 10, 10);
+        let first = cache.organization("org_a");
+        let second = cache.organization(&String::from("org_a"));
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(&*cache.organization("org_b"), "org_b");
     }
 
     #[test]
@@ -433,7 +465,7 @@ mod tests {
             "ak_1".into(),
             "su_1".into(),
             "org".into(),
-            vec![],
+            [0; 32],
             None,
             0,
             60,
