@@ -228,13 +228,9 @@ impl KeyCache {
         }
     }
 
-    /// The generation to pass to [`insert`](Self::insert) for a load starting now.
     /// The shared copy of an organization ID, for [`CachedKey::new`].
     pub fn organization(&self, id: &str) -> Arc<str> {
-        let mut organizations = self
-            .organizations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut organizations = self.organizations.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(shared) = organizations.get(id) {
             return shared.clone();
         }
@@ -243,6 +239,7 @@ impl KeyCache {
         shared
     }
 
+    /// The generation to pass to [`insert`](Self::insert) for a load starting now.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
