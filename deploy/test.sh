@@ -126,6 +126,20 @@ grep -q '"stopped"' <<<"$(podman logs "$name" 2>&1)" || fail "no clean stop in t
 echo "ok: SIGTERM: exit 0 in ${took}s (grace 10 s, drain delay 1 s)"
 podman rm -f "$name" >/dev/null
 
+# A Kubernetes emptyDir is root's (2777 with an fsGroup), and the process has no capability to
+# change its mode: the bootstrap must still hand over its credential.
+psql -q "$pg/postgres" -c "DROP DATABASE $db" -c "CREATE DATABASE $db"
+mkdir "$work/emptydir" && chown 0:10001 "$work/emptydir" && chmod 2777 "$work/emptydir"
+podman run -d --name "$name" --network host --read-only --user 10001:10001 --cap-drop ALL \
+  -v "$work/emptydir:/var/lib/tokenmint" -v "$work/database-url:/run/secrets/database-url:ro" \
+  -e TOKENMINT_DATABASE_URL_FILE=/run/secrets/database-url \
+  -e TOKENMINT_GRPC_ADDR="$grpc" -e TOKENMINT_HTTP_ADDR="$http" localhost/tokenmint:test >/dev/null
+wait_ready "$http"
+[ "$(stat -c '%a %u' "$work/emptydir/bootstrap-credential.json" 2>/dev/null)" = "600 10001" ] ||
+  fail "no private credential in a data directory owned by root (an emptyDir)"
+podman rm -f "$name" >/dev/null
+echo "ok: a root-owned data directory (an emptyDir) still gets the credential, 0600"
+
 echo "== compose: PostgreSQL and three replicas (deploy/compose.yaml)"
 if ! command -v podman-compose >/dev/null; then
   # The linters' environment has it (deploy/lint.sh); make it here otherwise.

@@ -198,9 +198,10 @@ pub struct CoreArgs {
     /// How long a call waits for a database connection before answering UNAVAILABLE.
     #[arg(long, env = "TOKENMINT_DATABASE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub database_timeout: Duration,
-    /// How long start-up keeps retrying (each second) while the database refuses connections,
-    /// as it does while it starts beside this process (compose, a Pod). Wrong credentials or an
-    /// unknown database fail at once. `0s` tries once.
+    /// How long start-up keeps retrying while the database cannot be reached, as while it
+    /// starts beside this process (compose, a Pod); each attempt waits up to
+    /// `--database-timeout`, then a second passes. Wrong credentials, an unknown database or a
+    /// malformed URL fail at once. `0s` tries once.
     #[arg(long, env = "TOKENMINT_DATABASE_STARTUP_WAIT", default_value = "30s", value_parser = parse_duration)]
     pub database_startup_wait: Duration,
     /// Algorithm of signing keys made from now on: EdDSA (Ed25519), ES256 or RS256 (for
@@ -488,20 +489,31 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("{text:?} is not a duration like 30s, 15m or 1h"))?;
-    let seconds = match unit {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let (milliseconds_per_unit, per_unit) = match unit {
+        "ms" => (1, 0),
+        "" | "s" => (0, 1),
+        "m" => (0, 60),
+        "h" => (0, 3600),
+        "d" => (0, 86_400),
         _ => {
             return Err(format!(
                 "{text:?} has an unknown unit; use ms, s, m, h or d"
             ));
         }
     };
-    Ok(Duration::from_secs(seconds))
+    let duration = if milliseconds_per_unit == 1 {
+        Some(Duration::from_millis(n))
+    } else {
+        n.checked_mul(per_unit).map(Duration::from_secs)
+    };
+    // Longer than any setting needs, and short enough to add to any instant without overflow.
+    duration
+        .filter(|d| *d <= MAX_DURATION)
+        .ok_or_else(|| format!("{text:?} is longer than 100 years"))
 }
+
+/// The longest duration any setting takes.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 #[cfg(test)]
 mod tests {
@@ -652,6 +664,31 @@ mod tests {
                 .to_string();
             assert!(err.contains("--database-url-file"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_duration_too_long_is_refused_not_wrapped() {
+        assert_eq!(
+            parse_duration("36500d"),
+            Ok(Duration::from_secs(36_500 * 86_400))
+        );
+        for text in ["36501d", "99999999999999999d", "18446744073709551615m"] {
+            let err = parse_duration(text).unwrap_err();
+            assert!(err.contains("100 years"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_database_url_file_that_is_not_a_url_is_refused_unread() {
+        let cli = Cli::try_parse_from(["tokenmint", "serve", "--database-url-file", "/dev/zero"])
+            .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let err = crate::server::database_url(&args.core)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("longer than"), "{err}");
     }
 
     #[test]

@@ -22,7 +22,25 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(), StartError> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir).map_err(|e| io_error(dir, e))?;
-    restrict(dir, 0o700)
+    match restrict_mode(dir, 0o700) {
+        // A directory the platform mounted for us and owns (a Kubernetes emptyDir is root's,
+        // mode 0777 or 2777): only its owner may change its mode. The files in it are still
+        // created 0600, so carry on rather than refuse to start.
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+            tracing::warn!(path = %dir.display(), %error, "the data directory belongs to another user and stays as it is; its files are created private (0600)");
+            Ok(())
+        }
+        other => other.map_err(|e| io_error(dir, e)),
+    }
+}
+
+/// Fails unless a file can be created in the data directory: checked before bootstrapping, so
+/// a bootstrap never commits a credential that cannot then be handed over.
+pub fn check_writable(dir: &Path) -> Result<(), StartError> {
+    prepare_data_dir(dir)?;
+    let probe = dir.join(".write-probe");
+    write_private_file(&probe, |_| Ok(()))?;
+    std::fs::remove_file(&probe).map_err(|e| io_error(&probe, e))
 }
 
 /// Creates the SQLite file 0600 before SQLite opens it (SQLite gives its `-wal` and `-shm`
@@ -85,24 +103,24 @@ pub fn create_private_file(path: &Path) -> Result<std::fs::File, StartError> {
     Ok(file)
 }
 
-#[cfg(unix)]
+/// Takes away every permission bit outside `mode`, saying so when it changed anything.
 fn restrict(path: &Path, mode: u32) -> Result<(), StartError> {
+    restrict_mode(path, mode).map_err(|e| io_error(path, e))
+}
+
+#[cfg(unix)]
+fn restrict_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let current = std::fs::metadata(path)
-        .map_err(|e| io_error(path, e))?
-        .permissions()
-        .mode()
-        & 0o777;
+    let current = std::fs::metadata(path)?.permissions().mode() & 0o777;
     if current & !mode != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(current & mode))
-            .map_err(|e| io_error(path, e))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(current & mode))?;
         tracing::info!(path = %path.display(), from = format!("{current:o}"), to = format!("{:o}", current & mode), "tightened permissions");
     }
     Ok(())
 }
 
 #[cfg(not(unix))]
-fn restrict(_path: &Path, _mode: u32) -> Result<(), StartError> {
+fn restrict_mode(_path: &Path, _mode: u32) -> std::io::Result<()> {
     Ok(())
 }
 

@@ -64,15 +64,30 @@ impl From<crate::error::Error> for StartError {
     }
 }
 
+/// Longest database URL file read.
+const MAX_URL_FILE_BYTES: u64 = 4096;
+
 /// The database URL to use: the configured one, or SQLite in the data directory.
 pub fn database_url(core: &CoreArgs) -> Result<String, StartError> {
     if let Some(url) = &core.database_url {
         return Ok(url.clone());
     }
     if let Some(path) = &core.database_url_file {
-        let url = std::fs::read_to_string(path).map_err(|e| {
+        use std::io::Read;
+        let failed = |e: std::io::Error| {
             StartError::Config(format!("--database-url-file {}: {e}", path.display()))
-        })?;
+        };
+        let mut url = String::new();
+        // A URL is short; a wrong path (a device, a large file) must not be read whole.
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_URL_FILE_BYTES + 1).read_to_string(&mut url))
+            .map_err(failed)?;
+        if url.len() as u64 > MAX_URL_FILE_BYTES {
+            return Err(StartError::Config(format!(
+                "--database-url-file {} is longer than {MAX_URL_FILE_BYTES} bytes: not a URL",
+                path.display()
+            )));
+        }
         let url = url.trim();
         if url.is_empty() {
             return Err(StartError::Config(format!(
@@ -94,11 +109,48 @@ async fn connect_when_ready(options: &StoreOptions, wait: Duration) -> Result<St
     loop {
         match Store::connect(options).await {
             Err(StoreError::Unavailable(error)) if tokio::time::Instant::now() < deadline => {
+                let error = without_password(&error_chain(&error), &options.url);
                 tracing::warn!(%error, "the database refuses connections; retrying (--database-startup-wait)");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            other => return Ok(other?),
+            Err(error) => {
+                return Err(StartError::Config(format!(
+                    "cannot use the database: {}",
+                    without_password(&error_chain(&error), &options.url)
+                )));
+            }
+            Ok(store) => return Ok(store),
         }
+    }
+}
+
+/// An error and its sources on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// `text` with the password of `url` (`scheme://user:password@host/…`) replaced, wherever the
+/// driver quoted it.
+fn without_password(text: &str, url: &str) -> String {
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+        .and_then(|(credentials, _)| credentials.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|password| !password.is_empty());
+    match password {
+        Some(password) => text.replace(password, "***"),
+        None => text.to_owned(),
     }
 }
 
@@ -243,6 +295,7 @@ pub async fn serve(args: ServeArgs) -> Result<Stopped, StartError> {
     let http_listener = TcpListener::bind(args.http_addr).await?;
     let (grpc_addr, http_addr) = (grpc_listener.local_addr()?, http_listener.local_addr()?);
     let app = open(&args.core, issuer(&args.core, args.http_addr)).await?;
+    data_files::check_writable(&args.core.data_dir)?;
     if let Some(credential) = app.bootstrap().await? {
         announce(&args.core, &credential)?;
     }
@@ -436,5 +489,23 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_password_is_never_printed() {
+        let url = "postgres://tokenmint:S3cr#t@db:5432/tokenmint";
+        let message = format!("The connection string '{url}' is invalid");
+        let shown = without_password(&message, url);
+        assert!(!shown.contains("S3cr#t"), "{shown}");
+        assert!(shown.contains("postgres://tokenmint:***@db"), "{shown}");
+        assert_eq!(
+            without_password("no secret here", "sqlite://data/tokenmint.db"),
+            "no secret here"
+        );
     }
 }

@@ -117,11 +117,13 @@ impl Store {
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
             });
         let mut db = Database::connect(connect).await.map_err(|err| match &err {
-            // Refused credentials or an unknown database will not go away by waiting.
-            DbErr::Conn(RuntimeErr::SqlxError(e)) if !error::is_connection_error(e) => {
-                StoreError::Database(err)
+            // Only a database that cannot be reached now may be reachable later; refused
+            // credentials, an unknown database or a malformed URL will not go away by waiting.
+            DbErr::Conn(RuntimeErr::SqlxError(e)) if error::is_connection_error(e) => {
+                StoreError::Unavailable(err)
             }
-            _ => StoreError::Unavailable(err),
+            DbErr::ConnectionAcquire(_) => StoreError::Unavailable(err),
+            _ => StoreError::Database(err),
         })?;
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
