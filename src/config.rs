@@ -4,7 +4,7 @@
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Tokenmint: service users, API keys and short-lived JWTs for machines.
@@ -479,6 +479,27 @@ pub fn secrets_on_command_line(args: &[OsString]) -> Vec<&'static str> {
         .collect()
 }
 
+/// Longest file a `…-file` setting reads.
+pub const MAX_SETTING_FILE_BYTES: u64 = 4096;
+
+/// Reads a setting kept in a file (a mounted secret: `--database-url-file`,
+/// `--key-encryption-key-file`, `--secret-pepper-file`). A wrong path (a device, a large file)
+/// is refused after [`MAX_SETTING_FILE_BYTES`], never read whole.
+pub fn read_setting_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SETTING_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SETTING_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("longer than {MAX_SETTING_FILE_BYTES} bytes: not a setting"),
+        ));
+    }
+    Ok(text)
+}
+
 /// Parses `500ms`, `30s`, `15m`, `1h`, `2d` or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -621,21 +642,26 @@ mod tests {
         assert_eq!(secrets_on_command_line(&args), ["--secret-pepper"]);
     }
 
-    #[test]
-    fn the_database_url_can_come_from_a_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("url");
-        std::fs::write(&path, "postgres://u:p@db/tokenmint\n").unwrap();
+    fn serve_with_database_url_file(path: &std::ffi::OsStr) -> ServeArgs {
         let cli = Cli::try_parse_from([
             "tokenmint".as_ref(),
             "serve".as_ref(),
             "--database-url-file".as_ref(),
-            path.as_os_str(),
+            path,
         ])
         .unwrap();
         let Command::Serve(args) = cli.command else {
             panic!("not serve")
         };
+        args
+    }
+
+    #[test]
+    fn the_database_url_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("url");
+        std::fs::write(&path, "postgres://u:p@db/tokenmint\n").unwrap();
+        let args = serve_with_database_url_file(path.as_os_str());
         assert_eq!(
             crate::server::database_url(&args.core).unwrap(),
             "postgres://u:p@db/tokenmint",
@@ -649,16 +675,7 @@ mod tests {
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "\n").unwrap();
         for path in [empty, dir.path().join("missing")] {
-            let cli = Cli::try_parse_from([
-                "tokenmint".as_ref(),
-                "serve".as_ref(),
-                "--database-url-file".as_ref(),
-                path.as_os_str(),
-            ])
-            .unwrap();
-            let Command::Serve(args) = cli.command else {
-                panic!("not serve")
-            };
+            let args = serve_with_database_url_file(path.as_os_str());
             let err = crate::server::database_url(&args.core)
                 .unwrap_err()
                 .to_string();
@@ -680,11 +697,7 @@ mod tests {
 
     #[test]
     fn a_database_url_file_that_is_not_a_url_is_refused_unread() {
-        let cli = Cli::try_parse_from(["tokenmint", "serve", "--database-url-file", "/dev/zero"])
-            .unwrap();
-        let Command::Serve(args) = cli.command else {
-            panic!("not serve")
-        };
+        let args = serve_with_database_url_file("/dev/zero".as_ref());
         let err = crate::server::database_url(&args.core)
             .unwrap_err()
             .to_string();

@@ -110,14 +110,12 @@ impl LocalSecrets {
 fn configured(value: Option<&str>, file: Option<&Path>) -> Result<Option<String>, SecretsError> {
     match (value, file) {
         (Some(value), _) => Ok(Some(value.to_owned())),
-        (None, Some(path)) => {
-            std::fs::read_to_string(path)
-                .map(Some)
-                .map_err(|source| SecretsError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })
-        }
+        (None, Some(path)) => crate::config::read_setting_file(path)
+            .map(Some)
+            .map_err(|source| SecretsError::Io {
+                path: path.display().to_string(),
+                source,
+            }),
         (None, None) => Ok(None),
     }
 }

@@ -64,30 +64,15 @@ impl From<crate::error::Error> for StartError {
     }
 }
 
-/// Longest database URL file read.
-const MAX_URL_FILE_BYTES: u64 = 4096;
-
 /// The database URL to use: the configured one, or SQLite in the data directory.
 pub fn database_url(core: &CoreArgs) -> Result<String, StartError> {
     if let Some(url) = &core.database_url {
         return Ok(url.clone());
     }
     if let Some(path) = &core.database_url_file {
-        use std::io::Read;
-        let failed = |e: std::io::Error| {
+        let url = crate::config::read_setting_file(path).map_err(|e| {
             StartError::Config(format!("--database-url-file {}: {e}", path.display()))
-        };
-        let mut url = String::new();
-        // A URL is short; a wrong path (a device, a large file) must not be read whole.
-        std::fs::File::open(path)
-            .and_then(|file| file.take(MAX_URL_FILE_BYTES + 1).read_to_string(&mut url))
-            .map_err(failed)?;
-        if url.len() as u64 > MAX_URL_FILE_BYTES {
-            return Err(StartError::Config(format!(
-                "--database-url-file {} is longer than {MAX_URL_FILE_BYTES} bytes: not a URL",
-                path.display()
-            )));
-        }
+        })?;
         let url = url.trim();
         if url.is_empty() {
             return Err(StartError::Config(format!(

@@ -812,14 +812,7 @@ async fn killed_database_sessions_cost_at_most_the_calls_on_them() {
 #[test]
 fn a_drain_delay_as_long_as_the_grace_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tokenmint"))
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
+    let output = crate::harness::serve_command()
         .args(["--data-dir", &dir.path().display().to_string()])
         .args(["--drain-delay", "10s", "--shutdown-grace", "10s"])
         .output()

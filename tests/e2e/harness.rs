@@ -67,6 +67,20 @@ fn binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tokenmint")))
 }
 
+/// `tokenmint serve` on ephemeral ports, not yet started: for tests that expect it to refuse to
+/// start and read its exit status and stderr.
+pub fn serve_command() -> Command {
+    let mut command = Command::new(binary());
+    command.args([
+        "serve",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ]);
+    command
+}
+
 /// Creates a database of its own for one test and returns its URL.
 async fn fresh_postgres_database(base: &str) -> String {
     let name = format!(

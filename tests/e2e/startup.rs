@@ -23,6 +23,17 @@ fn bootstrap_file(server: &Server) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
+/// Exchanges the key of the credential in the server's bootstrap file.
+async fn exchange_bootstrap_key(server: &Server) -> Result<String, tonic::Status> {
+    let credential = bootstrap_file(server);
+    server
+        .token_for(
+            credential["key_id"].as_str().unwrap(),
+            credential["secret"].as_str().unwrap(),
+        )
+        .await
+}
+
 async fn serve_writes_the_bootstrap_credential_to_a_private_file_not_to_the_log(backend: Backend) {
     let Some(server) = Server::start_unbootstrapped(backend, &[]).await else {
         return;
@@ -107,12 +118,7 @@ async fn secrets_can_come_from_files_and_a_secret_flag_is_warned_about() {
     else {
         return;
     };
-    let credential = bootstrap_file(&server);
-    server
-        .token_for(
-            credential["key_id"].as_str().unwrap(),
-            credential["secret"].as_str().unwrap(),
-        )
+    exchange_bootstrap_key(&server)
         .await
         .expect("exchanges under the pepper from the file");
     assert!(
@@ -159,12 +165,7 @@ async fn start_up_waits_for_a_database_that_refuses_connections() {
     );
     database.allow_connections().await;
     server.await_ready(ready);
-    let credential = bootstrap_file(&server);
-    server
-        .token_for(
-            credential["key_id"].as_str().unwrap(),
-            credential["secret"].as_str().unwrap(),
-        )
+    exchange_bootstrap_key(&server)
         .await
         .expect("serves once the database accepts connections");
 }
@@ -184,14 +185,7 @@ async fn start_up_fails_at_once_when_the_database_refuses_the_credentials() {
     let url = format!("{prefix}://no_such_role_{}@{host}", std::process::id());
     let data = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tokenmint"))
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
+    let output = crate::harness::serve_command()
         .args(["--database-url", &url, "--database-startup-wait", "60s"])
         .arg("--data-dir")
         .arg(data.path())

@@ -130,14 +130,7 @@ async fn an_unreadable_certificate_stops_the_start_with_a_clear_error(backend: B
     let Some(server) = Server::start(backend).await else {
         return;
     };
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tokenmint"))
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
+    let output = crate::harness::serve_command()
         .args(server.core_args())
         .args([
             "--tls-cert",
