@@ -2,7 +2,7 @@
 //! path: a cached key costs one HMAC and one signature, no database round trip.
 
 use crate::domain::key_cache::{CachedKey, SecretHash};
-use crate::domain::principal::{Principal, UNAUTHENTICATED, active_now};
+use crate::domain::principal::{Principal, UNAUTHENTICATED, active_now, key_active_at};
 use crate::domain::roles::{ResourceScope, TokenScope, narrow, roles_in, roles_on};
 use crate::domain::validation::Violations;
 use crate::domain::{Tokenmint, authz};
@@ -46,7 +46,6 @@ pub struct IssuedToken {
     pub scope: String,
 }
 
-/// PERMISSION_DENIED unless `peer` is inside `allowed` (an empty list allows anywhere).
 /// A stored secret hash as the cache holds it; any other length is corrupt data, and fails
 /// closed.
 fn secret_hash(stored: Vec<u8>) -> Result<SecretHash> {
@@ -55,6 +54,7 @@ fn secret_hash(stored: Vec<u8>) -> Result<SecretHash> {
         .map_err(|_| Error::Internal("a stored secret hash is not 32 bytes".into()))
 }
 
+/// PERMISSION_DENIED unless `peer` is inside `allowed` (an empty list allows anywhere).
 pub(crate) fn check_network(allowed: &[ipnet::IpNet], peer: Option<IpAddr>) -> Result<()> {
     if allowed.is_empty()
         || peer
@@ -282,56 +282,57 @@ impl Tokenmint {
             return Ok(known.into_active());
         }
         let generation = self.key_cache.generation();
-        let found = self.store.find_key_principal(key_id).await?;
-        let Some(found) = found else {
+        let Some(found) = self.store.find_exchange_key(key_id).await? else {
             self.key_cache.insert_inactive(generation, key_id, None);
             return Ok(None);
         };
-        if !active_now(&found, self.now()) {
+        if !key_active_at(
+            found.revoke_time,
+            found.expire_time,
+            found.user_state,
+            self.now(),
+        ) {
             self.key_cache
-                .insert_inactive(generation, key_id, Some(found.user.id));
+                .insert_inactive(generation, key_id, Some(found.service_user_id));
             return Ok(None);
         }
-        let organization = ResourceScope::Organization(found.user.organization_id.clone());
+        let organization = ResourceScope::Organization(found.organization_id.clone());
         let user_roles = roles_in(&found.role_bindings, &organization);
         // A key carries the roles fixed at its creation that its user still holds.
-        let roles = narrow(&user_roles, &found.api_key.scopes);
+        let roles = narrow(&user_roles, &found.scopes);
         let mut project_roles: Vec<ProjectRole> = found
             .role_bindings
             .iter()
-            .filter(|b| b.organization_id == found.user.organization_id)
+            .filter(|b| b.organization_id == found.organization_id)
             .filter_map(|b| match &b.scope {
                 RoleScope::Project(project_id) => Some((project_id, b.role)),
                 _ => None,
             })
             .flat_map(|(project_id, held)| {
-                narrow(
-                    &[held],
-                    &roles_on(&found.api_key.project_scopes, project_id),
-                )
-                .into_iter()
-                .map(|role| ProjectRole {
-                    project_id: project_id.clone(),
-                    role,
-                })
-                .collect::<Vec<_>>()
+                narrow(&[held], &roles_on(&found.project_scopes, project_id))
+                    .into_iter()
+                    .map(|role| ProjectRole {
+                        project_id: project_id.clone(),
+                        role,
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect();
         project_roles.sort();
         project_roles.dedup();
-        let previous_secret = match found.api_key.previous_secret {
+        let previous_secret = match found.previous_secret {
             Some(p) => Some((secret_hash(p.hash)?, p.expire_time.timestamp())),
             None => None,
         };
         let entry = Arc::new(CachedKey::new(
-            found.api_key.id,
-            found.user.id,
-            self.key_cache.organization(&found.user.organization_id),
-            secret_hash(found.api_key.secret_hash)?,
+            found.id,
+            found.service_user_id,
+            self.key_cache.organization(&found.organization_id),
+            secret_hash(found.secret_hash)?,
             previous_secret,
-            found.api_key.expire_time.timestamp(),
-            found.api_key.token_lifetime.num_seconds(),
-            found.api_key.allowed_cidrs,
+            found.expire_time.timestamp(),
+            found.token_lifetime.num_seconds(),
+            found.allowed_cidrs,
             roles,
             project_roles,
         ));

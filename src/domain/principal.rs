@@ -114,9 +114,23 @@ impl Principal {
 /// A key can be used right now: not revoked, not expired, and its user active. The exchange,
 /// admin authentication and introspection all decide with this.
 pub fn active_now(found: &KeyPrincipal, now: DateTime<Utc>) -> bool {
-    found.api_key.revoke_time.is_none()
-        && found.api_key.expire_time > now
-        && found.user.state == ServiceUserState::Active
+    key_active_at(
+        found.api_key.revoke_time,
+        found.api_key.expire_time,
+        found.user.state,
+        now,
+    )
+}
+
+/// Whether a key with these facts may be used at `now`: not revoked, not expired, and its user
+/// enabled.
+pub fn key_active_at(
+    revoke_time: Option<DateTime<Utc>>,
+    expire_time: DateTime<Utc>,
+    user_state: ServiceUserState,
+    now: DateTime<Utc>,
+) -> bool {
+    revoke_time.is_none() && expire_time > now && user_state == ServiceUserState::Active
 }
 
 impl Tokenmint {

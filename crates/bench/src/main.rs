@@ -34,6 +34,10 @@ pub enum BenchRpc {
     /// as for `exchange`, through a pool of 16 like the server's. The floor a cache miss is
     /// measured against.
     DbLookup,
+    /// No RPC: the statement an exchange runs on a cache miss (`Store::find_exchange_key`:
+    /// the key, its user and its role bindings), on `--database-url` through the store's own
+    /// pool of 16. Against `db-lookup`, what the miss path's read costs beyond a bare lookup.
+    ExchangeLookup,
 }
 
 /// How an exchange picks its key among the loaded ones.
@@ -141,6 +145,12 @@ enum Load {
         zipf_exponent: f64,
         database: sea_orm::DatabaseConnection,
     },
+    ExchangeLookup {
+        keys: Arc<Vec<ExchangeApiKeyRequest>>,
+        choice: KeyChoice,
+        zipf_exponent: f64,
+        store: tokenmint_store::Store,
+    },
 }
 
 /// Why the benchmark could not run.
@@ -179,7 +189,7 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
         ));
     }
     let mut channels = Vec::new();
-    let needs_server = args.rpc != BenchRpc::DbLookup;
+    let needs_server = !matches!(args.rpc, BenchRpc::DbLookup | BenchRpc::ExchangeLookup);
     let targets: Vec<&str> = args.target.split(',').map(str::trim).collect();
     for (_, target) in (0..args.channels * usize::from(needs_server)).zip(targets.iter().cycle()) {
         let endpoint = Endpoint::from_shared(target.to_string())
@@ -253,7 +263,9 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
         server_rss_bytes,
     };
     let keys = match &load {
-        Load::Exchange { keys, choice, .. } | Load::DbLookup { keys, choice, .. } => {
+        Load::Exchange { keys, choice, .. }
+        | Load::DbLookup { keys, choice, .. }
+        | Load::ExchangeLookup { keys, choice, .. } => {
             format!(" keys={} choice={choice:?}", keys.len())
         }
         _ => String::new(),
@@ -300,7 +312,7 @@ async fn load(args: &BenchArgs, channel: Option<Channel>) -> Result<Load, BenchE
     };
     match args.rpc {
         BenchRpc::Health => Ok(Load::Health),
-        BenchRpc::Exchange | BenchRpc::DbLookup => {
+        BenchRpc::Exchange | BenchRpc::DbLookup | BenchRpc::ExchangeLookup => {
             let mut keys = match (&args.keys_file, single) {
                 (Some(path), _) => read_keys(path)?,
                 (None, Some(request)) => vec![request],
@@ -325,10 +337,20 @@ async fn load(args: &BenchArgs, channel: Option<Channel>) -> Result<Load, BenchE
                     zipf_exponent: args.zipf_exponent,
                 });
             }
-            let url = args
-                .database_url
-                .clone()
-                .ok_or_else(|| BenchError::Usage("db-lookup needs --database-url".into()))?;
+            let url = args.database_url.clone().ok_or_else(|| {
+                BenchError::Usage(format!("{:?} needs --database-url", args.rpc))
+            })?;
+            if args.rpc == BenchRpc::ExchangeLookup {
+                let store = tokenmint_store::Store::connect(&tokenmint_store::StoreOptions::new(url))
+                    .await
+                    .map_err(|e| BenchError::Usage(format!("--database-url: {e}")))?;
+                return Ok(Load::ExchangeLookup {
+                    keys,
+                    choice: args.choice,
+                    zipf_exponent: args.zipf_exponent,
+                    store,
+                });
+            }
             let mut options = sea_orm::ConnectOptions::new(url);
             options.max_connections(16).sqlx_logging(false);
             let database = sea_orm::Database::connect(options)
@@ -466,6 +488,12 @@ async fn worker(
             choice: KeyChoice::Zipf,
             zipf_exponent,
             ..
+        }
+        | Load::ExchangeLookup {
+            keys,
+            choice: KeyChoice::Zipf,
+            zipf_exponent,
+            ..
         } => Some(
             rand_distr::Zipf::new(keys.len() as f64, *zipf_exponent)
                 .map_err(|e| BenchError::Usage(format!("--zipf-exponent: {e}")))?,
@@ -501,6 +529,13 @@ async fn worker(
                     [pick(keys).key_id.into()],
                 );
                 match database.query_one_raw(statement).await {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => Err(tonic::Status::not_found("no such key")),
+                    Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+                }
+            }
+            Load::ExchangeLookup { keys, store, .. } => {
+                match store.find_exchange_key(&pick(keys).key_id).await {
                     Ok(Some(_)) => Ok(()),
                     Ok(None) => Err(tonic::Status::not_found("no such key")),
                     Err(e) => Err(tonic::Status::unavailable(e.to_string())),

@@ -97,7 +97,7 @@ impl RoleScope {
         }
     }
 
-    fn from_stored(text: &str) -> StoreResult<Self> {
+    pub(crate) fn from_stored(text: &str) -> StoreResult<Self> {
         if text == Self::PLATFORM {
             Ok(RoleScope::Platform)
         } else if text.starts_with("org_") {
@@ -127,7 +127,7 @@ impl ServiceUserState {
         }
     }
 
-    fn from_stored(text: &str) -> StoreResult<Self> {
+    pub(crate) fn from_stored(text: &str) -> StoreResult<Self> {
         match text {
             "ACTIVE" => Ok(ServiceUserState::Active),
             "DISABLED" => Ok(ServiceUserState::Disabled),
@@ -343,7 +343,92 @@ pub struct KeyPrincipal {
     pub role_bindings: Vec<RoleBinding>,
 }
 
+/// What an exchange needs to know about one key and nothing more: the cache's copy is built
+/// from it. Read in one narrow statement, decoded by position, because every cache miss pays
+/// for it on the hot path ([`KeyPrincipal`] carries whole rows, for authentication).
+#[derive(Clone, Debug)]
+pub struct ExchangeKey {
+    /// `ak_…`.
+    pub id: String,
+    /// Its service user.
+    pub service_user_id: String,
+    /// The service user's organization.
+    pub organization_id: String,
+    /// HMAC-SHA-256 of the secret under the pepper.
+    pub secret_hash: Vec<u8>,
+    /// The secret before the last rotation, while it still works.
+    pub previous_secret: Option<PreviousSecret>,
+    /// Lifetime of the tokens it mints.
+    pub token_lifetime: TimeDelta,
+    /// Where it may be exchanged from; empty means anywhere.
+    pub allowed_cidrs: Vec<IpNet>,
+    /// The organization roles its tokens may carry, fixed at creation.
+    pub scopes: Vec<Role>,
+    /// The project roles its tokens may carry, fixed at creation.
+    pub project_scopes: Vec<ProjectRole>,
+    /// When it stops working.
+    pub expire_time: DateTime<Utc>,
+    /// Revocation time.
+    pub revoke_time: Option<DateTime<Utc>>,
+    /// The service user's state.
+    pub user_state: ServiceUserState,
+    /// The service user's role bindings, in every scope.
+    pub role_bindings: Vec<RoleBinding>,
+}
+
 // --- conversions to and from rows ---
+
+/// A key's stored scope list: organization roles by name, project roles as `prj_…:role`.
+pub(crate) fn parse_scopes(key_id: &str, json: &str) -> StoreResult<(Vec<Role>, Vec<ProjectRole>)> {
+    let entries = parse_list("the scope list", key_id, json, |entry| {
+        if entry.contains(':') {
+            ProjectRole::parse(entry).map(ScopeEntry::Project)
+        } else {
+            Role::parse(entry).map(ScopeEntry::Organization)
+        }
+    })?;
+    let mut scopes = Vec::new();
+    let mut project_scopes = Vec::new();
+    for entry in entries {
+        match entry {
+            ScopeEntry::Organization(role) => scopes.push(role),
+            ScopeEntry::Project(role) => project_scopes.push(role),
+        }
+    }
+    Ok((scopes, project_scopes))
+}
+
+/// A key's stored CIDR allowlist.
+pub(crate) fn parse_cidrs(key_id: &str, json: &str) -> StoreResult<Vec<IpNet>> {
+    parse_list("the CIDR allowlist", key_id, json, |c| c.parse::<IpNet>().ok())
+}
+
+/// A key's stored token lifetime, which must be positive.
+pub(crate) fn token_lifetime(key_id: &str, seconds: i64) -> StoreResult<TimeDelta> {
+    TimeDelta::try_seconds(seconds)
+        .filter(|lifetime| *lifetime > TimeDelta::zero())
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "the token lifetime of API key {key_id} is out of range"
+            ))
+        })
+}
+
+/// A rotated-out secret, when both of its columns are set.
+pub(crate) fn previous_secret(
+    hash: Option<Vec<u8>>,
+    expire_time: Option<DateTime<Utc>>,
+) -> Option<PreviousSecret> {
+    match (hash, expire_time) {
+        (Some(hash), Some(expire_time)) => Some(PreviousSecret { hash, expire_time }),
+        _ => None,
+    }
+}
+
+/// A stored role name.
+pub(crate) fn parse_role(text: &str) -> StoreResult<Role> {
+    Role::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown role {text:?}")))
+}
 
 enum ScopeEntry {
     Organization(Role),
@@ -446,8 +531,7 @@ impl TryFrom<role_binding::Model> for RoleBinding {
     fn try_from(m: role_binding::Model) -> StoreResult<Self> {
         Ok(Self {
             scope: RoleScope::from_stored(&m.scope)?,
-            role: Role::parse(&m.role)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown role {:?}", m.role)))?,
+            role: parse_role(&m.role)?,
             id: m.id,
             organization_id: m.organization_id,
             principal_id: m.principal_id,
@@ -473,47 +557,19 @@ impl TryFrom<api_key::Model> for ApiKey {
     type Error = StoreError;
 
     fn try_from(m: api_key::Model) -> StoreResult<Self> {
-        // One stored list: organization roles by name, project roles as `prj_…:role`.
-        let entries = parse_list("the scope list", &m.id, &m.scopes, |entry| {
-            if entry.contains(':') {
-                ProjectRole::parse(entry).map(ScopeEntry::Project)
-            } else {
-                Role::parse(entry).map(ScopeEntry::Organization)
-            }
-        })?;
-        let mut scopes = Vec::new();
-        let mut project_scopes = Vec::new();
-        for entry in entries {
-            match entry {
-                ScopeEntry::Organization(role) => scopes.push(role),
-                ScopeEntry::Project(role) => project_scopes.push(role),
-            }
-        }
-        let allowed_cidrs = parse_list("the CIDR allowlist", &m.id, &m.allowed_cidrs, |c| {
-            c.parse::<IpNet>().ok()
-        })?;
+        let (scopes, project_scopes) = parse_scopes(&m.id, &m.scopes)?;
         Ok(Self {
             scopes,
             project_scopes,
-            allowed_cidrs,
-            token_lifetime: TimeDelta::try_seconds(m.token_lifetime_seconds)
-                .filter(|lifetime| *lifetime > TimeDelta::zero())
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "the token lifetime of API key {} is out of range",
-                        m.id
-                    ))
-                })?,
+            allowed_cidrs: parse_cidrs(&m.id, &m.allowed_cidrs)?,
+            token_lifetime: token_lifetime(&m.id, m.token_lifetime_seconds)?,
+            previous_secret: previous_secret(m.previous_secret_hash, m.previous_secret_expire_time),
             id: m.id,
             service_user_id: m.service_user_id,
             organization_id: m.organization_id,
             name: m.name,
             description: m.description,
             secret_hash: m.secret_hash,
-            previous_secret: match (m.previous_secret_hash, m.previous_secret_expire_time) {
-                (Some(hash), Some(expire_time)) => Some(PreviousSecret { hash, expire_time }),
-                _ => None,
-            },
             rotate_time: m.rotate_time,
             creator: m.creator,
             create_time: m.create_time,

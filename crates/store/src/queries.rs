@@ -6,17 +6,19 @@ use crate::entity::{
     service_user_administrator, signing_key,
 };
 use crate::model::{
-    ApiKey, ApiKeyState, AuditEvent, AuditQuery, Invalidation, KeyNotice, KeyPrincipal,
+    ApiKey, ApiKeyState, AuditEvent, AuditQuery, ExchangeKey, Invalidation, KeyNotice,
+    KeyPrincipal,
     Organization, PreviousSecret, Project, RoleBinding, RoleScope, ServiceUser, ServiceUserRecord,
     ServiceUserState, SigningKey,
 };
+use crate::model;
 use crate::{Store, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult,
     IdenStatic, IntoActiveModel, Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    Statement, TransactionTrait,
 };
 
 /// Everything the first start writes, in one transaction.
@@ -286,6 +288,11 @@ impl Store {
     /// costs the database what a probe for a known one does.
     pub async fn find_key_principal(&self, key_id: &str) -> StoreResult<Option<KeyPrincipal>> {
         find_key_principal(&self.db, key_id).await
+    }
+
+    /// What an exchange needs to know about `key_id`, or `None` for an unknown key.
+    pub async fn find_exchange_key(&self, key_id: &str) -> StoreResult<Option<ExchangeKey>> {
+        find_exchange_key(&self.db, key_id).await
     }
 
     /// The role bindings of a principal, in every scope.
@@ -1263,5 +1270,75 @@ async fn find_key_principal(
         api_key,
         user,
         role_bindings,
+    }))
+}
+
+/// The statement of [`find_exchange_key`], decoded by position: the key's columns, its user's,
+/// then one role binding per row (NULL when the user holds none). Its text never changes, so
+/// each pooled connection prepares it once.
+macro_rules! exchange_key_sql {
+    ($parameter:literal) => {
+        concat!(
+            "SELECT k.id, k.service_user_id, u.organization_id, k.secret_hash, ",
+            "k.previous_secret_hash, k.previous_secret_expire_time, k.token_lifetime_seconds, ",
+            "k.allowed_cidrs, k.scopes, k.expire_time, k.revoke_time, u.state, ",
+            "r.id, r.organization_id, r.principal_id, r.scope, r.role, r.create_time ",
+            "FROM api_keys k JOIN service_users u ON u.id = k.service_user_id ",
+            "LEFT JOIN role_bindings r ON r.principal_id = u.id WHERE k.id = ",
+            $parameter
+        )
+    };
+}
+
+fn exchange_key_statement(backend: DbBackend, key_id: &str) -> Statement {
+    let sql = match backend {
+        DbBackend::Postgres => exchange_key_sql!("$1"),
+        _ => exchange_key_sql!("?"),
+    };
+    Statement::from_sql_and_values(backend, sql, [key_id.into()])
+}
+
+async fn find_exchange_key(
+    db: &impl ConnectionTrait,
+    key_id: &str,
+) -> StoreResult<Option<ExchangeKey>> {
+    let statement = exchange_key_statement(db.get_database_backend(), key_id);
+    let rows = db.query_all_raw(statement).await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let id: String = first.try_get_by_index(0)?;
+    let (scopes, project_scopes) = model::parse_scopes(&id, &first.try_get_by_index::<String>(8)?)?;
+    let mut role_bindings = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let Some(binding_id) = row.try_get_by_index::<Option<String>>(12)? else {
+            continue;
+        };
+        role_bindings.push(RoleBinding {
+            id: binding_id,
+            organization_id: row.try_get_by_index(13)?,
+            principal_id: row.try_get_by_index(14)?,
+            scope: RoleScope::from_stored(&row.try_get_by_index::<String>(15)?)?,
+            role: model::parse_role(&row.try_get_by_index::<String>(16)?)?,
+            create_time: row.try_get_by_index(17)?,
+        });
+    }
+    Ok(Some(ExchangeKey {
+        service_user_id: first.try_get_by_index(1)?,
+        organization_id: first.try_get_by_index(2)?,
+        secret_hash: first.try_get_by_index(3)?,
+        previous_secret: model::previous_secret(
+            first.try_get_by_index(4)?,
+            first.try_get_by_index(5)?,
+        ),
+        token_lifetime: model::token_lifetime(&id, first.try_get_by_index(6)?)?,
+        allowed_cidrs: model::parse_cidrs(&id, &first.try_get_by_index::<String>(7)?)?,
+        scopes,
+        project_scopes,
+        expire_time: first.try_get_by_index(9)?,
+        revoke_time: first.try_get_by_index(10)?,
+        user_state: ServiceUserState::from_stored(&first.try_get_by_index::<String>(11)?)?,
+        role_bindings,
+        id,
     }))
 }

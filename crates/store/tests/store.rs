@@ -204,6 +204,10 @@ async fn a_corrupt_scope_list_fails_closed_on_every_read() {
         f.store.find_key_principal("ak_1").await,
         Err(StoreError::Corrupt(_))
     ));
+    assert!(matches!(
+        f.store.find_exchange_key("ak_1").await,
+        Err(StoreError::Corrupt(_))
+    ));
 }
 
 #[tokio::test]
@@ -222,6 +226,13 @@ async fn a_token_lifetime_out_of_range_fails_closed() {
         assert!(
             matches!(
                 f.store.find_key_principal("ak_1").await,
+                Err(StoreError::Corrupt(_))
+            ),
+            "{lifetime}"
+        );
+        assert!(
+            matches!(
+                f.store.find_exchange_key("ak_1").await,
                 Err(StoreError::Corrupt(_))
             ),
             "{lifetime}"
@@ -362,6 +373,76 @@ async fn finding_a_key_costs_one_statement_whether_or_not_it_exists() {
             1,
             "an unknown key is one statement too"
         );
+        drop_database(database).await;
+    }
+}
+
+#[tokio::test]
+async fn the_exchange_lookup_reads_what_the_whole_rows_hold_in_one_statement() {
+    for (f, database) in every_backend().await {
+        with_org(&f, "org_a").await;
+        let mut disabled = user("su_1", "org_a", "bot");
+        disabled.state = ServiceUserState::Disabled;
+        with_user(&f, disabled).await.unwrap();
+        let mut written = key("ak_1", "su_1", "org_a");
+        written.previous_secret = Some(tokenmint_store::PreviousSecret {
+            hash: vec![2; 32],
+            expire_time: now() + Duration::minutes(5),
+        });
+        written.revoke_time = Some(now());
+        let binding = |id: &str, scope: RoleScope, role: Role| RoleBinding {
+            id: id.into(),
+            organization_id: "org_a".into(),
+            principal_id: "su_1".into(),
+            scope,
+            role,
+            create_time: now(),
+        };
+        let tx = f.store.begin().await.unwrap();
+        tx.insert_api_key(written.clone()).await.unwrap();
+        for b in [
+            binding("rb_1", RoleScope::Organization("org_a".into()), Role::Admin),
+            binding("rb_2", RoleScope::Project("prj_1".into()), Role::Viewer),
+            binding("rb_3", RoleScope::Platform, Role::Superuser),
+        ] {
+            tx.add_role_binding(b).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+
+        let before = f.store.statements_executed();
+        let found = f.store.find_exchange_key("ak_1").await.unwrap().unwrap();
+        assert_eq!(f.store.statements_executed() - before, 1);
+        let whole = f.store.find_key_principal("ak_1").await.unwrap().unwrap();
+
+        assert_eq!(found.id, written.id);
+        assert_eq!(found.service_user_id, "su_1");
+        assert_eq!(found.organization_id, "org_a");
+        assert_eq!(found.secret_hash, written.secret_hash);
+        assert_eq!(found.previous_secret, written.previous_secret);
+        assert_eq!(found.token_lifetime, written.token_lifetime);
+        assert_eq!(found.allowed_cidrs, written.allowed_cidrs);
+        assert_eq!(found.scopes, written.scopes);
+        assert_eq!(found.project_scopes, written.project_scopes);
+        assert_eq!(found.expire_time, written.expire_time);
+        assert_eq!(found.revoke_time, written.revoke_time);
+        assert_eq!(found.user_state, ServiceUserState::Disabled);
+        let mut bindings = found.role_bindings.clone();
+        bindings.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(bindings, whole.role_bindings);
+        drop_database(database).await;
+    }
+}
+
+#[tokio::test]
+async fn the_exchange_lookup_of_a_user_without_roles_or_of_an_unknown_key() {
+    for (f, database) in every_backend().await {
+        with_user_and_key(&f).await;
+        let found = f.store.find_exchange_key("ak_1").await.unwrap().unwrap();
+        assert!(found.role_bindings.is_empty());
+        assert_eq!(found.previous_secret, None);
+        assert_eq!(found.revoke_time, None);
+        assert_eq!(found.user_state, ServiceUserState::Active);
+        assert!(f.store.find_exchange_key("ak_none").await.unwrap().is_none());
         drop_database(database).await;
     }
 }
