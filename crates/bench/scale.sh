@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The scale benchmark of docs/benchmarks.md, on one backend: the empty-RPC floor; exchanges of
 # 1 key, of 10,000 keys (cache warm), of 1,000,000 keys with the cache holding them all and with
-# the default cache of 100,000 (uniform, so mostly misses) beside a bare indexed lookup; list
-# pages with 1,000 and 100,000 service users; on PostgreSQL also 3 replicas behind one client.
+# the default cache of 100,000 (uniform, so mostly misses) beside a bare indexed lookup and the
+# miss path's own lookup; list pages with 1,000 and 100,000 service users; on PostgreSQL also
+# 3 replicas behind one client.
 # Usage: crates/bench/scale.sh <release dir with tokenmint and tokenmint-bench> sqlite|postgres
 # PostgreSQL: needs psql and a server at $PGURL (default postgres://postgres@127.0.0.1:5432);
 # two databases are created and dropped. Takes about 15 minutes.
@@ -91,6 +92,9 @@ else
 fi
 echo "### bare indexed lookup (SELECT id FROM api_keys WHERE id = ?), 1,000,000 keys"
 "$bin/tokenmint-bench" --rpc db-lookup --duration "$duration" --database-url "$lookup_url" \
+  --keys-file "$work/large.keys"
+echo "### the exchange's miss lookup (key, user and role bindings, Store::find_exchange_key), 1,000,000 keys"
+"$bin/tokenmint-bench" --rpc exchange-lookup --duration "$duration" --database-url "$lookup_url" \
   --keys-file "$work/large.keys"
 
 serve large 1

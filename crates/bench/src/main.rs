@@ -337,13 +337,15 @@ async fn load(args: &BenchArgs, channel: Option<Channel>) -> Result<Load, BenchE
                     zipf_exponent: args.zipf_exponent,
                 });
             }
-            let url = args.database_url.clone().ok_or_else(|| {
-                BenchError::Usage(format!("{:?} needs --database-url", args.rpc))
-            })?;
+            let url = args
+                .database_url
+                .clone()
+                .ok_or_else(|| BenchError::Usage(format!("{:?} needs --database-url", args.rpc)))?;
             if args.rpc == BenchRpc::ExchangeLookup {
-                let store = tokenmint_store::Store::connect(&tokenmint_store::StoreOptions::new(url))
-                    .await
-                    .map_err(|e| BenchError::Usage(format!("--database-url: {e}")))?;
+                let store =
+                    tokenmint_store::Store::connect(&tokenmint_store::StoreOptions::new(url))
+                        .await
+                        .map_err(|e| BenchError::Usage(format!("--database-url: {e}")))?;
                 return Ok(Load::ExchangeLookup {
                     keys,
                     choice: args.choice,

@@ -400,7 +400,9 @@ pub(crate) fn parse_scopes(key_id: &str, json: &str) -> StoreResult<(Vec<Role>, 
 
 /// A key's stored CIDR allowlist.
 pub(crate) fn parse_cidrs(key_id: &str, json: &str) -> StoreResult<Vec<IpNet>> {
-    parse_list("the CIDR allowlist", key_id, json, |c| c.parse::<IpNet>().ok())
+    parse_list("the CIDR allowlist", key_id, json, |c| {
+        c.parse::<IpNet>().ok()
+    })
 }
 
 /// A key's stored token lifetime, which must be positive.

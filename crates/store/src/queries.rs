@@ -5,13 +5,12 @@ use crate::entity::{
     api_key, audit_anchor, audit_event, organization, project, role_binding, service_user,
     service_user_administrator, signing_key,
 };
+use crate::model;
 use crate::model::{
     ApiKey, ApiKeyState, AuditEvent, AuditQuery, ExchangeKey, Invalidation, KeyNotice,
-    KeyPrincipal,
-    Organization, PreviousSecret, Project, RoleBinding, RoleScope, ServiceUser, ServiceUserRecord,
-    ServiceUserState, SigningKey,
+    KeyPrincipal, Organization, PreviousSecret, Project, RoleBinding, RoleScope, ServiceUser,
+    ServiceUserRecord, ServiceUserState, SigningKey,
 };
-use crate::model;
 use crate::{Store, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query};

@@ -442,7 +442,13 @@ async fn the_exchange_lookup_of_a_user_without_roles_or_of_an_unknown_key() {
         assert_eq!(found.previous_secret, None);
         assert_eq!(found.revoke_time, None);
         assert_eq!(found.user_state, ServiceUserState::Active);
-        assert!(f.store.find_exchange_key("ak_none").await.unwrap().is_none());
+        assert!(
+            f.store
+                .find_exchange_key("ak_none")
+                .await
+                .unwrap()
+                .is_none()
+        );
         drop_database(database).await;
     }
 }
