@@ -111,8 +111,7 @@ impl Principal {
     }
 }
 
-/// A key can be used right now: not revoked, not expired, and its user active. The exchange,
-/// admin authentication and introspection all decide with this.
+/// A key read as whole rows can be used right now (see [`key_active_at`]).
 pub fn active_now(found: &KeyPrincipal, now: DateTime<Utc>) -> bool {
     key_active_at(
         found.api_key.revoke_time,
@@ -123,7 +122,7 @@ pub fn active_now(found: &KeyPrincipal, now: DateTime<Utc>) -> bool {
 }
 
 /// Whether a key with these facts may be used at `now`: not revoked, not expired, and its user
-/// enabled.
+/// active. The exchange, admin authentication and introspection all decide with this.
 pub fn key_active_at(
     revoke_time: Option<DateTime<Utc>>,
     expire_time: DateTime<Utc>,
