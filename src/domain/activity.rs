@@ -11,6 +11,7 @@ use crate::domain::Tokenmint;
 use crate::domain::audit::{Actor, Details, Origin};
 use crate::error::Result;
 use chrono::{DateTime, Utc};
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -25,14 +26,15 @@ pub const MAX_ENTRIES: usize = 100_000;
 const KEYS_PER_UNIT: usize = 200;
 /// Most keys whose uses are counted between two flushes. Only successful exchanges add one, so
 /// their number is bounded by the keys that exist; this bound only caps the memory of a very
-/// large deployment (about 200 bytes each). A key past it keeps its old last-used time for that
+/// large deployment (about 170 bytes each, `tests/cache_memory.rs`). A key past it keeps its old last-used time for that
 /// interval, which `--revoke-unused-keys-after` must not mistake for disuse: keep this above
 /// the number of keys used per flush interval.
 pub const MAX_USED_KEYS: usize = 2_000_000;
 /// Most distinct addresses kept per key, and key IDs per failure source.
 const MAX_SAMPLES: usize = 8;
 
-/// Successful exchanges of one key since the last flush.
+/// Successful exchanges of one key since the last flush. Held boxed: a map of a million keys
+/// has two million buckets, and an empty bucket then costs a pointer, not a whole record.
 #[derive(Debug)]
 struct KeyUse {
     /// Shared with the key's cache entry.
@@ -42,7 +44,8 @@ struct KeyUse {
     first: DateTime<Utc>,
     last: DateTime<Utc>,
     last_address: Option<IpAddr>,
-    addresses: Vec<IpAddr>,
+    /// Distinct addresses seen, up to [`MAX_SAMPLES`]; nearly always one, kept inline.
+    addresses: SmallVec<[IpAddr; 1]>,
 }
 
 /// Failed calls from one source with one outcome since the last flush.
@@ -51,12 +54,12 @@ struct Failures {
     count: u64,
     first: DateTime<Utc>,
     last: DateTime<Utc>,
-    key_ids: Vec<String>,
+    key_ids: SmallVec<[String; 1]>,
 }
 
 #[derive(Debug, Default)]
 struct Pending {
-    used: HashMap<Arc<str>, KeyUse>,
+    used: HashMap<Arc<str>, Box<KeyUse>>,
     failed: HashMap<(&'static str, Option<IpAddr>, &'static str), Failures>,
     /// Entries not kept because the maps were full.
     dropped: u64,
@@ -78,7 +81,10 @@ fn bounded(key_id: &str) -> String {
     }
 }
 
-fn sample<T: PartialEq>(samples: &mut Vec<T>, value: T) {
+fn sample<A: smallvec::Array>(samples: &mut SmallVec<A>, value: A::Item)
+where
+    A::Item: PartialEq,
+{
     if samples.len() < MAX_SAMPLES && !samples.contains(&value) {
         samples.push(value);
     }
@@ -109,7 +115,7 @@ impl Activity {
             None => {
                 pending.used.insert(
                     key_id.clone(),
-                    KeyUse {
+                    Box::new(KeyUse {
                         organization_id: organization_id.clone(),
                         service_user_id: service_user_id.clone(),
                         count: 1,
@@ -117,7 +123,7 @@ impl Activity {
                         last: now,
                         last_address: address,
                         addresses: address.into_iter().collect(),
-                    },
+                    }),
                 );
             }
         }
@@ -148,7 +154,7 @@ impl Activity {
                         count: 1,
                         first: now,
                         last: now,
-                        key_ids: vec![bounded(key_id)],
+                        key_ids: smallvec::smallvec![bounded(key_id)],
                     },
                 );
             }
@@ -156,7 +162,7 @@ impl Activity {
     }
 
     /// Returns a key's uses that could not be written, merged with any counted since.
-    fn put_back(&self, key_id: Arc<str>, used: KeyUse) {
+    fn put_back(&self, key_id: Arc<str>, used: Box<KeyUse>) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let full = pending.used.len() >= MAX_USED_KEYS;
         match pending.used.get_mut(&key_id) {
@@ -201,7 +207,7 @@ impl Tokenmint {
     /// make a key in use look unused.
     pub async fn flush_activity(&self) {
         let pending = self.activity.take();
-        let mut used: Vec<(Arc<str>, KeyUse)> = pending.used.into_iter().collect();
+        let mut used: Vec<(Arc<str>, Box<KeyUse>)> = pending.used.into_iter().collect();
         // Batches follow chain order, so each unit touches few chains, and every replica takes
         // them in the same order.
         used.sort_unstable_by(|a, b| {
@@ -245,7 +251,7 @@ impl Tokenmint {
     /// in the order every unit of work takes them (service-user rows by ID, then key rows by
     /// ID, then audit chains last), so a flush and an admin call never wait on each other in a
     /// cycle.
-    async fn write_key_uses(&self, batch: &[(Arc<str>, KeyUse)]) -> Result<()> {
+    async fn write_key_uses(&self, batch: &[(Arc<str>, Box<KeyUse>)]) -> Result<()> {
         let tx = self.store.begin().await?;
         let mut users: std::collections::BTreeMap<&str, DateTime<Utc>> = Default::default();
         for (_, used) in batch {
@@ -255,7 +261,7 @@ impl Tokenmint {
         for (user, last) in users {
             tx.record_service_user_activity(user, last).await?;
         }
-        let mut keys: Vec<&(Arc<str>, KeyUse)> = batch.iter().collect();
+        let mut keys: Vec<&(Arc<str>, Box<KeyUse>)> = batch.iter().collect();
         keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (key_id, used) in keys {
             let address = used.last_address.map(|a| a.to_string());

@@ -3,7 +3,8 @@
 //! takes the same path, and the same time, as a wrong secret for one that does. Entries are
 //! dropped the moment a change to a key or its user commits, on this replica directly and on the
 //! others when the change's announcement arrives (`domain/invalidation.rs`); a short TTL is the
-//! backstop. Built on moka (bounded, TTL, concurrent).
+//! backstop. Built on quick_cache (bounded, concurrent, a few dozen bytes of bookkeeping per
+//! entry), with the TTL checked here against each entry's load time.
 
 use crate::domain::roles::Role;
 use ipnet::IpNet;
@@ -78,7 +79,7 @@ impl CachedKey {
 }
 
 /// A key ID known to be unusable.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Unusable {
     /// Its user, when the key exists (so enabling the user drops it).
     owner: Option<String>,
@@ -117,18 +118,25 @@ pub struct CacheStats {
 }
 
 /// The cache: active keys and, apart from them, key IDs known to be unusable. Both are
-/// size-bounded (TinyLFU admission and eviction, from moka) with a TTL. The two are separate so
-/// a flood of made-up key IDs (their format and checksum are public) only churns the negative
-/// side and can never evict a real key or force it back to the database. A TTL of zero turns
-/// caching off.
+/// size-bounded (scan-resistant S3-FIFO eviction, from quick_cache) with a TTL. The two are
+/// separate so a flood of made-up key IDs (their format and checksum are public) only churns
+/// the negative side and can never evict a real key or force it back to the database. A TTL
+/// or size of zero turns caching off.
 ///
-/// Entry ages use moka's own clock, not [`super::clock::Clock`]: moka cannot be given one, and
-/// an entry's age only decides when to re-read the database, never whether a key is valid.
+/// quick_cache rather than moka (which the throttle's small maps use): moka's bookkeeping costs
+/// about 430 bytes per entry, more than the entry itself, and a replica may hold a million
+/// (`tests/cache_memory.rs`). quick_cache has no TTL, so an entry older than the TTL counts as
+/// absent and is replaced by the next load; until then it only takes its place in the bound.
+///
+/// Entry ages use the monotonic clock, not [`super::clock::Clock`]: an entry's age only decides
+/// when to re-read the database, never whether a key is valid (that is judged against the
+/// clock on every exchange).
 pub struct KeyCache {
     enabled: bool,
-    active: moka::sync::Cache<Arc<str>, Arc<CachedKey>>,
+    ttl: Duration,
+    active: quick_cache::sync::Cache<Arc<str>, Arc<CachedKey>>,
     /// Unknown or unusable IDs.
-    inactive: moka::sync::Cache<String, Unusable>,
+    inactive: quick_cache::sync::Cache<String, Arc<Unusable>>,
     /// One shared copy of each organization ID the cached keys name (organizations are few,
     /// keys many). IDs never change, so nothing here goes stale.
     organizations: Mutex<std::collections::HashSet<Arc<str>>>,
@@ -148,8 +156,8 @@ pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 impl std::fmt::Debug for KeyCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyCache")
-            .field("active", &self.active.entry_count())
-            .field("inactive", &self.inactive.entry_count())
+            .field("active", &self.active.len())
+            .field("inactive", &self.inactive.len())
             .finish()
     }
 }
@@ -173,19 +181,12 @@ impl KeyCache {
     /// A cache whose entries live `ttl`, holding at most `max_active` active keys and
     /// `max_inactive` unusable IDs.
     pub fn new(ttl: Duration, max_active: u64, max_inactive: u64) -> Self {
-        let ttl_or_one = ttl.max(Duration::from_millis(1));
+        let capacity = |max: u64| usize::try_from(max).unwrap_or(usize::MAX).max(1);
         Self {
-            enabled: !ttl.is_zero(),
-            active: moka::sync::Cache::builder()
-                .max_capacity(max_active)
-                .time_to_live(ttl_or_one)
-                .support_invalidation_closures()
-                .build(),
-            inactive: moka::sync::Cache::builder()
-                .max_capacity(max_inactive)
-                .time_to_live(ttl_or_one)
-                .support_invalidation_closures()
-                .build(),
+            enabled: !ttl.is_zero() && max_active > 0 && max_inactive > 0,
+            ttl,
+            active: quick_cache::sync::Cache::new(capacity(max_active)),
+            inactive: quick_cache::sync::Cache::new(capacity(max_inactive)),
             organizations: Mutex::default(),
             generation: AtomicU64::new(0),
             hits: AtomicU64::new(0),
@@ -209,8 +210,8 @@ impl KeyCache {
             return false;
         }
         // No generation bump: nothing changed here, so loads in flight may still be cached.
-        self.active.invalidate(key_id);
-        self.inactive.invalidate(key_id);
+        self.active.remove(key_id);
+        self.inactive.remove(key_id);
         true
     }
 
@@ -244,13 +245,24 @@ impl KeyCache {
         self.generation.load(Ordering::SeqCst)
     }
 
+    /// Whether an entry read from the database at `loaded` is still within the TTL.
+    fn fresh(&self, loaded: Instant) -> bool {
+        loaded.elapsed() < self.ttl
+    }
+
     /// What is known about `key_id`, unless it is older than the TTL.
     pub fn get(&self, key_id: &str) -> Option<Lookup> {
         let found = self
             .active
             .get(key_id)
+            .filter(|key| self.fresh(key.loaded))
             .map(Lookup::Active)
-            .or_else(|| self.inactive.get(key_id).map(|_| Lookup::Inactive));
+            .or_else(|| {
+                self.inactive
+                    .get(key_id)
+                    .filter(|unusable| self.fresh(unusable.loaded))
+                    .map(|_| Lookup::Inactive)
+            });
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -268,7 +280,7 @@ impl KeyCache {
             let key_id = key.key_id.clone();
             self.active.insert(key_id.clone(), key);
             if self.generation() != generation {
-                self.active.invalidate(&key_id);
+                self.active.remove(&*key_id);
             }
         }
     }
@@ -280,9 +292,9 @@ impl KeyCache {
                 owner: service_user_id,
                 loaded: Instant::now(),
             };
-            self.inactive.insert(key_id.to_owned(), unusable);
+            self.inactive.insert(key_id.to_owned(), Arc::new(unusable));
             if self.generation() != generation {
-                self.inactive.invalidate(key_id);
+                self.inactive.remove(key_id);
             }
         }
     }
@@ -290,29 +302,25 @@ impl KeyCache {
     /// Drops a key.
     pub fn forget_key(&self, key_id: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.active.invalidate(key_id);
-        self.inactive.invalidate(key_id);
+        self.active.remove(key_id);
+        self.inactive.remove(key_id);
     }
 
-    /// Drops every key of a user.
+    /// Drops every key of a user. A scan of the whole cache (a user's changes are rare; an
+    /// index by user would cost memory on every entry), one shard locked at a time.
     pub fn forget_user(&self, service_user_id: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        let user = service_user_id.to_owned();
-        let of_user = user.clone();
-        // Invalidation closures only fail when not enabled on the builder, which they are.
-        let _ = self
-            .active
-            .invalidate_entries_if(move |_, key| *key.service_user_id == *of_user);
-        let _ = self.inactive.invalidate_entries_if(move |_, unusable| {
-            unusable.owner.as_deref() == Some(user.as_str())
-        });
+        self.active
+            .retain(|_, key| *key.service_user_id != *service_user_id);
+        self.inactive
+            .retain(|_, unusable| unusable.owner.as_deref() != Some(service_user_id));
     }
 
     /// Drops everything.
     pub fn forget_all(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.active.invalidate_all();
-        self.inactive.invalidate_all();
+        self.active.clear();
+        self.inactive.clear();
         self.flushes.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -334,11 +342,11 @@ impl KeyCache {
         }
     }
 
-    /// Entries held now: (active keys, unusable IDs). Approximate while writes are pending.
+    /// Entries held now: (active keys, unusable IDs), expired ones included until they are
+    /// replaced or evicted.
     pub fn sizes(&self) -> (u64, u64) {
-        self.active.run_pending_tasks();
-        self.inactive.run_pending_tasks();
-        (self.active.entry_count(), self.inactive.entry_count())
+        let count = |len: usize| u64::try_from(len).unwrap_or(u64::MAX);
+        (count(self.active.len()), count(self.inactive.len()))
     }
 }
 
@@ -452,6 +460,19 @@ mod tests {
         assert!(
             inactive <= 1_000,
             "the negative side stays bounded: {inactive}"
+        );
+    }
+
+    #[test]
+    fn the_active_side_holds_about_its_size_and_never_more() {
+        let cache = KeyCache::new(Duration::from_secs(60), 1_000, 1_000);
+        for i in 0..5_000 {
+            cache.insert(cache.generation(), entry(&format!("ak_{i}"), "su_1"));
+        }
+        let (active, _) = cache.sizes();
+        assert!(
+            (900..=1_000).contains(&active),
+            "a cache of 1,000 holds {active}"
         );
     }
 
