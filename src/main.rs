@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use tokenmint::config::{AuditCommand, Cli, Command, SigningKeysCommand};
 use tokenmint::server::{self, StartError};
 
+/// mimalloc, not the C library's malloc: with a million keys cached, glibc kept the memory that
+/// loading them had freed (1,002 MiB resident against 538 with mimalloc, same load; see
+/// docs/benchmarks.md), and it is faster on the exchange path too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = match tokenmint::config::apply_config_file(std::env::args_os().collect(), |name| {

@@ -16,12 +16,16 @@ use tokenmint::ids::{ApiKeyId, OrganizationId, ServiceUserId};
 
 /// Keys used; enough that allocator slack and the hash tables' doubling even out.
 const KEYS: usize = 300_000;
-/// The bound on a cached key (measured: 416 bytes, of which quick_cache's bookkeeping is about
+/// The bound on a cached key (measured: 447 bytes, of which quick_cache's bookkeeping is about
 /// 60 and the entry with its own strings the rest; 716 on moka, which the cache used before).
-const MAX_CACHED_BYTES: usize = 460;
-/// The bound on a key's activity record (measured: 171 bytes; about 290 before the records
+const MAX_CACHED_BYTES: usize = 500;
+/// The bound on a key's activity record (measured: 174 bytes; about 290 before the records
 /// were boxed and their one address kept inline).
 const MAX_COUNTED_BYTES: usize = 200;
+
+/// The allocator the server runs on (`src/main.rs`), so the bytes are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn resident_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
@@ -30,7 +34,7 @@ fn resident_bytes() -> usize {
 }
 
 #[test]
-fn a_key_cached_and_counted_for_activity_costs_less_than_660_bytes() {
+fn a_key_cached_and_counted_for_activity_costs_less_than_700_bytes() {
     let organization = OrganizationId::generate().to_string();
     // Key IDs of the real length, made again from their index when needed, so no list of
     // them is held.
