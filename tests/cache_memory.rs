@@ -90,6 +90,12 @@ fn a_key_cached_and_counted_for_activity_costs_less_than_700_bytes() {
     let per_counted = (counted - cached) / KEYS;
     eprintln!("{held} keys: {per_cached} bytes cached + {per_counted} bytes counted, each");
     assert_eq!(held, KEYS as u64, "every key is held");
-    assert!(per_cached < MAX_CACHED_BYTES, "{per_cached} bytes per cached key");
-    assert!(per_counted < MAX_COUNTED_BYTES, "{per_counted} bytes per counted key");
+    assert!(
+        per_cached < MAX_CACHED_BYTES,
+        "{per_cached} bytes per cached key"
+    );
+    assert!(
+        per_counted < MAX_COUNTED_BYTES,
+        "{per_counted} bytes per counted key"
+    );
 }
