@@ -6,7 +6,7 @@ use tokenmint::config::{AuditCommand, Cli, Command, SigningKeysCommand};
 use tokenmint::server::{self, StartError};
 
 /// mimalloc, not the C library's malloc: with a million keys cached, glibc kept the memory that
-/// loading them had freed (1,002 MiB resident against 538 with mimalloc, same load; see
+/// loading them had freed (1,002 MiB resident against 559 with mimalloc, same load; see
 /// docs/benchmarks.md), and it is faster on the exchange path too.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

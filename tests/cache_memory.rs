@@ -1,7 +1,8 @@
 //! Memory of a key in use, measured in a process of its own so nothing else allocates meanwhile:
-//! the resident-set growth, per key, of filling a key cache with realistic entries and then
-//! counting one exchange of each for the audit trail (as a busy minute on every key does). The
-//! default cache size and the "a million keys under 1 GiB" promise rest on these numbers.
+//! the resident-set growth, per key, of filling a key cache with realistic entries, of counting
+//! one exchange of each for the audit trail (as a busy minute on every key does), and of as many
+//! made-up key IDs remembered as unusable (what anyone can make a replica hold). The default
+//! cache size and the "a million keys under 1 GiB" promise rest on these numbers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,6 +23,8 @@ const MAX_CACHED_BYTES: usize = 500;
 /// The bound on a key's activity record (measured: 174 bytes; about 290 before the records
 /// were boxed and their one address kept inline).
 const MAX_COUNTED_BYTES: usize = 200;
+/// The bound on a made-up key ID remembered as unusable (measured: 192 bytes).
+const MAX_UNUSABLE_BYTES: usize = 250;
 
 /// The allocator the server runs on (`src/main.rs`), so the bytes are the server's.
 #[global_allocator]
@@ -34,7 +37,7 @@ fn resident_bytes() -> usize {
 }
 
 #[test]
-fn a_key_cached_and_counted_for_activity_costs_less_than_700_bytes() {
+fn memory_per_key_stays_within_its_bounds() {
     let organization = OrganizationId::generate().to_string();
     // Key IDs of the real length, made again from their index when needed, so no list of
     // them is held.
@@ -85,11 +88,22 @@ fn a_key_cached_and_counted_for_activity_costs_less_than_700_bytes() {
     }
     let counted = resident_bytes();
 
-    let (held, _) = cache.sizes();
+    // Made-up IDs of the real length, without an owner, as a probe for unknown keys leaves.
+    for i in 0..KEYS {
+        cache.insert_inactive(cache.generation(), &key_id(KEYS + i), None);
+    }
+    let unusable = resident_bytes();
+
+    let (held, held_unusable) = cache.sizes();
     let per_cached = (cached - start) / KEYS;
     let per_counted = (counted - cached) / KEYS;
-    eprintln!("{held} keys: {per_cached} bytes cached + {per_counted} bytes counted, each");
+    let per_unusable = (unusable - counted) / KEYS;
+    eprintln!(
+        "{held} keys: {per_cached} bytes cached + {per_counted} bytes counted, each; \
+         {held_unusable} unusable IDs: {per_unusable} bytes each"
+    );
     assert_eq!(held, KEYS as u64, "every key is held");
+    assert_eq!(held_unusable, KEYS as u64, "every unusable ID is held");
     assert!(
         per_cached < MAX_CACHED_BYTES,
         "{per_cached} bytes per cached key"
@@ -97,5 +111,9 @@ fn a_key_cached_and_counted_for_activity_costs_less_than_700_bytes() {
     assert!(
         per_counted < MAX_COUNTED_BYTES,
         "{per_counted} bytes per counted key"
+    );
+    assert!(
+        per_unusable < MAX_UNUSABLE_BYTES,
+        "{per_unusable} bytes per unusable ID"
     );
 }
