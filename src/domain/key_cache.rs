@@ -142,10 +142,10 @@ pub struct KeyCache {
     organizations: Mutex<std::collections::HashSet<Arc<str>>>,
     /// Bumped on every invalidation, so a load that raced with one is not cached.
     generation: AtomicU64,
-    /// Users whose keys were dropped, and when: an entry of theirs read before that counts as
-    /// absent (see [`forget_user`](Self::forget_user)).
-    dropped_users: RwLock<DroppedUsers>,
-    /// Whether `dropped_users` holds anyone, so a hit looks at it only then.
+    /// Keys and users dropped, and when: an entry of theirs read before that counts as absent
+    /// (see [`forget_user`](Self::forget_user)).
+    dropped: RwLock<Dropped>,
+    /// Whether `dropped` holds anything, so a hit looks at it only then.
     any_dropped: AtomicBool,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -155,9 +155,10 @@ pub struct KeyCache {
     loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-/// Users whose cached keys were dropped, each with the moment it happened.
+/// Key and user IDs (their prefixes differ) whose cached entries were dropped, each with the
+/// moment it happened.
 #[derive(Debug, Default)]
-struct DroppedUsers {
+struct Dropped {
     at: HashMap<String, Instant>,
     /// The latest drop: once it is older than the TTL, every entry the map could hide has
     /// expired anyway, and the map is emptied.
@@ -203,7 +204,7 @@ impl KeyCache {
             inactive: quick_cache::sync::Cache::new(capacity(max_inactive)),
             organizations: Mutex::default(),
             generation: AtomicU64::new(0),
-            dropped_users: RwLock::default(),
+            dropped: RwLock::default(),
             any_dropped: AtomicBool::new(false),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -261,20 +262,24 @@ impl KeyCache {
         self.generation.load(Ordering::SeqCst)
     }
 
-    /// Whether an entry of `owner` read from the database at `loaded` is still within the TTL
-    /// and was read after any drop of its user's keys.
-    fn fresh(&self, loaded: Instant, owner: Option<&str>) -> bool {
-        loaded.elapsed() < self.ttl && !owner.is_some_and(|user| self.dropped_after(user, loaded))
+    /// Whether the entry of `key_id` (of `owner`) read from the database at `loaded` was read
+    /// after any drop of the key or its user, and is still within the TTL. The drops are
+    /// looked at first: one older than the TTL may be let go meanwhile, and the entry is then
+    /// past the TTL too.
+    fn fresh(&self, key_id: &str, owner: Option<&str>, loaded: Instant) -> bool {
+        !self.dropped_after(key_id, loaded)
+            && !owner.is_some_and(|user| self.dropped_after(user, loaded))
+            && loaded.elapsed() < self.ttl
     }
 
-    /// Whether `user`'s keys were dropped at or after `loaded`.
-    fn dropped_after(&self, user: &str, loaded: Instant) -> bool {
+    /// Whether `id` (a key or a user) was dropped at or after `loaded`.
+    fn dropped_after(&self, id: &str, loaded: Instant) -> bool {
         if !self.any_dropped.load(Ordering::SeqCst) {
             return false;
         }
         let expired = {
-            let dropped = self.dropped_users.read().unwrap_or_else(|p| p.into_inner());
-            if dropped.at.get(user).is_some_and(|at| loaded <= *at) {
+            let dropped = self.dropped.read().unwrap_or_else(|p| p.into_inner());
+            if dropped.at.get(id).is_some_and(|at| loaded <= *at) {
                 return true;
             }
             dropped
@@ -282,19 +287,28 @@ impl KeyCache {
                 .is_none_or(|latest| latest.elapsed() >= self.ttl)
         };
         if expired {
-            let mut dropped = self
-                .dropped_users
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut dropped = self.dropped.write().unwrap_or_else(|p| p.into_inner());
             if dropped
                 .latest
                 .is_none_or(|latest| latest.elapsed() >= self.ttl)
             {
-                *dropped = DroppedUsers::default();
+                *dropped = Dropped::default();
                 self.any_dropped.store(false, Ordering::SeqCst);
             }
         }
         false
+    }
+
+    /// Records that entries of `id` read until now are stale. The moment is taken under the
+    /// lock and never moves back, so of two drops racing for one ID the later one stands.
+    fn record_drop(&self, id: &str) {
+        let mut dropped = self.dropped.write().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        dropped.at.retain(|_, at| at.elapsed() < self.ttl);
+        let at = dropped.at.entry(id.to_owned()).or_insert(now);
+        *at = (*at).max(now);
+        dropped.latest = Some(dropped.latest.map_or(now, |latest| latest.max(now)));
+        self.any_dropped.store(true, Ordering::SeqCst);
     }
 
     /// What is known about `key_id`, unless it is older than the TTL.
@@ -302,12 +316,14 @@ impl KeyCache {
         let found = self
             .active
             .get(key_id)
-            .filter(|key| self.fresh(key.loaded, Some(&key.service_user_id)))
+            .filter(|key| self.fresh(key_id, Some(&key.service_user_id), key.loaded))
             .map(Lookup::Active)
             .or_else(|| {
                 self.inactive
                     .get(key_id)
-                    .filter(|unusable| self.fresh(unusable.loaded, unusable.owner.as_deref()))
+                    .filter(|unusable| {
+                        self.fresh(key_id, unusable.owner.as_deref(), unusable.loaded)
+                    })
                     .map(|_| Lookup::Inactive)
             });
         let counter = if found.is_some() {
@@ -334,10 +350,13 @@ impl KeyCache {
 
     /// Remembers that `key_id` cannot be exchanged (unknown, or inactive for `service_user_id`).
     pub fn insert_inactive(&self, generation: u64, key_id: &str, service_user_id: Option<String>) {
+        // Stamped before the check, as an active key is when it is built: a drop after the
+        // check must find this entry older than itself.
+        let loaded = Instant::now();
         if self.enabled && self.generation() == generation {
             let unusable = Unusable {
                 owner: service_user_id,
-                loaded: Instant::now(),
+                loaded,
             };
             self.inactive.insert(key_id.to_owned(), Arc::new(unusable));
             if self.generation() != generation {
@@ -346,9 +365,11 @@ impl KeyCache {
         }
     }
 
-    /// Drops a key.
+    /// Drops a key. Also recorded as dropped: a load that passed its generation check just
+    /// before this may still insert its stale copy, which must not be served meanwhile.
     pub fn forget_key(&self, key_id: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
+        self.record_drop(key_id);
         self.active.remove(key_id);
         self.inactive.remove(key_id);
     }
@@ -359,15 +380,7 @@ impl KeyCache {
     /// and a forced project deletion announces one user per binding.
     pub fn forget_user(&self, service_user_id: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        let now = Instant::now();
-        let mut dropped = self
-            .dropped_users
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        dropped.at.retain(|_, at| at.elapsed() < self.ttl);
-        dropped.at.insert(service_user_id.to_owned(), now);
-        dropped.latest = Some(now);
-        self.any_dropped.store(true, Ordering::SeqCst);
+        self.record_drop(service_user_id);
     }
 
     /// Drops everything.
@@ -462,6 +475,25 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         cache.insert(cache.generation(), entry("ak_1", "su_1"));
         assert!(matches!(cache.get("ak_1"), Some(Lookup::Active(_))));
+    }
+
+    #[test]
+    fn a_stale_copy_inserted_after_its_key_was_dropped_is_not_served() {
+        // A load that read the key and passed its generation check just before the drop.
+        let cache = KeyCache::new(Duration::from_secs(60), 10, 10);
+        let stale = entry("ak_1", "su_1");
+        cache.forget_key("ak_1");
+        cache.insert(cache.generation(), stale);
+        assert!(cache.get("ak_1").is_none());
+    }
+
+    #[test]
+    fn a_stale_copy_inserted_after_its_user_was_dropped_is_not_served() {
+        let cache = KeyCache::new(Duration::from_secs(60), 10, 10);
+        let stale = entry("ak_1", "su_1");
+        cache.forget_user("su_1");
+        cache.insert(cache.generation(), stale);
+        assert!(cache.get("ak_1").is_none());
     }
 
     #[test]
