@@ -182,7 +182,8 @@ pub struct CoreArgs {
     /// replica cut off from the database can be.
     #[arg(long, env = "TOKENMINT_KEY_CACHE_TTL", default_value = "60s", value_parser = parse_duration)]
     pub key_cache_ttl: Duration,
-    /// Most active keys a replica keeps in memory; the same number again of key IDs known to be
+    /// Most active keys a replica keeps in memory (about: the bound is kept per shard, so give
+    /// 10 % more than the keys it should hold); the same number again of key IDs known to be
     /// unusable is kept apart, so made-up IDs never push real keys out.
     #[arg(long, env = "TOKENMINT_KEY_CACHE_SIZE", default_value_t = 100_000)]
     pub key_cache_size: u64,
