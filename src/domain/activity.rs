@@ -26,9 +26,9 @@ pub const MAX_ENTRIES: usize = 100_000;
 const KEYS_PER_UNIT: usize = 200;
 /// Most keys whose uses are counted between two flushes. Only successful exchanges add one, so
 /// their number is bounded by the keys that exist; this bound only caps the memory of a very
-/// large deployment (about 170 bytes each, `tests/cache_memory.rs`). A key past it keeps its old last-used time for that
-/// interval, which `--revoke-unused-keys-after` must not mistake for disuse: keep this above
-/// the number of keys used per flush interval.
+/// large deployment (about 175 bytes each, `tests/cache_memory.rs`). A key past it keeps its
+/// old last-used time for that interval, which `--revoke-unused-keys-after` must not mistake
+/// for disuse: keep this above the number of keys used per flush interval.
 pub const MAX_USED_KEYS: usize = 2_000_000;
 /// Most distinct addresses kept per key, and key IDs per failure source.
 const MAX_SAMPLES: usize = 8;

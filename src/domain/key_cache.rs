@@ -123,8 +123,8 @@ pub struct CacheStats {
 /// the negative side and can never evict a real key or force it back to the database. A TTL
 /// or size of zero turns caching off.
 ///
-/// quick_cache rather than moka (which the throttle's small maps use): moka's bookkeeping costs
-/// about 430 bytes per entry, more than the entry itself, and a replica may hold a million
+/// quick_cache rather than moka (which the throttle's small maps use): moka's bookkeeping cost
+/// about 360 bytes per entry, more than the entry itself, and a replica may hold a million
 /// (`tests/cache_memory.rs`). quick_cache has no TTL, so an entry older than the TTL counts as
 /// absent and is replaced by the next load; until then it only takes its place in the bound.
 ///
@@ -267,19 +267,18 @@ impl KeyCache {
     /// looked at first: one older than the TTL may be let go meanwhile, and the entry is then
     /// past the TTL too.
     fn fresh(&self, key_id: &str, owner: Option<&str>, loaded: Instant) -> bool {
-        !self.dropped_after(key_id, loaded)
-            && !owner.is_some_and(|user| self.dropped_after(user, loaded))
-            && loaded.elapsed() < self.ttl
+        !self.dropped_after(key_id, owner, loaded) && loaded.elapsed() < self.ttl
     }
 
-    /// Whether `id` (a key or a user) was dropped at or after `loaded`.
-    fn dropped_after(&self, id: &str, loaded: Instant) -> bool {
+    /// Whether `key_id` or its `owner` was dropped at or after `loaded`.
+    fn dropped_after(&self, key_id: &str, owner: Option<&str>, loaded: Instant) -> bool {
         if !self.any_dropped.load(Ordering::SeqCst) {
             return false;
         }
         let expired = {
             let dropped = self.dropped.read().unwrap_or_else(|p| p.into_inner());
-            if dropped.at.get(id).is_some_and(|at| loaded <= *at) {
+            let after = |id: &str| dropped.at.get(id).is_some_and(|at| loaded <= *at);
+            if after(key_id) || owner.is_some_and(after) {
                 return true;
             }
             dropped
@@ -386,8 +385,8 @@ impl KeyCache {
     /// Drops everything.
     pub fn forget_all(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        // Users dropped so far stay listed: a key of theirs loaded just before its user's drop
-        // may be inserted while this runs.
+        // Keys and users dropped so far stay listed: a copy loaded just before such a drop may
+        // be inserted while this runs.
         self.active.clear();
         self.inactive.clear();
         self.flushes.fetch_add(1, Ordering::Relaxed);
