@@ -55,6 +55,9 @@ pub fn render(handle: &PrometheusHandle, app: &Tokenmint) -> String {
         .set((pool.size as usize).saturating_sub(pool.idle) as f64);
     metrics::gauge!("tokenmint_db_pool_connections", "state" => "idle").set(pool.idle as f64);
     metrics::gauge!("tokenmint_db_statements").set(app.store.statements_executed() as f64);
+    let reads = app.store.key_read_stats();
+    metrics::gauge!("tokenmint_key_reads").set(reads.reads as f64);
+    metrics::gauge!("tokenmint_key_reads_keys").set(reads.keys as f64);
     let now = app.now();
     if let Ok(signer) = app.keyring.current().signer(now) {
         let age = app

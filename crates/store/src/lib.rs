@@ -4,11 +4,13 @@
 
 mod entity;
 mod error;
+mod key_reads;
 mod migration;
 pub mod model;
 mod queries;
 
 pub use error::{StoreError, StoreResult};
+pub use key_reads::{KeyReadStats, MAX_KEYS_PER_READ};
 pub use model::*;
 pub use queries::{Bootstrap, Tx};
 
@@ -39,6 +41,8 @@ pub struct Store {
     invalidated: tokio::sync::broadcast::Sender<Invalidation>,
     /// Whether [`listen_for_changes`](Self::listen_for_changes) holds a working connection.
     listening: Arc<AtomicBool>,
+    /// Cache misses waiting to be read together.
+    key_reads: Arc<key_reads::KeyReads>,
 }
 
 /// How often the listener sends itself a heartbeat through [`INVALIDATION_CHANNEL`].
@@ -141,6 +145,7 @@ impl Store {
             audit_appended: tokio::sync::broadcast::channel(1024).0,
             invalidated: tokio::sync::broadcast::channel(4096).0,
             listening: Arc::default(),
+            key_reads: Arc::default(),
         })
     }
 

@@ -19,6 +19,7 @@ use sea_orm::{
     IdenStatic, IntoActiveModel, Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
     Statement, TransactionTrait,
 };
+use std::collections::HashMap;
 
 /// Everything the first start writes, in one transaction.
 #[derive(Clone, Debug)]
@@ -287,11 +288,6 @@ impl Store {
     /// costs the database what a probe for a known one does.
     pub async fn find_key_principal(&self, key_id: &str) -> StoreResult<Option<KeyPrincipal>> {
         find_key_principal(&self.db, key_id).await
-    }
-
-    /// What an exchange needs to know about `key_id`, or `None` for an unknown key.
-    pub async fn find_exchange_key(&self, key_id: &str) -> StoreResult<Option<ExchangeKey>> {
-        find_exchange_key(&self.db, key_id).await
     }
 
     /// The role bindings of a principal, in every scope.
@@ -1272,72 +1268,107 @@ async fn find_key_principal(
     }))
 }
 
-/// The statement of [`find_exchange_key`], decoded by position: the key's columns, its user's,
-/// then one role binding per row (NULL when the user holds none). Its text never changes, so
-/// each pooled connection prepares it once.
-macro_rules! exchange_key_sql {
-    ($parameter:literal) => {
-        concat!(
-            "SELECT k.id, k.service_user_id, u.organization_id, k.secret_hash, ",
-            "k.previous_secret_hash, k.previous_secret_expire_time, k.token_lifetime_seconds, ",
-            "k.allowed_cidrs, k.scopes, k.expire_time, k.revoke_time, u.state, ",
-            "r.id, r.organization_id, r.principal_id, r.scope, r.role, r.create_time ",
-            "FROM api_keys k JOIN service_users u ON u.id = k.service_user_id ",
-            "LEFT JOIN role_bindings r ON r.principal_id = u.id WHERE k.id = ",
-            $parameter
-        )
+/// The statement of [`find_exchange_keys`] for `n` keys, decoded by position: each key's
+/// columns, its user's, then one role binding per row (NULL when the user holds none).
+/// Callers pad the key list to a power of two, so each pooled connection prepares at most
+/// seven texts (one to sixty-four keys), once each; the texts are built once per process.
+fn exchange_keys_sql(backend: DbBackend, n: usize) -> std::borrow::Cow<'static, str> {
+    use std::sync::LazyLock;
+    const SIZES: usize = crate::key_reads::MAX_KEYS_PER_READ.trailing_zeros() as usize + 1;
+    static POSTGRES: LazyLock<Vec<String>> = LazyLock::new(|| {
+        (0..SIZES)
+            .map(|i| build_exchange_keys_sql(DbBackend::Postgres, 1 << i))
+            .collect()
+    });
+    static SQLITE: LazyLock<Vec<String>> = LazyLock::new(|| {
+        (0..SIZES)
+            .map(|i| build_exchange_keys_sql(DbBackend::Sqlite, 1 << i))
+            .collect()
+    });
+    let texts = match backend {
+        DbBackend::Postgres => &POSTGRES,
+        _ => &SQLITE,
     };
-}
-
-fn exchange_key_statement(backend: DbBackend, key_id: &str) -> Statement {
-    let sql = match backend {
-        DbBackend::Postgres => exchange_key_sql!("$1"),
-        _ => exchange_key_sql!("?"),
-    };
-    Statement::from_sql_and_values(backend, sql, [key_id.into()])
-}
-
-async fn find_exchange_key(
-    db: &impl ConnectionTrait,
-    key_id: &str,
-) -> StoreResult<Option<ExchangeKey>> {
-    let statement = exchange_key_statement(db.get_database_backend(), key_id);
-    let rows = db.query_all_raw(statement).await?;
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    let id: String = first.try_get_by_index(0)?;
-    let (scopes, project_scopes) = model::parse_scopes(&id, &first.try_get_by_index::<String>(8)?)?;
-    let mut role_bindings = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let Some(binding_id) = row.try_get_by_index::<Option<String>>(12)? else {
-            continue;
-        };
-        role_bindings.push(RoleBinding {
-            id: binding_id,
-            organization_id: row.try_get_by_index(13)?,
-            principal_id: row.try_get_by_index(14)?,
-            scope: RoleScope::from_stored(&row.try_get_by_index::<String>(15)?)?,
-            role: model::parse_role(&row.try_get_by_index::<String>(16)?)?,
-            create_time: row.try_get_by_index(17)?,
-        });
+    match texts.get(n.trailing_zeros() as usize) {
+        Some(text) if n.is_power_of_two() => text.as_str().into(),
+        _ => build_exchange_keys_sql(backend, n).into(),
     }
-    Ok(Some(ExchangeKey {
-        service_user_id: first.try_get_by_index(1)?,
-        organization_id: first.try_get_by_index(2)?,
-        secret_hash: first.try_get_by_index(3)?,
-        previous_secret: model::previous_secret(
-            first.try_get_by_index(4)?,
-            first.try_get_by_index(5)?,
-        ),
-        token_lifetime: model::token_lifetime(&id, first.try_get_by_index(6)?)?,
-        allowed_cidrs: model::parse_cidrs(&id, &first.try_get_by_index::<String>(7)?)?,
+}
+
+fn build_exchange_keys_sql(backend: DbBackend, n: usize) -> String {
+    let parameters: Vec<String> = (1..=n)
+        .map(|i| match backend {
+            DbBackend::Postgres => format!("${i}"),
+            _ => "?".to_owned(),
+        })
+        .collect();
+    format!(
+        "SELECT k.id, k.service_user_id, u.organization_id, k.secret_hash, \
+         k.previous_secret_hash, k.previous_secret_expire_time, k.token_lifetime_seconds, \
+         k.allowed_cidrs, k.scopes, k.expire_time, k.revoke_time, u.state, \
+         r.id, r.organization_id, r.principal_id, r.scope, r.role, r.create_time \
+         FROM api_keys k JOIN service_users u ON u.id = k.service_user_id \
+         LEFT JOIN role_bindings r ON r.principal_id = u.id WHERE k.id IN ({})",
+        parameters.join(", ")
+    )
+}
+
+/// The exchange view of each of `key_ids` that exists, by key ID.
+pub(crate) async fn find_exchange_keys(
+    db: &impl ConnectionTrait,
+    key_ids: &[&str],
+) -> StoreResult<HashMap<String, ExchangeKey>> {
+    let mut found: HashMap<String, ExchangeKey> = HashMap::with_capacity(key_ids.len());
+    let Some(last) = key_ids.last() else {
+        return Ok(found);
+    };
+    let backend = db.get_database_backend();
+    let padded = key_ids.len().next_power_of_two();
+    let values = key_ids
+        .iter()
+        .chain(std::iter::repeat_n(last, padded - key_ids.len()))
+        .map(|id| sea_orm::Value::from(*id));
+    let statement =
+        Statement::from_sql_and_values(backend, exchange_keys_sql(backend, padded), values);
+    for row in db.query_all_raw(statement).await? {
+        let id: String = row.try_get_by_index(0)?;
+        let key = match found.entry(id) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let key = exchange_key_columns(entry.key(), &row)?;
+                entry.insert(key)
+            }
+        };
+        if let Some(binding_id) = row.try_get_by_index::<Option<String>>(12)? {
+            key.role_bindings.push(RoleBinding {
+                id: binding_id,
+                organization_id: row.try_get_by_index(13)?,
+                principal_id: row.try_get_by_index(14)?,
+                scope: RoleScope::from_stored(&row.try_get_by_index::<String>(15)?)?,
+                role: model::parse_role(&row.try_get_by_index::<String>(16)?)?,
+                create_time: row.try_get_by_index(17)?,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// The key's and its user's columns of one row of [`exchange_keys_sql`]; no role bindings yet.
+fn exchange_key_columns(id: &str, row: &sea_orm::QueryResult) -> StoreResult<ExchangeKey> {
+    let (scopes, project_scopes) = model::parse_scopes(id, &row.try_get_by_index::<String>(8)?)?;
+    Ok(ExchangeKey {
+        id: id.to_owned(),
+        service_user_id: row.try_get_by_index(1)?,
+        organization_id: row.try_get_by_index(2)?,
+        secret_hash: row.try_get_by_index(3)?,
+        previous_secret: model::previous_secret(row.try_get_by_index(4)?, row.try_get_by_index(5)?),
+        token_lifetime: model::token_lifetime(id, row.try_get_by_index(6)?)?,
+        allowed_cidrs: model::parse_cidrs(id, &row.try_get_by_index::<String>(7)?)?,
         scopes,
         project_scopes,
-        expire_time: first.try_get_by_index(9)?,
-        revoke_time: first.try_get_by_index(10)?,
-        user_state: ServiceUserState::from_stored(&first.try_get_by_index::<String>(11)?)?,
-        role_bindings,
-        id,
-    }))
+        expire_time: row.try_get_by_index(9)?,
+        revoke_time: row.try_get_by_index(10)?,
+        user_state: ServiceUserState::from_stored(&row.try_get_by_index::<String>(11)?)?,
+        role_bindings: Vec::new(),
+    })
 }

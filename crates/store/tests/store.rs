@@ -452,3 +452,109 @@ async fn the_exchange_lookup_of_a_user_without_roles_or_of_an_unknown_key() {
         drop_database(database).await;
     }
 }
+
+/// Organization `org_a` with `n` users `su_{i}`, each holding key `ak_{i}` and one role
+/// binding `rb_{i}`.
+async fn with_keys(f: &Fixture, n: usize) {
+    with_org(f, "org_a").await;
+    let tx = f.store.begin().await.unwrap();
+    for i in 0..n {
+        tx.insert_service_user(user(&format!("su_{i}"), "org_a", &format!("bot{i}")))
+            .await
+            .unwrap();
+        tx.insert_api_key(key(&format!("ak_{i}"), &format!("su_{i}"), "org_a"))
+            .await
+            .unwrap();
+        tx.add_role_binding(RoleBinding {
+            id: format!("rb_{i}"),
+            organization_id: "org_a".into(),
+            principal_id: format!("su_{i}"),
+            scope: RoleScope::Organization("org_a".into()),
+            role: Role::Viewer,
+            create_time: now(),
+        })
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// Starts `find_exchange_key` for each ID at once; the answers in the same order.
+async fn find_exchange_keys_at_once(
+    store: &Store,
+    ids: &[String],
+) -> Vec<Result<Option<tokenmint_store::ExchangeKey>, StoreError>> {
+    let reads: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move { store.find_exchange_key(&id).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for read in reads {
+        answers.push(read.await.unwrap());
+    }
+    answers
+}
+
+#[tokio::test]
+async fn concurrent_exchange_key_reads_share_statements_and_each_gets_its_own_key() {
+    for (f, database) in every_backend().await {
+        with_keys(&f, 200).await;
+        let mut ids: Vec<String> = (0..200).map(|i| format!("ak_{i}")).collect();
+        ids.insert(100, "ak_none".into());
+        let before = (f.store.key_read_stats(), f.store.statements_executed());
+
+        let answers = find_exchange_keys_at_once(&f.store, &ids).await;
+
+        for (id, answer) in ids.iter().zip(answers) {
+            let found = answer.unwrap();
+            if id == "ak_none" {
+                assert!(found.is_none());
+                continue;
+            }
+            let found = found.unwrap();
+            let user = id.replace("ak_", "su_");
+            assert_eq!((&found.id, &found.service_user_id), (id, &user));
+            assert_eq!(found.role_bindings.len(), 1, "{id}");
+            assert_eq!(found.role_bindings[0].principal_id, user);
+            assert_eq!(found.role_bindings[0].id, id.replace("ak_", "rb_"));
+        }
+        let stats = f.store.key_read_stats();
+        assert_eq!(stats.keys - before.0.keys, 201);
+        let statements = stats.reads - before.0.reads;
+        assert!(statements <= 20, "{statements} statements for 201 keys");
+        assert_eq!(f.store.statements_executed() - before.1, statements);
+        drop_database(database).await;
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_key_read_with_others_fails_alone() {
+    use sea_orm::{ConnectionTrait, Database};
+    let f = store().await;
+    with_keys(&f, 200).await;
+    let url = format!("sqlite://{}?mode=rw", f._dir.path().join("t.db").display());
+    let raw = Database::connect(url).await.unwrap();
+    raw.execute_unprepared("UPDATE api_keys SET scopes = '[\"root\"]' WHERE id = 'ak_100'")
+        .await
+        .unwrap();
+    let ids: Vec<String> = (0..200).map(|i| format!("ak_{i}")).collect();
+    let (before, statements) = (f.store.key_read_stats(), f.store.statements_executed());
+
+    let answers = find_exchange_keys_at_once(&f.store, &ids).await;
+
+    for (id, answer) in ids.iter().zip(answers) {
+        if id == "ak_100" {
+            assert!(matches!(answer, Err(StoreError::Corrupt(_))), "{answer:?}");
+        } else {
+            assert_eq!(&answer.unwrap().unwrap().id, id);
+        }
+    }
+    // The corrupt key shared a statement with others, which then read alone: more statements
+    // ran than shared reads.
+    let shared = f.store.key_read_stats().reads - before.reads;
+    assert!(shared < 200, "{shared}");
+    assert!(f.store.statements_executed() - statements > shared);
+}
