@@ -34,9 +34,11 @@ pub enum BenchRpc {
     /// as for `exchange`, through a pool of 16 like the server's. The floor a cache miss is
     /// measured against.
     DbLookup,
-    /// No RPC: the statement an exchange runs on a cache miss (`Store::find_exchange_key`:
-    /// the key, its user and its role bindings), on `--database-url` through the store's own
-    /// pool of 16. Against `db-lookup`, what the miss path's read costs beyond a bare lookup.
+    /// No RPC: what an exchange reads on a cache miss (`Store::find_exchange_key`: the key,
+    /// its user and its role bindings), on `--database-url` through the store, whose
+    /// concurrent reads share statements as the server's misses do (at most 4 at once, up to
+    /// 64 keys each). Against `db-lookup` (one statement per key), what the miss path's read
+    /// costs.
     ExchangeLookup,
 }
 

@@ -3,28 +3,31 @@
 //! costs a few round trips instead of one each.
 
 use crate::queries::find_exchange_keys;
-use crate::{ExchangeKey, Store, StoreResult};
+use crate::{ExchangeKey, Store, StoreError, StoreResult};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 /// Most keys one statement reads.
 pub const MAX_KEYS_PER_READ: usize = 64;
+const _: () = assert!(MAX_KEYS_PER_READ.is_power_of_two());
 
-/// Coalesced reads running at once. While all run, new misses queue, and the next read takes
-/// them together: batches grow with the load and stay at one key when the server is quiet.
+/// Readers running at once, each on one pooled connection. While all are busy, new misses
+/// queue, and the next statement takes them together: batches grow with the load and stay at
+/// one key when the server is quiet. 2, 4 and 8 measured within 3 % of each other on this
+/// machine's all-miss benchmark (docs/benchmarks.md); 4 leaves most of the pool to the rest.
 const READERS: usize = 4;
 
-/// A found key (or `None` for an unknown ID); a dropped sender means the shared read failed.
-type Reply = oneshot::Sender<Option<ExchangeKey>>;
+/// What one caller is told: its key, `None` for an unknown ID, or why the read failed.
+type Reply = oneshot::Sender<StoreResult<Option<ExchangeKey>>>;
 
-/// Misses waiting for a read, and the right to start one.
+/// Misses waiting for a read, and the right to run one.
 #[derive(Debug)]
 pub(crate) struct KeyReads {
     waiting: Mutex<Vec<(String, Reply)>>,
     readers: Arc<Semaphore>,
-    /// Statements run for coalesced reads, and keys they read: their ratio is the batch size.
-    reads: std::sync::atomic::AtomicU64,
-    keys_read: std::sync::atomic::AtomicU64,
+    statements: AtomicU64,
+    keys: AtomicU64,
 }
 
 impl Default for KeyReads {
@@ -32,9 +35,19 @@ impl Default for KeyReads {
         Self {
             waiting: Mutex::default(),
             readers: Arc::new(Semaphore::new(READERS)),
-            reads: Default::default(),
-            keys_read: Default::default(),
+            statements: AtomicU64::new(0),
+            keys: AtomicU64::new(0),
         }
+    }
+}
+
+impl KeyReads {
+    /// Up to [`MAX_KEYS_PER_READ`] waiting misses, oldest first, skipping callers that gave up.
+    fn take_batch(&self) -> Vec<(String, Reply)> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.retain(|(_, reply)| !reply.is_closed());
+        let n = waiting.len().min(MAX_KEYS_PER_READ);
+        waiting.drain(..n).collect()
     }
 }
 
@@ -48,9 +61,10 @@ pub struct KeyReadStats {
 }
 
 impl Store {
-    /// The exchange view of key `key_id`, with its user and role bindings, in one statement
-    /// that concurrent calls share (see the module comment). If the shared statement fails,
-    /// each caller runs its own, so each sees its own error.
+    /// The exchange view of key `key_id`, with its user and role bindings, from a statement
+    /// that concurrent calls share (see the module comment). A key whose stored values cannot
+    /// be read fails alone; an error of the statement itself reaches every caller that shared
+    /// it.
     pub async fn find_exchange_key(&self, key_id: &str) -> StoreResult<Option<ExchangeKey>> {
         let (reply, mut answer) = oneshot::channel();
         self.key_reads
@@ -58,67 +72,95 @@ impl Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((key_id.to_owned(), reply));
+        // Either a running reader answers, or this caller becomes one. A reader reads until
+        // nothing waits, so whatever was queued before it looked is answered.
         let answered = tokio::select! {
             biased;
             answered = &mut answer => answered,
             permit = self.key_reads.readers.clone().acquire_owned() => {
                 if let Ok(permit) = permit {
-                    self.start_read(permit);
+                    self.start_reader(permit);
                 }
                 answer.await
             }
         };
         match answered {
-            Ok(found) => Ok(found),
-            Err(_) => Ok(find_exchange_keys(&self.db, &[key_id])
+            Ok(found) => found,
+            // The reader's task ended without answering (the runtime is shutting down, or it
+            // panicked): read alone.
+            Err(_) => find_exchange_keys(&self.db, &[key_id])
                 .await?
-                .remove(key_id)),
+                .remove(key_id)
+                .transpose(),
         }
     }
 
-    /// Reads the waiting misses (up to [`MAX_KEYS_PER_READ`]) in one statement, holding
-    /// `permit` until it is done. Runs as a task of its own, so a caller that gives up (a
-    /// client that went away) does not take the others' answers with it.
-    fn start_read(&self, permit: OwnedSemaphorePermit) {
-        let batch: Vec<(String, Reply)> = {
-            let mut waiting = self
-                .key_reads
-                .waiting
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            waiting.retain(|(_, reply)| !reply.is_closed());
-            let n = waiting.len().min(MAX_KEYS_PER_READ);
-            waiting.drain(..n).collect()
-        };
+    /// Reads waiting misses, a batch per statement, until none wait, holding `permit`
+    /// throughout. Runs as a task of its own, so a caller that gives up (a client that went
+    /// away) does not take the others' answers with it.
+    fn start_reader(&self, permit: OwnedSemaphorePermit) {
+        let batch = self.key_reads.take_batch();
         if batch.is_empty() {
             return;
         }
         let store = self.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
-            let reads = &store.key_reads;
-            reads
-                .reads
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            reads
-                .keys_read
-                .fetch_add(ids.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            // On failure the replies are dropped, and each caller reads alone.
-            if let Ok(found) = find_exchange_keys(&store.db, &ids).await {
-                for (id, reply) in batch {
-                    let _ = reply.send(found.get(&id).cloned());
-                }
+            let mut batch = batch;
+            while !batch.is_empty() {
+                store.read_batch(batch).await;
+                batch = store.key_reads.take_batch();
             }
         });
     }
 
+    /// One statement for `batch`, and each caller's answer.
+    async fn read_batch(&self, batch: Vec<(String, Reply)>) {
+        self.key_reads.statements.fetch_add(1, Ordering::Relaxed);
+        self.key_reads
+            .keys
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
+        match find_exchange_keys(&self.db, &ids).await {
+            Ok(found) => {
+                for (id, reply) in batch {
+                    let answer = match found.get(&id) {
+                        None => Ok(None),
+                        Some(Ok(key)) => Ok(Some(key.clone())),
+                        Some(Err(error)) => Err(error.copy()),
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(error) => {
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(error.copy()));
+                }
+            }
+        }
+    }
+
     /// How many coalesced reads ran, and for how many keys.
     pub fn key_read_stats(&self) -> KeyReadStats {
-        use std::sync::atomic::Ordering::Relaxed;
         KeyReadStats {
-            reads: self.key_reads.reads.load(Relaxed),
-            keys: self.key_reads.keys_read.load(Relaxed),
+            reads: self.key_reads.statements.load(Ordering::Relaxed),
+            keys: self.key_reads.keys.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl StoreError {
+    /// The same error for another caller of a shared read: its kind and message (the
+    /// driver's error itself cannot be cloned).
+    pub(crate) fn copy(&self) -> StoreError {
+        let message = |error: &sea_orm::DbErr| sea_orm::DbErr::Custom(error.to_string());
+        match self {
+            StoreError::NotFound => StoreError::NotFound,
+            StoreError::AlreadyExists => StoreError::AlreadyExists,
+            StoreError::Stale => StoreError::Stale,
+            StoreError::Corrupt(what) => StoreError::Corrupt(what.clone()),
+            StoreError::Unavailable(error) => StoreError::Unavailable(message(error)),
+            StoreError::Database(error) => StoreError::Database(message(error)),
         }
     }
 }

@@ -1313,12 +1313,13 @@ fn build_exchange_keys_sql(backend: DbBackend, n: usize) -> String {
     )
 }
 
-/// The exchange view of each of `key_ids` that exists, by key ID.
+/// The exchange view of each of `key_ids` that exists, by key ID. A key whose stored values
+/// cannot be read maps to its own error, so it does not fail the keys read with it.
 pub(crate) async fn find_exchange_keys(
     db: &impl ConnectionTrait,
     key_ids: &[&str],
-) -> StoreResult<HashMap<String, ExchangeKey>> {
-    let mut found: HashMap<String, ExchangeKey> = HashMap::with_capacity(key_ids.len());
+) -> StoreResult<HashMap<String, StoreResult<ExchangeKey>>> {
+    let mut found = HashMap::with_capacity(key_ids.len());
     let Some(last) = key_ids.last() else {
         return Ok(found);
     };
@@ -1332,25 +1333,41 @@ pub(crate) async fn find_exchange_keys(
         Statement::from_sql_and_values(backend, exchange_keys_sql(backend, padded), values);
     for row in db.query_all_raw(statement).await? {
         let id: String = row.try_get_by_index(0)?;
-        let key = match found.entry(id) {
-            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+        match found.entry(id) {
             std::collections::hash_map::Entry::Vacant(entry) => {
-                let key = exchange_key_columns(entry.key(), &row)?;
-                entry.insert(key)
+                let key = exchange_key_columns(entry.key(), &row);
+                let key = key.and_then(|mut key| {
+                    key.role_bindings.extend(exchange_key_binding(&row)?);
+                    Ok(key)
+                });
+                entry.insert(key);
             }
-        };
-        if let Some(binding_id) = row.try_get_by_index::<Option<String>>(12)? {
-            key.role_bindings.push(RoleBinding {
-                id: binding_id,
-                organization_id: row.try_get_by_index(13)?,
-                principal_id: row.try_get_by_index(14)?,
-                scope: RoleScope::from_stored(&row.try_get_by_index::<String>(15)?)?,
-                role: model::parse_role(&row.try_get_by_index::<String>(16)?)?,
-                create_time: row.try_get_by_index(17)?,
-            });
+            std::collections::hash_map::Entry::Occupied(mut entry) => {
+                if let Ok(key) = entry.get_mut() {
+                    match exchange_key_binding(&row) {
+                        Ok(binding) => key.role_bindings.extend(binding),
+                        Err(error) => *entry.get_mut() = Err(error),
+                    }
+                }
+            }
         }
     }
     Ok(found)
+}
+
+/// The role binding of one row of [`exchange_keys_sql`], if the row holds one.
+fn exchange_key_binding(row: &sea_orm::QueryResult) -> StoreResult<Option<RoleBinding>> {
+    let Some(id) = row.try_get_by_index::<Option<String>>(12)? else {
+        return Ok(None);
+    };
+    Ok(Some(RoleBinding {
+        id,
+        organization_id: row.try_get_by_index(13)?,
+        principal_id: row.try_get_by_index(14)?,
+        scope: RoleScope::from_stored(&row.try_get_by_index::<String>(15)?)?,
+        role: model::parse_role(&row.try_get_by_index::<String>(16)?)?,
+        create_time: row.try_get_by_index(17)?,
+    }))
 }
 
 /// The key's and its user's columns of one row of [`exchange_keys_sql`]; no role bindings yet.
