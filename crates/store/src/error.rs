@@ -5,8 +5,8 @@ use sea_orm::{DbErr, RuntimeErr, SqlErr, SqlxError};
 /// Result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+/// Why a store operation failed. Cloned when one shared read fails for several callers.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The row does not exist (or is outside the caller's organization).
     #[error("not found")]

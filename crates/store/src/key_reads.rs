@@ -1,9 +1,9 @@
-//! Cache-miss reads of exchange keys, coalesced: misses that arrive while earlier reads run
-//! share one statement, so a burst of misses (a cold cache, a flush after a lost listener)
-//! costs a few round trips instead of one each.
+//! Cache-miss reads of exchange keys, coalesced: misses that arrive while every reader is busy
+//! share the next statement, so a burst of misses (a cold cache, a flush after a lost
+//! listener) costs a few round trips instead of one each.
 
 use crate::queries::find_exchange_keys;
-use crate::{ExchangeKey, Store, StoreError, StoreResult};
+use crate::{ExchangeKey, Store, StoreResult};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -15,7 +15,8 @@ const _: () = assert!(MAX_KEYS_PER_READ.is_power_of_two());
 /// Readers running at once, each on one pooled connection. While all are busy, new misses
 /// queue, and the next statement takes them together: batches grow with the load and stay at
 /// one key when the server is quiet. 2, 4 and 8 measured within 3 % of each other on this
-/// machine's all-miss benchmark (docs/benchmarks.md); 4 leaves most of the pool to the rest.
+/// machine's all-miss benchmark (docs/benchmarks.md, 2026-11-27); 4 leaves most of the pool
+/// to the rest.
 const READERS: usize = 4;
 
 /// What one caller is told: its key, `None` for an unknown ID, or why the read failed.
@@ -127,14 +128,14 @@ impl Store {
                     let answer = match found.get(&id) {
                         None => Ok(None),
                         Some(Ok(key)) => Ok(Some(key.clone())),
-                        Some(Err(error)) => Err(error.copy()),
+                        Some(Err(error)) => Err(error.clone()),
                     };
                     let _ = reply.send(answer);
                 }
             }
             Err(error) => {
                 for (_, reply) in batch {
-                    let _ = reply.send(Err(error.copy()));
+                    let _ = reply.send(Err(error.clone()));
                 }
             }
         }
@@ -149,18 +150,46 @@ impl Store {
     }
 }
 
-impl StoreError {
-    /// The same error for another caller of a shared read: its kind and message (the
-    /// driver's error itself cannot be cloned).
-    pub(crate) fn copy(&self) -> StoreError {
-        let message = |error: &sea_orm::DbErr| sea_orm::DbErr::Custom(error.to_string());
-        match self {
-            StoreError::NotFound => StoreError::NotFound,
-            StoreError::AlreadyExists => StoreError::AlreadyExists,
-            StoreError::Stale => StoreError::Stale,
-            StoreError::Corrupt(what) => StoreError::Corrupt(what.clone()),
-            StoreError::Unavailable(error) => StoreError::Unavailable(message(error)),
-            StoreError::Database(error) => StoreError::Database(message(error)),
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::StoreOptions;
+
+    #[tokio::test]
+    async fn a_reader_reads_until_nothing_waits_even_past_its_first_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = Store::connect(&StoreOptions::new(url)).await.unwrap();
+        store.migrate().await.unwrap();
+        // More misses queued ahead than one statement takes, whose callers will not compete
+        // for a reader: only a reader that goes on reads the last caller's key.
+        let ahead: Vec<_> = (0..MAX_KEYS_PER_READ + 36)
+            .map(|i| {
+                let (reply, answer) = oneshot::channel();
+                let mut waiting = store.key_reads.waiting.lock().unwrap();
+                waiting.push((format!("ak_ahead_{i}"), reply));
+                answer
+            })
+            .collect();
+
+        let last = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            store.find_exchange_key("ak_last"),
+        )
+        .await
+        .expect("the last caller is answered");
+
+        assert!(last.unwrap().is_none());
+        for answer in ahead {
+            assert!(answer.await.unwrap().unwrap().is_none());
         }
+        assert_eq!(
+            store.key_read_stats(),
+            KeyReadStats {
+                reads: 2,
+                keys: 101
+            }
+        );
     }
 }
