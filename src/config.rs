@@ -196,7 +196,8 @@ pub struct CoreArgs {
     /// Most pooled database connections.
     #[arg(long, env = "TOKENMINT_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
-    /// How long a call waits for a database connection before answering UNAVAILABLE.
+    /// How long a call waits for a database connection (a key not in the cache: for its key
+    /// read, which it may share with others) before answering UNAVAILABLE.
     #[arg(long, env = "TOKENMINT_DATABASE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub database_timeout: Duration,
     /// How long start-up keeps retrying while the database cannot be reached, as while it

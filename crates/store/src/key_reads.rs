@@ -3,9 +3,10 @@
 //! listener) costs a few round trips instead of one each.
 
 use crate::queries::find_exchange_keys;
-use crate::{ExchangeKey, Store, StoreResult};
+use crate::{ExchangeKey, Store, StoreError, StoreResult};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 /// Most keys one statement reads.
@@ -27,22 +28,25 @@ type Reply = oneshot::Sender<StoreResult<Option<ExchangeKey>>>;
 pub(crate) struct KeyReads {
     waiting: Mutex<Vec<(String, Reply)>>,
     readers: Arc<Semaphore>,
+    /// How long a caller waits for its answer before the database counts as unavailable.
+    wait_limit: Duration,
     statements: AtomicU64,
     keys: AtomicU64,
 }
 
-impl Default for KeyReads {
-    fn default() -> Self {
+impl KeyReads {
+    /// Callers wait at most `wait_limit` for an answer: the pool's acquire timeout, the bound
+    /// a statement of its own would have had on its wait for a connection.
+    pub(crate) fn new(wait_limit: Duration) -> Self {
         Self {
             waiting: Mutex::default(),
             readers: Arc::new(Semaphore::new(READERS)),
+            wait_limit,
             statements: AtomicU64::new(0),
             keys: AtomicU64::new(0),
         }
     }
-}
 
-impl KeyReads {
     /// Up to [`MAX_KEYS_PER_READ`] waiting misses, oldest first, skipping callers that gave up.
     fn take_batch(&self) -> Vec<(String, Reply)> {
         let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
@@ -65,7 +69,7 @@ impl Store {
     /// The exchange view of key `key_id`, with its user and role bindings, from a statement
     /// that concurrent calls share (see the module comment). A key whose stored values cannot
     /// be read fails alone; an error of the statement itself reaches every caller that shared
-    /// it.
+    /// it. No answer within the pool's acquire timeout counts as the database unavailable.
     pub async fn find_exchange_key(&self, key_id: &str) -> StoreResult<Option<ExchangeKey>> {
         let (reply, mut answer) = oneshot::channel();
         self.key_reads
@@ -75,15 +79,25 @@ impl Store {
             .push((key_id.to_owned(), reply));
         // Either a running reader answers, or this caller becomes one. A reader reads until
         // nothing waits, so whatever was queued before it looked is answered.
-        let answered = tokio::select! {
-            biased;
-            answered = &mut answer => answered,
-            permit = self.key_reads.readers.clone().acquire_owned() => {
-                if let Ok(permit) = permit {
-                    self.start_reader(permit);
+        let answered = tokio::time::timeout(self.key_reads.wait_limit, async {
+            tokio::select! {
+                biased;
+                answered = &mut answer => answered,
+                permit = self.key_reads.readers.clone().acquire_owned() => {
+                    if let Ok(permit) = permit {
+                        self.start_reader(permit);
+                    }
+                    answer.await
                 }
-                answer.await
             }
+        })
+        .await;
+        // A caller that gives up leaves its entry closed; readers skip it.
+        let Ok(answered) = answered else {
+            return Err(StoreError::Unavailable(sea_orm::DbErr::Custom(format!(
+                "no key read answered within {:?}",
+                self.key_reads.wait_limit
+            ))));
         };
         match answered {
             Ok(found) => found,
@@ -156,12 +170,20 @@ mod tests {
     use super::*;
     use crate::StoreOptions;
 
-    #[tokio::test]
-    async fn a_reader_reads_until_nothing_waits_even_past_its_first_batch() {
+    /// A migrated store on a fresh SQLite file whose pool waits `acquire_timeout`.
+    async fn store(acquire_timeout: Duration) -> (Store, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let store = Store::connect(&StoreOptions::new(url)).await.unwrap();
+        let mut options = StoreOptions::new(url);
+        options.acquire_timeout = acquire_timeout;
+        let store = Store::connect(&options).await.unwrap();
         store.migrate().await.unwrap();
+        (store, dir)
+    }
+
+    #[tokio::test]
+    async fn a_reader_reads_until_nothing_waits_even_past_its_first_batch() {
+        let (store, _dir) = store(Duration::from_secs(5)).await;
         // More misses queued ahead than one statement takes, whose callers will not compete
         // for a reader: only a reader that goes on reads the last caller's key.
         let ahead: Vec<_> = (0..MAX_KEYS_PER_READ + 36)
@@ -191,5 +213,31 @@ mod tests {
                 keys: 101
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_caller_waits_for_a_reader_no_longer_than_for_a_connection() {
+        let (store, _dir) = store(Duration::from_millis(300)).await;
+        let busy = store
+            .key_reads
+            .readers
+            .clone()
+            .acquire_many_owned(READERS as u32)
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+
+        let waited = tokio::time::timeout(Duration::from_secs(10), store.find_exchange_key("ak_1"))
+            .await
+            .expect("the caller gives up on its own");
+
+        assert!(
+            matches!(waited, Err(StoreError::Unavailable(_))),
+            "{waited:?}"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        drop(busy);
+        assert!(store.find_exchange_key("ak_1").await.unwrap().is_none());
+        assert_eq!(store.key_read_stats(), KeyReadStats { reads: 1, keys: 1 });
     }
 }

@@ -86,7 +86,8 @@ pub struct StoreOptions {
     pub url: String,
     /// Upper bound of pooled connections.
     pub max_connections: u32,
-    /// How long a call waits for a connection before the database counts as unavailable.
+    /// How long a call waits for a connection (a cache miss: for its shared key read) before
+    /// the database counts as unavailable.
     pub acquire_timeout: Duration,
 }
 
@@ -145,7 +146,7 @@ impl Store {
             audit_appended: tokio::sync::broadcast::channel(1024).0,
             invalidated: tokio::sync::broadcast::channel(4096).0,
             listening: Arc::default(),
-            key_reads: Arc::default(),
+            key_reads: Arc::new(key_reads::KeyReads::new(options.acquire_timeout)),
         })
     }
 
