@@ -10,8 +10,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 /// Most keys one statement reads.
-pub const MAX_KEYS_PER_READ: usize = 64;
-const _: () = assert!(MAX_KEYS_PER_READ.is_power_of_two());
+const MAX_KEYS_PER_READ: usize = 64;
 
 /// Readers running at once, each on one pooled connection. While all are busy, new misses
 /// queue, and the next statement takes them together: batches grow with the load and stay at

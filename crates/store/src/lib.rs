@@ -10,7 +10,7 @@ pub mod model;
 mod queries;
 
 pub use error::{StoreError, StoreResult};
-pub use key_reads::{KeyReadStats, MAX_KEYS_PER_READ};
+pub use key_reads::KeyReadStats;
 pub use model::*;
 pub use queries::{Bootstrap, Tx};
 

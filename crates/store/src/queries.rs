@@ -1269,33 +1269,10 @@ async fn find_key_principal(
 }
 
 /// The statement of [`find_exchange_keys`] for `n` keys, decoded by position: each key's
-/// columns, its user's, then one role binding per row (NULL when the user holds none).
-/// Callers pad the key list to a power of two, so each pooled connection prepares at most
-/// seven texts (one to sixty-four keys), once each; the texts are built once per process.
-fn exchange_keys_sql(backend: DbBackend, n: usize) -> std::borrow::Cow<'static, str> {
-    use std::sync::LazyLock;
-    const SIZES: usize = crate::key_reads::MAX_KEYS_PER_READ.trailing_zeros() as usize + 1;
-    static POSTGRES: LazyLock<Vec<String>> = LazyLock::new(|| {
-        (0..SIZES)
-            .map(|i| build_exchange_keys_sql(DbBackend::Postgres, 1 << i))
-            .collect()
-    });
-    static SQLITE: LazyLock<Vec<String>> = LazyLock::new(|| {
-        (0..SIZES)
-            .map(|i| build_exchange_keys_sql(DbBackend::Sqlite, 1 << i))
-            .collect()
-    });
-    let texts = match backend {
-        DbBackend::Postgres => &POSTGRES,
-        _ => &SQLITE,
-    };
-    match texts.get(n.trailing_zeros() as usize) {
-        Some(text) if n.is_power_of_two() => text.as_str().into(),
-        _ => build_exchange_keys_sql(backend, n).into(),
-    }
-}
-
-fn build_exchange_keys_sql(backend: DbBackend, n: usize) -> String {
+/// columns, its user's, then one role binding per row (NULL when the user holds none). Callers
+/// pad the key list to a power of two, so each pooled connection prepares at most seven texts
+/// (one to sixty-four keys), once each.
+fn exchange_keys_sql(backend: DbBackend, n: usize) -> String {
     let parameters: Vec<String> = (1..=n)
         .map(|i| match backend {
             DbBackend::Postgres => format!("${i}"),
@@ -1333,22 +1310,14 @@ pub(crate) async fn find_exchange_keys(
         Statement::from_sql_and_values(backend, exchange_keys_sql(backend, padded), values);
     for row in db.query_all_raw(statement).await? {
         let id: String = row.try_get_by_index(0)?;
-        match found.entry(id) {
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                let key = exchange_key_columns(entry.key(), &row);
-                let key = key.and_then(|mut key| {
-                    key.role_bindings.extend(exchange_key_binding(&row)?);
-                    Ok(key)
-                });
-                entry.insert(key);
-            }
-            std::collections::hash_map::Entry::Occupied(mut entry) => {
-                if let Ok(key) = entry.get_mut() {
-                    match exchange_key_binding(&row) {
-                        Ok(binding) => key.role_bindings.extend(binding),
-                        Err(error) => *entry.get_mut() = Err(error),
-                    }
-                }
+        // The first row of a key brings its columns; every row may bring one binding.
+        let key = found
+            .entry(id)
+            .or_insert_with_key(|id| exchange_key_columns(id, &row));
+        if let Ok(readable) = key {
+            match exchange_key_binding(&row) {
+                Ok(binding) => readable.role_bindings.extend(binding),
+                Err(error) => *key = Err(error),
             }
         }
     }

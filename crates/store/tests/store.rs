@@ -107,6 +107,17 @@ async fn with_user_and_key(f: &Fixture) {
     tx.commit().await.unwrap();
 }
 
+/// Runs `statements` on the fixture's SQLite file through a connection of its own, as damage
+/// or a hand edit the store did not make.
+async fn behind_the_stores_back(f: &Fixture, statements: &[&str]) {
+    use sea_orm::{ConnectionTrait, Database};
+    let url = format!("sqlite://{}?mode=rw", f._dir.path().join("t.db").display());
+    let raw = Database::connect(url).await.unwrap();
+    for statement in statements {
+        raw.execute_unprepared(statement).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn migrations_are_idempotent() {
     let f = store().await;
@@ -184,14 +195,13 @@ async fn typed_key_fields_round_trip() {
 
 #[tokio::test]
 async fn a_corrupt_scope_list_fails_closed_on_every_read() {
-    use sea_orm::{ConnectionTrait, Database};
     let f = store().await;
     with_user_and_key(&f).await;
-    let url = format!("sqlite://{}?mode=rw", f._dir.path().join("t.db").display());
-    let raw = Database::connect(url).await.unwrap();
-    raw.execute_unprepared("UPDATE api_keys SET scopes = '[\"viewer\",\"root\"]'")
-        .await
-        .unwrap();
+    behind_the_stores_back(
+        &f,
+        &["UPDATE api_keys SET scopes = '[\"viewer\",\"root\"]'"],
+    )
+    .await;
     assert!(matches!(
         f.store.api_key("org_a", "ak_1").await,
         Err(StoreError::Corrupt(_))
@@ -212,17 +222,11 @@ async fn a_corrupt_scope_list_fails_closed_on_every_read() {
 
 #[tokio::test]
 async fn a_token_lifetime_out_of_range_fails_closed() {
-    use sea_orm::{ConnectionTrait, Database};
     let f = store().await;
     with_user_and_key(&f).await;
-    let url = format!("sqlite://{}?mode=rw", f._dir.path().join("t.db").display());
-    let raw = Database::connect(url).await.unwrap();
     for lifetime in [i64::MAX, -100, 0] {
-        raw.execute_unprepared(&format!(
-            "UPDATE api_keys SET token_lifetime_seconds = {lifetime}"
-        ))
-        .await
-        .unwrap();
+        let update = format!("UPDATE api_keys SET token_lifetime_seconds = {lifetime}");
+        behind_the_stores_back(&f, &[&update]).await;
         assert!(
             matches!(
                 f.store.find_key_principal("ak_1").await,
@@ -596,18 +600,17 @@ async fn reads_on_many_threads_all_get_answered() {
 
 #[tokio::test]
 async fn a_corrupt_key_read_with_others_fails_alone() {
-    use sea_orm::{ConnectionTrait, Database};
     let f = store().await;
     with_keys(&f, 200).await;
-    let url = format!("sqlite://{}?mode=rw", f._dir.path().join("t.db").display());
-    let raw = Database::connect(url).await.unwrap();
-    raw.execute_unprepared("UPDATE api_keys SET scopes = '[\"root\"]' WHERE id = 'ak_100'")
-        .await
-        .unwrap();
-    // The second of su_30's bindings, which both of su_30's keys read.
-    raw.execute_unprepared("UPDATE role_bindings SET role = 'root' WHERE id = 'rb_30_1'")
-        .await
-        .unwrap();
+    behind_the_stores_back(
+        &f,
+        &[
+            "UPDATE api_keys SET scopes = '[\"root\"]' WHERE id = 'ak_100'",
+            // The second of su_30's bindings, which both of su_30's keys read.
+            "UPDATE role_bindings SET role = 'root' WHERE id = 'rb_30_1'",
+        ],
+    )
+    .await;
     let ids = key_ids(200);
     let corrupt = ["ak_100", "ak_30", "ak_30_b"];
     let (before, statements) = (f.store.key_read_stats(), f.store.statements_executed());
@@ -632,14 +635,9 @@ async fn a_corrupt_key_read_with_others_fails_alone() {
 
 #[tokio::test]
 async fn a_failed_shared_read_reaches_every_caller_without_a_read_each() {
-    use sea_orm::{ConnectionTrait, Database};
     let f = store().await;
     with_keys(&f, 200).await;
-    let url = format!("sqlite://{}?mode=rw", f._dir.path().join("t.db").display());
-    let raw = Database::connect(url).await.unwrap();
-    raw.execute_unprepared("DROP TABLE role_bindings")
-        .await
-        .unwrap();
+    behind_the_stores_back(&f, &["DROP TABLE role_bindings"]).await;
     let ids: Vec<String> = (0..200).map(|i| format!("ak_{i}")).collect();
     let (before, statements) = (f.store.key_read_stats(), f.store.statements_executed());
 
