@@ -1,6 +1,7 @@
 //! Tokenmint, the server: configuration, the domain rules, the gRPC and HTTP faces, and the CLI
 //! commands. Persistence lives in `tokenmint-store`, credentials and JWTs in `tokenmint-token`.
 
+pub mod batched_writes;
 pub mod config;
 pub mod data_files;
 pub mod domain;

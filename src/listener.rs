@@ -4,6 +4,7 @@
 //! deadline for a new connection's opening bytes, and an idle timeout for connections with no
 //! call in flight, so sockets that never speak, or only answer pings, cannot hold the slots.
 
+use crate::batched_writes::BatchedWrites;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -210,7 +211,7 @@ fn configure(stream: &TcpStream) {
 
 /// An accepted connection holding one of its listener's slots until it closes.
 pub struct LimitedStream {
-    inner: TcpStream,
+    inner: BatchedWrites<TcpStream>,
     peer: SocketAddr,
     _slot: OwnedSemaphorePermit,
     per_ip: PerIp,
@@ -232,7 +233,7 @@ impl LimitedStream {
     ) -> Self {
         let first_idle_check = limits.idle_timeout.unwrap_or(Duration::from_secs(3600));
         Self {
-            inner,
+            inner: BatchedWrites::new(inner),
             peer,
             _slot: slot,
             per_ip,

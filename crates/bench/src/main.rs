@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokenmint::batched_writes::BatchedWrites;
 use tokenmint::config::parse_duration;
 use tokenmint::proto::admin::v1::{
     ListServiceUsersRequest, admin_service_client::AdminServiceClient,
@@ -101,6 +102,12 @@ pub struct BenchArgs {
     /// HTTP/2 connections the calls are spread over.
     #[arg(long, default_value_t = 4)]
     pub channels: usize,
+    /// Write each request with a system call of its own, as tonic's own connector does,
+    /// instead of gathering the requests ready at once into one write as the server gathers
+    /// its responses. The client of the figures recorded before 2026-11-27; heavier, so it
+    /// leaves the server less of a shared machine.
+    #[arg(long)]
+    pub unbatched_client: bool,
     /// How long to measure.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -196,15 +203,15 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     for (_, target) in (0..args.channels * usize::from(needs_server)).zip(targets.iter().cycle()) {
         let endpoint = Endpoint::from_shared(target.to_string())
             .map_err(|e| BenchError::Usage(e.to_string()))?;
-        channels.push(
-            endpoint
-                .connect()
-                .await
-                .map_err(|source| BenchError::Connect {
-                    target: target.to_string(),
-                    source,
-                })?,
-        );
+        let channel = if args.unbatched_client {
+            endpoint.connect().await
+        } else {
+            endpoint.connect_with_connector(BatchedConnector).await
+        };
+        channels.push(channel.map_err(|source| BenchError::Connect {
+            target: target.to_string(),
+            source,
+        })?);
     }
     let load = load(&args, channels.first().cloned()).await?;
     if let (true, Load::Exchange { keys, .. }) = (args.prewarm, &load) {
@@ -383,6 +390,41 @@ async fn load(args: &BenchArgs, channel: Option<Channel>) -> Result<Load, BenchE
                 page_size: args.page_size,
             })
         }
+    }
+}
+
+/// Opens plain TCP connections whose writes are batched like the server's
+/// ([`tokenmint::batched_writes`]): the requests a worker pass makes ready leave together.
+#[derive(Clone, Copy, Debug)]
+struct BatchedConnector;
+
+impl tower_service::Service<tonic::codegen::http::Uri> for BatchedConnector {
+    type Response = hyper_util::rt::TokioIo<BatchedWrites<tokio::net::TcpStream>>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: tonic::codegen::http::Uri) -> Self::Future {
+        Box::pin(async move {
+            let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "no host");
+            let host = uri.host().ok_or_else(invalid)?;
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let port = uri.port_u16().unwrap_or(80);
+            let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            stream.set_nodelay(true)?;
+            Ok(hyper_util::rt::TokioIo::new(BatchedWrites::new(stream)))
+        })
     }
 }
 

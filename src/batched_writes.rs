@@ -1,0 +1,257 @@
+//! Fewer, larger socket writes: a connection's bytes are held until the other tasks that are
+//! ready to run have run once, so the responses they finish in the meantime leave in one write.
+//!
+//! hyper runs each HTTP/2 stream as a task of its own, and every finished response wakes the
+//! connection's task, which tokio then runs next: left alone, a busy connection writes (and its
+//! peer reads) once per response, one system call and one loopback segment each. Holding the
+//! first flush back for one pass of the scheduler lets the responses finished behind it share
+//! that write. The idea is Netty's flush consolidation; the bound is one scheduler pass, never
+//! a timer, so an idle server answers as fast as before.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
+
+/// Bytes held before they are written whatever the scheduler is doing: h2's own frame buffer
+/// is 16 KiB, and a token response is about 1 KiB, so a few dozen responses fit.
+pub const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+
+/// A connection whose writes are gathered until it is flushed, and whose first flush after
+/// new writes waits for one pass of the scheduler.
+#[derive(Debug)]
+pub struct BatchedWrites<S> {
+    inner: BufWriter<S>,
+    /// Set when a flush has been put off once; the next flush goes through.
+    flush_deferred: bool,
+}
+
+impl<S: AsyncWrite> BatchedWrites<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner: BufWriter::with_capacity(WRITE_BUFFER_BYTES, inner),
+            flush_deferred: false,
+        }
+    }
+
+    /// The wrapped connection.
+    pub fn get_ref(&self) -> &S {
+        self.inner.get_ref()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for BatchedWrites<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for BatchedWrites<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.flush_deferred && !this.inner.buffer().is_empty() {
+            // Waking the task that is running puts it at the back of its worker's queue (a
+            // yield), behind the stream tasks whose responses should join this write.
+            this.flush_deferred = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        if flushed.is_ready() {
+            this.flush_deferred = false;
+        }
+        flushed
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Writes what is held first.
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use std::task::Wake;
+
+    /// Records each write it is given; refuses writes while `blocked`.
+    #[derive(Default)]
+    struct Recorder {
+        writes: Vec<Vec<u8>>,
+        flushes: usize,
+        blocked: bool,
+    }
+
+    impl AsyncRead for Recorder {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            if this.blocked {
+                return Poll::Pending;
+            }
+            this.writes.push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.get_mut().flushes += 1;
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[derive(Default)]
+    struct CountWakes(Mutex<usize>);
+
+    impl Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            *self.0.lock().unwrap() += 1;
+        }
+    }
+
+    fn write(stream: &mut BatchedWrites<Recorder>, cx: &mut Context<'_>, bytes: &[u8]) {
+        let written = Pin::new(stream).poll_write(cx, bytes);
+        assert!(matches!(written, Poll::Ready(Ok(n)) if n == bytes.len()));
+    }
+
+    fn flush(stream: &mut BatchedWrites<Recorder>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(stream).poll_flush(cx).map(|r| r.unwrap())
+    }
+
+    #[test]
+    fn writes_made_before_a_deferred_flush_leave_in_one_write() {
+        let wakes = Arc::new(CountWakes::default());
+        let waker = wakes.clone().into();
+        let mut cx = Context::from_waker(&waker);
+        let mut stream = BatchedWrites::new(Recorder::default());
+
+        write(&mut stream, &mut cx, b"first response ");
+        assert_eq!(flush(&mut stream, &mut cx), Poll::Pending);
+        assert_eq!(
+            *wakes.0.lock().unwrap(),
+            1,
+            "a put-off flush wakes its task"
+        );
+        assert!(stream.get_ref().writes.is_empty());
+
+        // Meanwhile another response is finished.
+        write(&mut stream, &mut cx, b"second response");
+        assert_eq!(flush(&mut stream, &mut cx), Poll::Ready(()));
+        assert_eq!(
+            stream.get_ref().writes,
+            vec![b"first response second response".to_vec()]
+        );
+        assert_eq!(stream.get_ref().flushes, 1);
+    }
+
+    #[test]
+    fn each_round_of_writes_is_deferred_once() {
+        let waker = Arc::new(CountWakes::default()).into();
+        let mut cx = Context::from_waker(&waker);
+        let mut stream = BatchedWrites::new(Recorder::default());
+        for round in 1..=2 {
+            write(&mut stream, &mut cx, b"response");
+            assert_eq!(flush(&mut stream, &mut cx), Poll::Pending, "round {round}");
+            assert_eq!(
+                flush(&mut stream, &mut cx),
+                Poll::Ready(()),
+                "round {round}"
+            );
+            assert_eq!(stream.get_ref().writes.len(), round);
+        }
+    }
+
+    #[test]
+    fn a_flush_with_nothing_held_is_not_deferred() {
+        let wakes = Arc::new(CountWakes::default());
+        let waker = wakes.clone().into();
+        let mut cx = Context::from_waker(&waker);
+        let mut stream = BatchedWrites::new(Recorder::default());
+        assert_eq!(flush(&mut stream, &mut cx), Poll::Ready(()));
+        assert_eq!(*wakes.0.lock().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_full_buffer_is_written_without_waiting_for_a_flush() {
+        let waker = Arc::new(CountWakes::default()).into();
+        let mut cx = Context::from_waker(&waker);
+        let mut stream = BatchedWrites::new(Recorder::default());
+        let chunk = vec![7u8; WRITE_BUFFER_BYTES / 2 + 1];
+        write(&mut stream, &mut cx, &chunk);
+        write(&mut stream, &mut cx, &chunk);
+        assert_eq!(
+            stream.get_ref().writes,
+            vec![chunk],
+            "the first half went out"
+        );
+    }
+
+    #[test]
+    fn a_blocked_connection_keeps_the_flush_pending_until_it_takes_the_bytes() {
+        let waker = Arc::new(CountWakes::default()).into();
+        let mut cx = Context::from_waker(&waker);
+        let mut stream = BatchedWrites::new(Recorder {
+            blocked: true,
+            ..Default::default()
+        });
+        write(&mut stream, &mut cx, b"response");
+        assert_eq!(flush(&mut stream, &mut cx), Poll::Pending);
+        assert_eq!(flush(&mut stream, &mut cx), Poll::Pending);
+        stream.inner.get_mut().blocked = false;
+        assert_eq!(flush(&mut stream, &mut cx), Poll::Ready(()));
+        assert_eq!(stream.get_ref().writes, vec![b"response".to_vec()]);
+    }
+
+    #[test]
+    fn shutting_down_writes_what_is_held() {
+        let waker = Arc::new(CountWakes::default()).into();
+        let mut cx = Context::from_waker(&waker);
+        let mut stream = BatchedWrites::new(Recorder::default());
+        write(&mut stream, &mut cx, b"goodbye");
+        let shut = Pin::new(&mut stream).poll_shutdown(&mut cx);
+        assert!(matches!(shut, Poll::Ready(Ok(()))));
+        assert_eq!(stream.get_ref().writes, vec![b"goodbye".to_vec()]);
+    }
+}
