@@ -3,6 +3,7 @@
 //! clients wait in the kernel's backlog until one closes) and `max_per_ip` from one address, a
 //! deadline for a new connection's opening bytes, and an idle timeout for connections with no
 //! call in flight, so sockets that never speak, or only answer pings, cannot hold the slots.
+//! Every accepted stream writes through [`crate::batched_writes`].
 
 use crate::batched_writes::BatchedWrites;
 use std::collections::HashMap;
