@@ -12,21 +12,35 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
+use tokio::net::TcpStream;
 
 /// Bytes held before they are written whatever the scheduler is doing: h2's own frame buffer
 /// is 16 KiB, and a token response is about 1 KiB, so a few dozen responses fit.
 pub const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
+/// A connection that can take bytes at once, without a task, to hand over what is still held
+/// when its [`BatchedWrites`] is dropped.
+pub trait WriteNow: AsyncWrite {
+    /// Writes what the connection takes without waiting; how much it took.
+    fn write_now(&self, bytes: &[u8]) -> io::Result<usize>;
+}
+
+impl WriteNow for TcpStream {
+    fn write_now(&self, bytes: &[u8]) -> io::Result<usize> {
+        self.try_write(bytes)
+    }
+}
+
 /// A connection whose writes are gathered until it is flushed, and whose first flush after
 /// new writes waits for one pass of the scheduler.
 #[derive(Debug)]
-pub struct BatchedWrites<S> {
+pub struct BatchedWrites<S: WriteNow> {
     inner: BufWriter<S>,
     /// Set when a flush has been put off once; the next flush goes through.
     flush_deferred: bool,
 }
 
-impl<S: AsyncWrite> BatchedWrites<S> {
+impl<S: AsyncWrite + WriteNow> BatchedWrites<S> {
     /// Wraps `inner`.
     pub fn new(inner: S) -> Self {
         Self {
@@ -41,7 +55,20 @@ impl<S: AsyncWrite> BatchedWrites<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for BatchedWrites<S> {
+/// Writers may drop a connection right after a last write they never flush: tokio-rustls
+/// writes a TLS alert when it refuses a peer and returns the error, and the stream is dropped.
+/// Without the buffer those bytes were already the kernel's; so they are handed to it here.
+impl<S: WriteNow> Drop for BatchedWrites<S> {
+    fn drop(&mut self) {
+        let held = self.inner.buffer();
+        if !held.is_empty() {
+            // Best effort, as the unbuffered write would have been: a full socket takes less.
+            let _ = self.inner.get_ref().write_now(held);
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + WriteNow + Unpin> AsyncRead for BatchedWrites<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -51,7 +78,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for BatchedWrites<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for BatchedWrites<S> {
+impl<S: AsyncWrite + WriteNow + Unpin> AsyncWrite for BatchedWrites<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -100,12 +127,20 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::task::Wake;
 
-    /// Records each write it is given; refuses writes while `blocked`.
+    /// Records each write it is given; refuses writes while `blocked`; takes vectored writes
+    /// (as a TCP stream does) when `vectored`.
     #[derive(Default)]
     struct Recorder {
         writes: Vec<Vec<u8>>,
         flushes: usize,
         blocked: bool,
+        vectored: bool,
+    }
+
+    impl WriteNow for Recorder {
+        fn write_now(&self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
     }
 
     impl AsyncRead for Recorder {
@@ -130,6 +165,19 @@ mod tests {
             }
             this.writes.push(buf.to_vec());
             Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            self.poll_write(cx, &joined)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.vectored
         }
 
         fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -187,6 +235,43 @@ mod tests {
     }
 
     #[test]
+    fn vectored_writes_are_gathered_like_plain_ones() {
+        let waker = Arc::new(CountWakes::default()).into();
+        let mut cx = Context::from_waker(&waker);
+        let mut stream = BatchedWrites::new(Recorder {
+            vectored: true,
+            ..Default::default()
+        });
+        for frame in [&b"headers data "[..], b"trailers"] {
+            let slices = [io::IoSlice::new(frame), io::IoSlice::new(b"|")];
+            let written = Pin::new(&mut stream).poll_write_vectored(&mut cx, &slices);
+            assert!(matches!(written, Poll::Ready(Ok(n)) if n == frame.len() + 1));
+        }
+        assert!(stream.get_ref().writes.is_empty());
+        assert_eq!(flush(&mut stream, &mut cx), Poll::Pending);
+        assert_eq!(flush(&mut stream, &mut cx), Poll::Ready(()));
+        assert_eq!(
+            stream.get_ref().writes,
+            vec![b"headers data |trailers|".to_vec()]
+        );
+    }
+
+    #[tokio::test]
+    async fn bytes_held_when_the_stream_is_dropped_reach_the_peer() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let mut stream = BatchedWrites::new(accepted.unwrap().0);
+        // Written, never flushed: a TLS alert before the connection is given up.
+        stream.write_all(b"alert").await.unwrap();
+        drop(stream);
+        let mut received = Vec::new();
+        client.unwrap().read_to_end(&mut received).await.unwrap();
+        assert_eq!(received, b"alert");
+    }
+
+    #[test]
     fn each_round_of_writes_is_deferred_once() {
         let waker = Arc::new(CountWakes::default()).into();
         let mut cx = Context::from_waker(&waker);
@@ -230,7 +315,8 @@ mod tests {
 
     #[test]
     fn a_blocked_connection_keeps_the_flush_pending_until_it_takes_the_bytes() {
-        let waker = Arc::new(CountWakes::default()).into();
+        let wakes = Arc::new(CountWakes::default());
+        let waker = wakes.clone().into();
         let mut cx = Context::from_waker(&waker);
         let mut stream = BatchedWrites::new(Recorder {
             blocked: true,
@@ -239,6 +325,8 @@ mod tests {
         write(&mut stream, &mut cx, b"response");
         assert_eq!(flush(&mut stream, &mut cx), Poll::Pending);
         assert_eq!(flush(&mut stream, &mut cx), Poll::Pending);
+        // Once put off, it waits on the socket, not on itself: no spin.
+        assert_eq!(*wakes.0.lock().unwrap(), 1);
         stream.inner.get_mut().blocked = false;
         assert_eq!(flush(&mut stream, &mut cx), Poll::Ready(()));
         assert_eq!(stream.get_ref().writes, vec![b"response".to_vec()]);
