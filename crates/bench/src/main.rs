@@ -4,9 +4,13 @@
 //! latency percentiles, errors by code and, given the server's `/metrics`, its key-cache hit rate
 //! and memory. A binary of its own so the server does not link what only load generation needs.
 
+mod raw_client;
+
+use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use rand::distr::Distribution;
+use raw_client::RawConnection;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,9 +21,12 @@ use tokenmint::config::parse_duration;
 use tokenmint::proto::admin::v1::{
     ListServiceUsersRequest, admin_service_client::AdminServiceClient,
 };
-use tokenmint::proto::auth::v1::{ExchangeApiKeyRequest, auth_service_client::AuthServiceClient};
+use tokenmint::proto::auth::v1::{
+    ExchangeApiKeyRequest, ExchangeApiKeyResponse, auth_service_client::AuthServiceClient,
+};
 use tonic::transport::{Channel, Endpoint};
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_client::HealthClient};
 
 /// Which RPC to drive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -41,6 +48,21 @@ pub enum BenchRpc {
     /// 64 keys each). Against `db-lookup` (one statement per key), what the miss path's read
     /// costs.
     ExchangeLookup,
+}
+
+/// Which client makes the calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Client {
+    /// Bare HTTP/2 (the `h2` crate), request bodies framed up front, writes batched: about as
+    /// light as h2load, so it leaves the server most of a shared machine. `exchange` and
+    /// `health` only; the other RPCs use `tonic`.
+    H2,
+    /// tonic's generated clients over a connector whose writes are batched like the server's.
+    /// The client of the figures recorded on 2026-11-27.
+    Tonic,
+    /// tonic's generated clients over tonic's own connector (one write per request). The
+    /// client of the figures recorded before 2026-11-27.
+    TonicUnbatched,
 }
 
 /// How an exchange picks its key among the loaded ones.
@@ -102,12 +124,14 @@ pub struct BenchArgs {
     /// HTTP/2 connections the calls are spread over.
     #[arg(long, default_value_t = 4)]
     pub channels: usize,
-    /// Write each request with a system call of its own, as tonic's own connector does,
-    /// instead of gathering the requests ready at once into one write as the server gathers
-    /// its responses. The client of the figures recorded before 2026-11-27; heavier, so it
-    /// leaves the server less of a shared machine.
+    /// Which client makes the calls. A heavier client takes more of a machine it shares with
+    /// the server, which lowers the throughput and stretches the latencies it reports.
+    #[arg(long, value_enum, default_value_t = Client::H2)]
+    pub client: Client,
+    /// Also print the latency at p1, p10, p25, p50, p75, p90, p95, p99 and p99.9: the shape of
+    /// the distribution, not only its tail.
     #[arg(long)]
-    pub unbatched_client: bool,
+    pub quantiles: bool,
     /// How long to measure.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -162,6 +186,21 @@ enum Load {
     },
 }
 
+/// What a worker makes its calls through.
+#[derive(Clone)]
+enum Caller {
+    /// The lean client, with the framed request bodies: one per key for `exchange`, the one
+    /// health check for `health`.
+    Raw {
+        connection: RawConnection,
+        bodies: Arc<Vec<Bytes>>,
+    },
+    /// tonic's generated clients on a channel.
+    Tonic(Channel),
+    /// No server: the database lookups.
+    Nothing,
+}
+
 /// Why the benchmark could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -169,11 +208,8 @@ pub enum BenchError {
     #[error("{0}")]
     Usage(String),
     /// The server could not be reached.
-    #[error("cannot connect to {target}: {source}")]
-    Connect {
-        target: String,
-        source: tonic::transport::Error,
-    },
+    #[error("cannot connect to {target}: {reason}")]
+    Connect { target: String, reason: String },
     /// A worker failed.
     #[error("worker failed: {0}")]
     Worker(String),
@@ -197,39 +233,60 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
             "--concurrency and --channels must be at least 1".into(),
         ));
     }
-    let mut channels = Vec::new();
     let needs_server = !matches!(args.rpc, BenchRpc::DbLookup | BenchRpc::ExchangeLookup);
+    let raw =
+        args.client == Client::H2 && matches!(args.rpc, BenchRpc::Exchange | BenchRpc::Health);
     let targets: Vec<&str> = args.target.split(',').map(str::trim).collect();
-    for (_, target) in (0..args.channels * usize::from(needs_server)).zip(targets.iter().cycle()) {
+    let mut channels = Vec::new();
+    let needs_tonic = needs_server && (!raw || args.prewarm || args.rpc == BenchRpc::ListUsers);
+    for (_, target) in (0..args.channels * usize::from(needs_tonic)).zip(targets.iter().cycle()) {
         let endpoint = Endpoint::from_shared(target.to_string())
             .map_err(|e| BenchError::Usage(e.to_string()))?;
-        let channel = if args.unbatched_client {
+        let channel = if args.client == Client::TonicUnbatched {
             endpoint.connect().await
         } else {
             endpoint.connect_with_connector(BatchedConnector).await
         };
         channels.push(channel.map_err(|source| BenchError::Connect {
             target: target.to_string(),
-            source,
+            reason: source.to_string(),
+        })?);
+    }
+    let mut connections = Vec::new();
+    for (_, target) in (0..args.channels * usize::from(raw)).zip(targets.iter().cycle()) {
+        connections.push(RawConnection::connect(target).await.map_err(|reason| {
+            BenchError::Connect {
+                target: target.to_string(),
+                reason,
+            }
         })?);
     }
     let load = load(&args, channels.first().cloned()).await?;
     if let (true, Load::Exchange { keys, .. }) = (args.prewarm, &load) {
         prewarm(&channels, keys.clone(), args.concurrency).await?;
     }
+    let bodies: Arc<Vec<Bytes>> = Arc::new(match &load {
+        Load::Exchange { keys, .. } if raw => keys.iter().map(raw_client::frame).collect(),
+        Load::Health => vec![raw_client::frame(&HealthCheckRequest::default())],
+        _ => Vec::new(),
+    });
     let before = scrape(&args.metrics_url).await?;
     let start = Instant::now() + args.warmup;
     let end = start + args.duration;
     let mut workers = Vec::new();
     for (i, seed) in (0..args.concurrency).zip(1u64..) {
-        let channel = channels.get(i % channels.len().max(1)).cloned();
-        workers.push(tokio::spawn(worker(
-            channel,
-            load.clone(),
-            seed,
-            start,
-            end,
-        )));
+        let caller = match (
+            connections.get(i % connections.len().max(1)),
+            channels.get(i % channels.len().max(1)),
+        ) {
+            (Some(connection), _) if raw => Caller::Raw {
+                connection: connection.clone(),
+                bodies: bodies.clone(),
+            },
+            (_, Some(channel)) => Caller::Tonic(channel.clone()),
+            _ => Caller::Nothing,
+        };
+        workers.push(tokio::spawn(worker(caller, load.clone(), seed, start, end)));
     }
     let mut histogram = new_histogram()?;
     let mut errors_by_code = BTreeMap::new();
@@ -293,6 +350,13 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
         report.latency_us.1 as f64 / 1000.0,
         report.latency_us.2 as f64 / 1000.0,
     );
+    if args.quantiles {
+        let q: Vec<String> = [0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999]
+            .iter()
+            .map(|q| format!("{q}:{:.2}", histogram.value_at_quantile(*q) as f64 / 1000.0))
+            .collect();
+        println!("quantiles (ms) {}", q.join(" "));
+    }
     if !report.errors_by_code.is_empty() {
         println!("errors by code: {:?}", report.errors_by_code);
     }
@@ -506,22 +570,32 @@ fn new_histogram() -> Result<Histogram<u64>, BenchError> {
     Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| BenchError::Worker(e.to_string()))
 }
 
+const EXCHANGE_PATH: &str = "/tokenmint.auth.v1.AuthService/ExchangeApiKey";
+const HEALTH_PATH: &str = "/grpc.health.v1.Health/Check";
+
 async fn worker(
-    channel: Option<Channel>,
+    caller: Caller,
     load: Load,
     seed: u64,
     start: Instant,
     end: Instant,
 ) -> Result<(Histogram<u64>, BTreeMap<String, u64>), BenchError> {
+    use prost::Message;
     use rand::{Rng, SeedableRng};
     let mut histogram = new_histogram()?;
     let mut errors = BTreeMap::new();
-    // A lazy channel to nowhere stands in for `db-lookup`, which makes no call.
-    let channel =
-        channel.unwrap_or_else(|| Endpoint::from_static("http://127.0.0.1:9").connect_lazy());
+    // A lazy channel to nowhere stands in where tonic makes no call.
+    let channel = match &caller {
+        Caller::Tonic(channel) => channel.clone(),
+        _ => Endpoint::from_static("http://127.0.0.1:9").connect_lazy(),
+    };
     let mut auth = AuthServiceClient::new(channel.clone());
     let mut health = HealthClient::new(channel.clone());
     let mut admin = AdminServiceClient::new(channel);
+    let mut raw = match caller {
+        Caller::Raw { connection, bodies } => Some((connection, bodies)),
+        _ => None,
+    };
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     let zipf = match &load {
         Load::Exchange {
@@ -546,54 +620,78 @@ async fn worker(
         ),
         _ => None,
     };
+    let code = |status: tonic::Status| format!("{:?}", status.code());
     let mut page_token = String::new();
     loop {
         let began = Instant::now();
         if began >= end {
             break;
         }
-        let mut pick = |keys: &[ExchangeApiKeyRequest]| {
+        let mut pick = |count: usize| {
             let index = match &zipf {
                 // Zipf yields 1..=n.
                 Some(zipf) => (zipf.sample(&mut rng) as usize).saturating_sub(1),
-                None => rng.random_range(0..keys.len()),
+                None => rng.random_range(0..count),
             };
-            keys[index.min(keys.len() - 1)].clone()
+            index.min(count - 1)
         };
-        let outcome: Result<(), tonic::Status> = match &load {
-            Load::Exchange { keys, .. } => auth.exchange_api_key(pick(keys)).await.map(|_| ()),
-            Load::DbLookup { keys, database, .. } => {
+        let outcome: Result<(), String> = match (&load, &mut raw) {
+            (Load::Exchange { keys, .. }, Some((connection, bodies))) => {
+                let body = bodies[pick(keys.len())].clone();
+                connection
+                    .call(EXCHANGE_PATH, body)
+                    .await
+                    .and_then(|message| match ExchangeApiKeyResponse::decode(message) {
+                        Ok(response) if !response.access_token.is_empty() => Ok(()),
+                        _ => Err("Malformed(response)".into()),
+                    })
+            }
+            (Load::Exchange { keys, .. }, None) => auth
+                .exchange_api_key(keys[pick(keys.len())].clone())
+                .await
+                .map(|_| ())
+                .map_err(code),
+            (Load::DbLookup { keys, database, .. }, _) => {
                 use sea_orm::ConnectionTrait;
                 let backend = database.get_database_backend();
                 let sql = match backend {
                     sea_orm::DbBackend::Postgres => "SELECT id FROM api_keys WHERE id = $1",
                     _ => "SELECT id FROM api_keys WHERE id = ?",
                 };
-                let statement = sea_orm::Statement::from_sql_and_values(
-                    backend,
-                    sql,
-                    [pick(keys).key_id.into()],
-                );
+                let key_id = keys[pick(keys.len())].key_id.clone();
+                let statement =
+                    sea_orm::Statement::from_sql_and_values(backend, sql, [key_id.into()]);
                 match database.query_one_raw(statement).await {
                     Ok(Some(_)) => Ok(()),
-                    Ok(None) => Err(tonic::Status::not_found("no such key")),
-                    Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+                    Ok(None) => Err("NotFound".into()),
+                    Err(_) => Err("Unavailable".into()),
                 }
             }
-            Load::ExchangeLookup { keys, store, .. } => {
-                match store.find_exchange_key(&pick(keys).key_id).await {
+            (Load::ExchangeLookup { keys, store, .. }, _) => {
+                match store
+                    .find_exchange_key(&keys[pick(keys.len())].key_id)
+                    .await
+                {
                     Ok(Some(_)) => Ok(()),
-                    Ok(None) => Err(tonic::Status::not_found("no such key")),
-                    Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+                    Ok(None) => Err("NotFound".into()),
+                    Err(_) => Err("Unavailable".into()),
                 }
             }
-            Load::Health => health
+            (Load::Health, Some((connection, bodies))) => connection
+                .call(HEALTH_PATH, bodies[0].clone())
+                .await
+                .and_then(|message| match HealthCheckResponse::decode(message) {
+                    Ok(response) if response.status == ServingStatus::Serving as i32 => Ok(()),
+                    _ => Err("NotServing".into()),
+                }),
+            (Load::Health, None) => health
                 .check(HealthCheckRequest {
                     service: String::new(),
                 })
                 .await
-                .map(|_| ()),
-            Load::ListUsers { token, page_size } => {
+                .map(|_| ())
+                .map_err(code),
+            (Load::ListUsers { token, page_size }, _) => {
                 let mut request = tonic::Request::new(ListServiceUsersRequest {
                     page_size: *page_size,
                     page_token: std::mem::take(&mut page_token),
@@ -603,9 +701,13 @@ async fn worker(
                     .parse()
                     .map_err(|_| BenchError::Usage("the token is not a header value".into()))?;
                 request.metadata_mut().insert("authorization", bearer);
-                admin.list_service_users(request).await.map(|r| {
-                    page_token = r.into_inner().next_page_token;
-                })
+                admin
+                    .list_service_users(request)
+                    .await
+                    .map(|r| {
+                        page_token = r.into_inner().next_page_token;
+                    })
+                    .map_err(code)
             }
         };
         if began < start {
@@ -615,7 +717,7 @@ async fn worker(
             Ok(()) => {
                 let _ = histogram.record(began.elapsed().as_micros().max(1) as u64);
             }
-            Err(status) => *errors.entry(format!("{:?}", status.code())).or_insert(0) += 1,
+            Err(code) => *errors.entry(code).or_insert(0) += 1,
         }
     }
     Ok((histogram, errors))

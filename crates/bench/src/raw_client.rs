@@ -1,0 +1,268 @@
+//! A lean gRPC unary client on bare HTTP/2 (the `h2` crate): the load generator's default for
+//! `exchange` and `health`, so that on a shared two-core box the client takes as little of the
+//! machine as h2load does, while still reading every answer's `grpc-status` and message.
+//!
+//! tonic's `Channel` puts a tower `Buffer` (a queue and a task of its own) and its codec in
+//! front of every call; on two cores shared with the server that costs the server about a
+//! third of its throughput and stretches every latency the run reports. Here each request
+//! body is framed once, up front, and a call is one `send_request` on a shared connection.
+
+use bytes::{Buf, Bytes, BytesMut};
+use std::time::Duration;
+use tokenmint::batched_writes::BatchedWrites;
+
+/// A gRPC failure as the load generator counts it: the status code's name (`"NotFound"`), or
+/// what went wrong below gRPC (`"Transport"`, `"Malformed"`).
+pub type CallError = String;
+
+/// The framed request body (the five-byte gRPC prefix and the message) of `message`.
+pub fn frame(message: &impl prost::Message) -> Bytes {
+    let mut framed = BytesMut::with_capacity(5 + message.encoded_len());
+    framed.extend_from_slice(&[0]);
+    framed.extend_from_slice(&(message.encoded_len() as u32).to_be_bytes());
+    message.encode_raw(&mut framed);
+    framed.freeze()
+}
+
+/// One HTTP/2 connection to a gRPC server, shared by many calls at once.
+#[derive(Clone)]
+pub struct RawConnection {
+    sender: h2::client::SendRequest<Bytes>,
+    authority: http::uri::Authority,
+    scheme: http::uri::Scheme,
+}
+
+impl RawConnection {
+    /// Connects to `target` (`http://host:port`) over plain TCP; writes are batched as the
+    /// server batches its own ([`tokenmint::batched_writes`]).
+    pub async fn connect(target: &str) -> Result<Self, String> {
+        let uri: http::Uri = target.parse().map_err(|e| format!("{target}: {e}"))?;
+        if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
+            return Err(format!(
+                "{target}: the lean client speaks plain http:// only"
+            ));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("{target}: no host"))?;
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let port = authority.port_u16().unwrap_or(80);
+        let stream = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio::net::TcpStream::connect((host, port)),
+        )
+        .await
+        .map_err(|_| format!("{target}: no answer in {CONNECT_TIMEOUT:?}"))?
+        .map_err(|e| format!("{target}: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (sender, connection) = h2::client::Builder::new()
+            .initial_window_size(1 << 20)
+            .initial_connection_window_size(1 << 24)
+            .handshake::<_, Bytes>(BatchedWrites::new(stream))
+            .await
+            .map_err(|e| format!("{target}: {e}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                eprintln!("tokenmint-bench: connection closed: {e}");
+            }
+        });
+        Ok(Self {
+            sender,
+            authority,
+            scheme: http::uri::Scheme::HTTP,
+        })
+    }
+
+    /// Calls `path` (`/package.Service/Method`) with the framed `body`, and returns the
+    /// response's message (without its prefix) when the status is OK.
+    pub async fn call(&mut self, path: &'static str, body: Bytes) -> Result<Bytes, CallError> {
+        let transport = |e: h2::Error| match e.reason() {
+            Some(reason) if !e.is_go_away() => format!("Reset({reason:?})"),
+            _ => "Transport".to_owned(),
+        };
+        let request = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(
+                http::Uri::builder()
+                    .scheme(self.scheme.clone())
+                    .authority(self.authority.clone())
+                    .path_and_query(path)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            )
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .header(http::header::TE, "trailers")
+            .body(())
+            .map_err(|e| e.to_string())?;
+        let mut sender = std::future::poll_fn(|cx| self.sender.poll_ready(cx))
+            .await
+            .map(|()| self.sender.clone())
+            .map_err(transport)?;
+        let (response, mut stream) = sender.send_request(request, false).map_err(transport)?;
+        stream.send_data(body, true).map_err(transport)?;
+        let response = response.await.map_err(transport)?;
+        if response.status() != http::StatusCode::OK {
+            return Err(format!("Http{}", response.status().as_u16()));
+        }
+        // A failure is usually "trailers-only": its status arrives with the headers.
+        if let Some(status) = grpc_status(response.headers()) {
+            return Err(status);
+        }
+        let mut body = response.into_body();
+        let mut message = BytesMut::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(transport)?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            message.extend_from_slice(&chunk);
+        }
+        let trailers = body.trailers().await.map_err(transport)?;
+        match trailers.as_ref().and_then(grpc_status) {
+            Some(status) => Err(status),
+            None if trailers.is_none() => Err("Malformed(no grpc-status)".into()),
+            None => unframe(message.freeze()),
+        }
+    }
+}
+
+/// The named error of a `grpc-status` header other than OK; `None` when it is absent or OK.
+fn grpc_status(headers: &http::HeaderMap) -> Option<CallError> {
+    let value = headers.get("grpc-status")?;
+    let code = value
+        .to_str()
+        .ok()
+        .and_then(|text| text.parse::<i32>().ok())
+        .map(tonic::Code::from_i32);
+    match code {
+        Some(tonic::Code::Ok) => None,
+        Some(code) => Some(format!("{code:?}")),
+        None => Some("Malformed(grpc-status)".into()),
+    }
+}
+
+/// The one message of a unary response body.
+fn unframe(mut body: Bytes) -> Result<Bytes, CallError> {
+    if body.len() < 5 || body[0] != 0 {
+        return Err("Malformed(frame)".into());
+    }
+    body.advance(1);
+    let length = body.get_u32() as usize;
+    if body.len() != length {
+        return Err("Malformed(frame length)".into());
+    }
+    Ok(body)
+}
+
+/// How long [`RawConnection::connect`] waits for a server that is not there.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+    use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_check_response};
+
+    const CHECK: &str = "/grpc.health.v1.Health/Check";
+
+    /// A real tonic server with the standard health service, on an ephemeral port.
+    async fn health_server() -> String {
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("up", tonic_health::ServingStatus::Serving)
+            .await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            // Keeps the reporter (and so the service's status) alive with the server.
+            let _reporter = reporter;
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+        });
+        format!("http://{address}")
+    }
+
+    fn check(service: &str) -> Bytes {
+        frame(&HealthCheckRequest {
+            service: service.into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_successful_call_returns_the_decodable_message() {
+        let mut connection = RawConnection::connect(&health_server().await)
+            .await
+            .unwrap();
+        let message = connection.call(CHECK, check("up")).await.unwrap();
+        let response = HealthCheckResponse::decode(message).unwrap();
+        assert_eq!(
+            response.status,
+            health_check_response::ServingStatus::Serving as i32
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_is_counted_under_its_status_code() {
+        let mut connection = RawConnection::connect(&health_server().await)
+            .await
+            .unwrap();
+        assert_eq!(
+            connection.call(CHECK, check("unknown")).await.unwrap_err(),
+            "NotFound"
+        );
+        assert_eq!(
+            connection
+                .call("/grpc.health.v1.Health/Nothing", check("up"))
+                .await
+                .unwrap_err(),
+            "Unimplemented"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_malformed_request_body_is_refused_by_the_server_not_counted_a_success() {
+        let mut connection = RawConnection::connect(&health_server().await)
+            .await
+            .unwrap();
+        let torn = Bytes::from_static(&[0, 0, 0, 0, 9, 1]);
+        assert!(connection.call(CHECK, torn).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn many_calls_share_one_connection_at_once() {
+        let connection = RawConnection::connect(&health_server().await)
+            .await
+            .unwrap();
+        let calls = (0..200).map(|_| {
+            let mut connection = connection.clone();
+            tokio::spawn(async move { connection.call(CHECK, check("up")).await })
+        });
+        for call in calls {
+            assert!(call.await.unwrap().is_ok());
+        }
+    }
+
+    #[test]
+    fn a_framed_body_carries_its_length_before_the_message() {
+        let framed = check("up");
+        assert_eq!(&framed[..5], &[0, 0, 0, 0, 4]);
+        assert_eq!(unframe(framed.clone()).unwrap(), framed.slice(5..));
+        assert!(unframe(framed.slice(..6)).is_err());
+    }
+
+    #[tokio::test]
+    async fn connecting_to_nothing_fails_with_the_target_named() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        let error = RawConnection::connect(&format!("http://{address}"))
+            .await
+            .err()
+            .unwrap();
+        assert!(error.contains(&address.to_string()), "{error}");
+    }
+}
