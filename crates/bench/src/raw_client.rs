@@ -113,17 +113,23 @@ impl RawConnection {
             return Err(status);
         }
         let mut body = response.into_body();
-        let mut message = BytesMut::new();
+        // A unary answer nearly always arrives in one DATA frame: keep that frame, copy only
+        // when there are more.
+        let mut message = Bytes::new();
         while let Some(chunk) = body.data().await {
             let chunk = chunk.map_err(transport)?;
             let _ = body.flow_control().release_capacity(chunk.len());
-            message.extend_from_slice(&chunk);
+            message = if message.is_empty() {
+                chunk
+            } else {
+                [message, chunk].concat().into()
+            };
         }
         let trailers = body.trailers().await.map_err(transport)?;
         match trailers.as_ref().and_then(grpc_status) {
             Some(status) => Err(status),
             None if trailers.is_none() => Err("Malformed(no grpc-status)".into()),
-            None => unframe(message.freeze()),
+            None => unframe(message),
         }
     }
 }
