@@ -317,6 +317,14 @@ async fn ten_thousand_tokens_all_carry_unique_ids(backend: Backend) {
         .flat_map(|r| r.unwrap())
         .collect();
     assert_eq!(ids.len(), 10_000);
+    use base64::Engine;
+    assert!(
+        ids.iter()
+            .all(|id| base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(id)
+                .is_ok_and(|bits| bits.len() == 16)),
+        "every jti is 128 bits, base64url"
+    );
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 10_000, "every jti is unique");
