@@ -1,6 +1,7 @@
 //! A lean gRPC unary client on bare HTTP/2 (the `h2` crate): the load generator's default for
-//! `exchange` and `health`, so that on a shared two-core box the client takes as little of the
-//! machine as h2load does, while still reading every answer's `grpc-status` and message.
+//! `exchange` and `health`, so that on a shared two-core box the client takes less of the
+//! machine (about half of tonic's CPU per call), while still reading every answer's
+//! `grpc-status` and message.
 //!
 //! tonic's `Channel` puts a tower `Buffer` (a queue and a task of its own) and its codec in
 //! front of every call; on two cores shared with the server that costs the server about a
@@ -98,10 +99,9 @@ impl RawConnection {
             .header(http::header::TE, "trailers")
             .body(())
             .map_err(|e| e.to_string())?;
-        let mut sender = std::future::poll_fn(|cx| self.sender.poll_ready(cx))
-            .await
-            .map(|()| self.sender.clone())
-            .map_err(transport)?;
+        // Fails at once when the connection has failed; h2 itself queues streams beyond the
+        // server's concurrency limit.
+        let mut sender = self.sender.clone().ready().await.map_err(transport)?;
         let (response, mut stream) = sender.send_request(request, false).map_err(transport)?;
         stream.send_data(body, true).map_err(transport)?;
         let response = response.await.map_err(transport)?;
@@ -192,6 +192,51 @@ mod tests {
         format!("http://{address}")
     }
 
+    /// A bare HTTP/2 server answering by path with what tonic never sends: a message followed
+    /// by an error status in the trailers (`/error-after-message`), a message and no trailers
+    /// (`/no-trailers`), and a 2 MiB message with an OK status (`/large`).
+    async fn scripted_server() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                socket.set_nodelay(true).unwrap();
+                tokio::spawn(async move {
+                    let mut connection = h2::server::handshake(socket).await.unwrap();
+                    while let Some(Ok((request, mut respond))) = connection.accept().await {
+                        tokio::spawn(async move {
+                            let path = request.uri().path().to_owned();
+                            let mut body = request.into_body();
+                            while let Some(Ok(chunk)) = body.data().await {
+                                let _ = body.flow_control().release_capacity(chunk.len());
+                            }
+                            let head = http::Response::builder()
+                                .header("content-type", "application/grpc")
+                                .body(())
+                                .unwrap();
+                            let mut stream = respond.send_response(head, false).unwrap();
+                            let size = if path == "/large" { 2 << 20 } else { 8 };
+                            let message = frame(&HealthCheckRequest {
+                                service: "x".repeat(size),
+                            });
+                            let status = match path.as_str() {
+                                "/no-trailers" => return stream.send_data(message, true).unwrap(),
+                                "/error-after-message" => "13",
+                                _ => "0",
+                            };
+                            stream.send_data(message, false).unwrap();
+                            let mut trailers = http::HeaderMap::new();
+                            trailers.insert("grpc-status", status.parse().unwrap());
+                            stream.send_trailers(trailers).unwrap();
+                        });
+                    }
+                });
+            }
+        });
+        format!("http://{address}")
+    }
+
     fn check(service: &str) -> Bytes {
         frame(&HealthCheckRequest {
             service: service.into(),
@@ -227,6 +272,53 @@ mod tests {
                 .unwrap_err(),
             "Unimplemented"
         );
+    }
+
+    #[tokio::test]
+    async fn an_error_status_in_the_trailers_fails_the_call_despite_its_message() {
+        let mut connection = RawConnection::connect(&scripted_server().await)
+            .await
+            .unwrap();
+        assert_eq!(
+            connection
+                .call("/error-after-message", check("up"))
+                .await
+                .unwrap_err(),
+            "Internal"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_a_status_is_malformed_not_a_success() {
+        let mut connection = RawConnection::connect(&scripted_server().await)
+            .await
+            .unwrap();
+        assert_eq!(
+            connection
+                .call("/no-trailers", check("up"))
+                .await
+                .unwrap_err(),
+            "Malformed(no grpc-status)"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_larger_than_the_stream_window_keeps_flowing() {
+        // 2 MiB is twice what a stream may receive (1 MiB) before the client gives back
+        // capacity: without it, the call would stall. (h2 returns a closed stream's capacity
+        // to the connection by itself, so only one stream's window can fill.)
+        let mut connection = RawConnection::connect(&scripted_server().await)
+            .await
+            .unwrap();
+        let calls = async {
+            for _ in 0..3 {
+                let message = connection.call("/large", check("up")).await.unwrap();
+                assert!(message.len() > 2 << 20);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), calls)
+            .await
+            .expect("the calls stalled");
     }
 
     #[tokio::test]
