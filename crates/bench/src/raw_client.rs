@@ -37,16 +37,16 @@ impl RawConnection {
     /// Connects to `target` (`http://host:port`) over plain TCP; writes are batched as the
     /// server batches its own ([`tokenmint::batched_writes`]).
     pub async fn connect(target: &str) -> Result<Self, String> {
-        let uri: http::Uri = target.parse().map_err(|e| format!("{target}: {e}"))?;
+        let uri: http::Uri = target
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| e.to_string())?;
         if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
-            return Err(format!(
-                "{target}: the lean client speaks plain http:// only"
-            ));
+            return Err("the lean client speaks plain http:// only".into());
         }
         let authority = uri
             .authority()
             .cloned()
-            .ok_or_else(|| format!("{target}: no host"))?;
+            .ok_or_else(|| "no host".to_owned())?;
         let host = authority
             .host()
             .trim_start_matches('[')
@@ -57,15 +57,15 @@ impl RawConnection {
             tokio::net::TcpStream::connect((host, port)),
         )
         .await
-        .map_err(|_| format!("{target}: no answer in {CONNECT_TIMEOUT:?}"))?
-        .map_err(|e| format!("{target}: {e}"))?;
+        .map_err(|_| format!("no answer in {CONNECT_TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
         let (sender, connection) = h2::client::Builder::new()
             .initial_window_size(1 << 20)
             .initial_connection_window_size(1 << 24)
             .handshake::<_, Bytes>(BatchedWrites::new(stream))
             .await
-            .map_err(|e| format!("{target}: {e}"))?;
+            .map_err(|e| e.to_string())?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 eprintln!("tokenmint-bench: connection closed: {e}");
@@ -353,7 +353,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connecting_to_nothing_fails_with_the_target_named() {
+    async fn connecting_to_nothing_fails_with_the_reason() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         drop(listener);
@@ -361,6 +361,6 @@ mod tests {
             .await
             .err()
             .unwrap();
-        assert!(error.contains(&address.to_string()), "{error}");
+        assert!(error.contains("refused"), "{error}");
     }
 }
