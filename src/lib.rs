@@ -14,6 +14,7 @@ pub mod local_secrets;
 pub mod metrics;
 pub mod oauth2;
 pub mod proto;
+pub mod runtime;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

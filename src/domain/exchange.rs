@@ -186,7 +186,7 @@ impl Tokenmint {
             exp: now + lifetime,
             iat: now,
             nbf: now,
-            jti: self.token_id(),
+            jti: new_token_id(),
             client_id: key.key_id.to_string(),
             scope: scope.clone(),
             organization_id: key.organization_id.to_string(),
@@ -339,16 +339,6 @@ impl Tokenmint {
         Ok(Some(entry))
     }
 
-    /// A fresh `jti`: 128 random bits from the thread's generator (rand's `ThreadRng`, a
-    /// ChaCha CSPRNG seeded and reseeded from the operating system). A token ID must be unique
-    /// and unguessable, not secret, so it needs no system call of its own: taking it from
-    /// `getrandom` each time was one system call per exchange, 2 % of the server's time.
-    fn token_id(&self) -> String {
-        let mut bytes = [0u8; 16];
-        rand::Rng::fill(&mut rand::rng(), &mut bytes);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    }
-
     /// The claims of `token` if it is active right now: well signed, unexpired, and its key and
     /// user still active (read from the database, not the cache). Otherwise `None`. A caller
     /// learns about tokens of its own organization only, unless it is a superuser.
@@ -375,6 +365,16 @@ impl Tokenmint {
             && current.user.organization_id == claims.organization_id;
         Ok(active.then_some(claims))
     }
+}
+
+/// A fresh `jti`: 128 random bits from the thread's generator (rand's `ThreadRng`, a ChaCha
+/// CSPRNG seeded and reseeded from the operating system). A token ID must be unique and
+/// unguessable, not secret, so it needs no system call of its own: taking it from `getrandom`
+/// each time was one system call per exchange, 2 % of the server's time.
+fn new_token_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::Rng::fill(&mut rand::rng(), &mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 #[cfg(test)]

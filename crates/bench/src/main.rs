@@ -224,13 +224,8 @@ pub enum BenchError {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    // As in the server (src/main.rs): the client's tasks are short, so look at the sockets
-    // every 200 tasks, not every 61.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .event_interval(200)
-        .build();
-    match runtime {
+    // The server's runtime: the client's tasks are as short as the server's.
+    match tokenmint::runtime::build() {
         Ok(runtime) => runtime.block_on(bench()),
         Err(e) => {
             eprintln!("tokenmint-bench: cannot start the async runtime: {e}");
@@ -256,16 +251,21 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
             "--concurrency and --channels must be at least 1".into(),
         ));
     }
-    let needs_server = !matches!(args.rpc, BenchRpc::DbLookup | BenchRpc::ExchangeLookup);
-    let raw =
-        args.client == Client::H2 && matches!(args.rpc, BenchRpc::Exchange | BenchRpc::Health);
+    // The client that really makes the calls: the lean one serves two RPCs only.
+    let client = match args.rpc {
+        BenchRpc::DbLookup | BenchRpc::ExchangeLookup => Client::None,
+        BenchRpc::ListUsers if args.client == Client::H2 => Client::Tonic,
+        _ => args.client,
+    };
+    let needs_server = client != Client::None;
+    let raw = client == Client::H2;
     let targets: Vec<&str> = args.target.split(',').map(str::trim).collect();
     let mut channels = Vec::new();
-    let needs_tonic = needs_server && (!raw || args.prewarm || args.rpc == BenchRpc::ListUsers);
+    let needs_tonic = needs_server && (!raw || args.prewarm);
     for (_, target) in (0..args.channels * usize::from(needs_tonic)).zip(targets.iter().cycle()) {
         let endpoint = Endpoint::from_shared(target.to_string())
             .map_err(|e| BenchError::Usage(e.to_string()))?;
-        let channel = if args.client == Client::TonicUnbatched {
+        let channel = if client == Client::TonicUnbatched {
             endpoint.connect().await
         } else {
             endpoint.connect_with_connector(BatchedConnector).await
@@ -352,12 +352,6 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
         errors_by_code,
         cache_hit_rate,
         server_rss_bytes,
-    };
-    let client = match (raw, needs_server) {
-        (true, _) => Client::H2,
-        (false, true) if args.client == Client::TonicUnbatched => Client::TonicUnbatched,
-        (false, true) => Client::Tonic,
-        (false, false) => Client::None,
     };
     let keys = match &load {
         Load::Exchange { keys, choice, .. }
@@ -488,12 +482,11 @@ async fn load(args: &BenchArgs, channel: Option<Channel>) -> Result<Load, BenchE
     }
 }
 
-/// Opens plain TCP connections whose writes are batched like the server's
-/// ([`tokenmint::batched_writes`]): the requests a worker pass makes ready leave together.
+/// Opens tonic's connections through [`raw_client::open`], so their writes are batched too.
 #[derive(Clone, Copy, Debug)]
 struct BatchedConnector;
 
-impl tower_service::Service<tonic::codegen::http::Uri> for BatchedConnector {
+impl tower_service::Service<http::Uri> for BatchedConnector {
     type Response = hyper_util::rt::TokioIo<BatchedWrites<tokio::net::TcpStream>>;
     type Error = std::io::Error;
     type Future = std::pin::Pin<
@@ -507,19 +500,8 @@ impl tower_service::Service<tonic::codegen::http::Uri> for BatchedConnector {
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, uri: tonic::codegen::http::Uri) -> Self::Future {
-        Box::pin(async move {
-            let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "no host");
-            let host = uri.host().ok_or_else(invalid)?;
-            let host = host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned();
-            let port = uri.port_u16().unwrap_or(80);
-            let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-            stream.set_nodelay(true)?;
-            Ok(hyper_util::rt::TokioIo::new(BatchedWrites::new(stream)))
-        })
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        Box::pin(async move { Ok(hyper_util::rt::TokioIo::new(raw_client::open(&uri).await?)) })
     }
 }
 
@@ -623,7 +605,7 @@ async fn worker(
     let mut auth = AuthServiceClient::new(channel.clone());
     let mut health = HealthClient::new(channel.clone());
     let mut admin = AdminServiceClient::new(channel);
-    let mut raw = match caller {
+    let raw = match caller {
         Caller::Raw { connection, bodies } => Some((connection, bodies)),
         _ => None,
     };
@@ -666,7 +648,7 @@ async fn worker(
             };
             index.min(count - 1)
         };
-        let outcome: Result<(), String> = match (&load, &mut raw) {
+        let outcome: Result<(), String> = match (&load, &raw) {
             (Load::Exchange { keys, .. }, Some((connection, bodies))) => {
                 let body = bodies[pick(keys.len())].clone();
                 connection

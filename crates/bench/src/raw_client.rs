@@ -11,6 +11,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use std::time::Duration;
 use tokenmint::batched_writes::BatchedWrites;
+use tokio::net::TcpStream;
 
 /// A gRPC failure as the load generator counts it: the status code's name (`"NotFound"`), or
 /// what went wrong below gRPC (`"Transport"`, `"Malformed"`).
@@ -25,17 +26,38 @@ pub fn frame(message: &impl prost::Message) -> Bytes {
     framed.freeze()
 }
 
+/// How long opening a connection waits for a server that is not there.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A TCP connection to `uri`'s host and port whose writes are batched as the server batches
+/// its own ([`tokenmint::batched_writes`]): the requests a worker pass makes ready leave
+/// together. Both clients connect through it.
+pub async fn open(uri: &http::Uri) -> std::io::Result<BatchedWrites<TcpStream>> {
+    let host = uri
+        .host()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let connect = TcpStream::connect((host, uri.port_u16().unwrap_or(80)));
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| {
+            let message = format!("no answer in {CONNECT_TIMEOUT:?}");
+            std::io::Error::new(std::io::ErrorKind::TimedOut, message)
+        })??;
+    stream.set_nodelay(true)?;
+    Ok(BatchedWrites::new(stream))
+}
+
 /// One HTTP/2 connection to a gRPC server, shared by many calls at once.
 #[derive(Clone)]
 pub struct RawConnection {
     sender: h2::client::SendRequest<Bytes>,
     authority: http::uri::Authority,
-    scheme: http::uri::Scheme,
 }
 
 impl RawConnection {
-    /// Connects to `target` (`http://host:port`) over plain TCP; writes are batched as the
-    /// server batches its own ([`tokenmint::batched_writes`]).
+    /// Connects to `target` (`http://host:port`).
     pub async fn connect(target: &str) -> Result<Self, String> {
         let uri: http::Uri = target
             .parse()
@@ -43,27 +65,12 @@ impl RawConnection {
         if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
             return Err("the lean client speaks plain http:// only".into());
         }
-        let authority = uri
-            .authority()
-            .cloned()
-            .ok_or_else(|| "no host".to_owned())?;
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let port = authority.port_u16().unwrap_or(80);
-        let stream = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio::net::TcpStream::connect((host, port)),
-        )
-        .await
-        .map_err(|_| format!("no answer in {CONNECT_TIMEOUT:?}"))?
-        .map_err(|e| e.to_string())?;
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let authority = uri.authority().cloned().ok_or("no host")?;
+        let stream = open(&uri).await.map_err(|e| e.to_string())?;
         let (sender, connection) = h2::client::Builder::new()
             .initial_window_size(1 << 20)
             .initial_connection_window_size(1 << 24)
-            .handshake::<_, Bytes>(BatchedWrites::new(stream))
+            .handshake::<_, Bytes>(stream)
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(async move {
@@ -71,16 +78,12 @@ impl RawConnection {
                 eprintln!("tokenmint-bench: connection closed: {e}");
             }
         });
-        Ok(Self {
-            sender,
-            authority,
-            scheme: http::uri::Scheme::HTTP,
-        })
+        Ok(Self { sender, authority })
     }
 
     /// Calls `path` (`/package.Service/Method`) with the framed `body`, and returns the
     /// response's message (without its prefix) when the status is OK.
-    pub async fn call(&mut self, path: &'static str, body: Bytes) -> Result<Bytes, CallError> {
+    pub async fn call(&self, path: &'static str, body: Bytes) -> Result<Bytes, CallError> {
         let transport = |e: h2::Error| match e.reason() {
             Some(reason) if !e.is_go_away() => format!("Reset({reason:?})"),
             _ => "Transport".to_owned(),
@@ -89,7 +92,7 @@ impl RawConnection {
             .method(http::Method::POST)
             .uri(
                 http::Uri::builder()
-                    .scheme(self.scheme.clone())
+                    .scheme(http::uri::Scheme::HTTP)
                     .authority(self.authority.clone())
                     .path_and_query(path)
                     .build()
@@ -109,7 +112,7 @@ impl RawConnection {
             return Err(format!("Http{}", response.status().as_u16()));
         }
         // A failure is usually "trailers-only": its status arrives with the headers.
-        if let Some(status) = grpc_status(response.headers()) {
+        if let Some(Err(status)) = grpc_status(response.headers()) {
             return Err(status);
         }
         let mut body = response.into_body();
@@ -127,26 +130,26 @@ impl RawConnection {
         }
         let trailers = body.trailers().await.map_err(transport)?;
         match trailers.as_ref().and_then(grpc_status) {
-            Some(status) => Err(status),
-            None if trailers.is_none() => Err("Malformed(no grpc-status)".into()),
-            None => unframe(message),
+            Some(Ok(())) => unframe(message),
+            Some(Err(status)) => Err(status),
+            None => Err("Malformed(no grpc-status)".into()),
         }
     }
 }
 
-/// The named error of a `grpc-status` header other than OK; `None` when it is absent or OK.
-fn grpc_status(headers: &http::HeaderMap) -> Option<CallError> {
+/// The `grpc-status` among `headers`, if there is one: OK, or its named error.
+fn grpc_status(headers: &http::HeaderMap) -> Option<Result<(), CallError>> {
     let value = headers.get("grpc-status")?;
     let code = value
         .to_str()
         .ok()
         .and_then(|text| text.parse::<i32>().ok())
         .map(tonic::Code::from_i32);
-    match code {
-        Some(tonic::Code::Ok) => None,
-        Some(code) => Some(format!("{code:?}")),
-        None => Some("Malformed(grpc-status)".into()),
-    }
+    Some(match code {
+        Some(tonic::Code::Ok) => Ok(()),
+        Some(code) => Err(format!("{code:?}")),
+        None => Err("Malformed(grpc-status)".into()),
+    })
 }
 
 /// The one message of a unary response body.
@@ -161,9 +164,6 @@ fn unframe(mut body: Bytes) -> Result<Bytes, CallError> {
     }
     Ok(body)
 }
-
-/// How long [`RawConnection::connect`] waits for a server that is not there.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {
@@ -204,37 +204,42 @@ mod tests {
                 socket.set_nodelay(true).unwrap();
                 tokio::spawn(async move {
                     let mut connection = h2::server::handshake(socket).await.unwrap();
-                    while let Some(Ok((request, mut respond))) = connection.accept().await {
-                        tokio::spawn(async move {
-                            let path = request.uri().path().to_owned();
-                            let mut body = request.into_body();
-                            while let Some(Ok(chunk)) = body.data().await {
-                                let _ = body.flow_control().release_capacity(chunk.len());
-                            }
-                            let head = http::Response::builder()
-                                .header("content-type", "application/grpc")
-                                .body(())
-                                .unwrap();
-                            let mut stream = respond.send_response(head, false).unwrap();
-                            let size = if path == "/large" { 2 << 20 } else { 8 };
-                            let message = frame(&HealthCheckRequest {
-                                service: "x".repeat(size),
-                            });
-                            let status = match path.as_str() {
-                                "/no-trailers" => return stream.send_data(message, true).unwrap(),
-                                "/error-after-message" => "13",
-                                _ => "0",
-                            };
-                            stream.send_data(message, false).unwrap();
-                            let mut trailers = http::HeaderMap::new();
-                            trailers.insert("grpc-status", status.parse().unwrap());
-                            stream.send_trailers(trailers).unwrap();
-                        });
+                    while let Some(Ok((request, respond))) = connection.accept().await {
+                        tokio::spawn(scripted_answer(request, respond));
                     }
                 });
             }
         });
         format!("http://{address}")
+    }
+
+    async fn scripted_answer(
+        request: http::Request<h2::RecvStream>,
+        mut respond: h2::server::SendResponse<Bytes>,
+    ) {
+        let path = request.uri().path().to_owned();
+        let mut body = request.into_body();
+        while let Some(Ok(chunk)) = body.data().await {
+            let _ = body.flow_control().release_capacity(chunk.len());
+        }
+        let head = http::Response::builder()
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        let mut stream = respond.send_response(head, false).unwrap();
+        let size = if path == "/large" { 2 << 20 } else { 8 };
+        let message = frame(&HealthCheckRequest {
+            service: "x".repeat(size),
+        });
+        let status = match path.as_str() {
+            "/no-trailers" => return stream.send_data(message, true).unwrap(),
+            "/error-after-message" => "13",
+            _ => "0",
+        };
+        stream.send_data(message, false).unwrap();
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", status.parse().unwrap());
+        stream.send_trailers(trailers).unwrap();
     }
 
     fn check(service: &str) -> Bytes {
@@ -245,7 +250,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_successful_call_returns_the_decodable_message() {
-        let mut connection = RawConnection::connect(&health_server().await)
+        let connection = RawConnection::connect(&health_server().await)
             .await
             .unwrap();
         let message = connection.call(CHECK, check("up")).await.unwrap();
@@ -258,7 +263,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_call_is_counted_under_its_status_code() {
-        let mut connection = RawConnection::connect(&health_server().await)
+        let connection = RawConnection::connect(&health_server().await)
             .await
             .unwrap();
         assert_eq!(
@@ -276,7 +281,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_error_status_in_the_trailers_fails_the_call_despite_its_message() {
-        let mut connection = RawConnection::connect(&scripted_server().await)
+        let connection = RawConnection::connect(&scripted_server().await)
             .await
             .unwrap();
         assert_eq!(
@@ -290,7 +295,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_without_a_status_is_malformed_not_a_success() {
-        let mut connection = RawConnection::connect(&scripted_server().await)
+        let connection = RawConnection::connect(&scripted_server().await)
             .await
             .unwrap();
         assert_eq!(
@@ -307,7 +312,7 @@ mod tests {
         // 2 MiB is twice what a stream may receive (1 MiB) before the client gives back
         // capacity: without it, the call would stall. (h2 returns a closed stream's capacity
         // to the connection by itself, so only one stream's window can fill.)
-        let mut connection = RawConnection::connect(&scripted_server().await)
+        let connection = RawConnection::connect(&scripted_server().await)
             .await
             .unwrap();
         let calls = async {
@@ -323,7 +328,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_malformed_request_body_is_refused_by_the_server_not_counted_a_success() {
-        let mut connection = RawConnection::connect(&health_server().await)
+        let connection = RawConnection::connect(&health_server().await)
             .await
             .unwrap();
         let torn = Bytes::from_static(&[0, 0, 0, 0, 9, 1]);
@@ -336,7 +341,7 @@ mod tests {
             .await
             .unwrap();
         let calls = (0..200).map(|_| {
-            let mut connection = connection.clone();
+            let connection = connection.clone();
             tokio::spawn(async move { connection.call(CHECK, check("up")).await })
         });
         for call in calls {
