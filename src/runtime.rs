@@ -14,8 +14,12 @@ pub const EVENT_INTERVAL: u32 = 200;
 
 /// A multi-threaded runtime with I/O and timers, one worker per core.
 pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .event_interval(EVENT_INTERVAL)
-        .build()
+    builder().build()
+}
+
+/// [`build`]'s settings, for a caller that sets its own number of workers.
+pub fn builder() -> tokio::runtime::Builder {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().event_interval(EVENT_INTERVAL);
+    builder
 }

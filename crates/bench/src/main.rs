@@ -12,6 +12,7 @@ use hdrhistogram::Histogram;
 use rand::distr::Distribution;
 use raw_client::RawConnection;
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -135,12 +136,29 @@ pub struct BenchArgs {
     /// the distribution, not only its tail.
     #[arg(long)]
     pub quantiles: bool,
+    /// Worker threads of the load generator. By default one when it calls a server, as
+    /// h2load's default: on a machine it shares with the server, a second thread took a core's
+    /// share from the server and stretched every latency (docs/benchmarks.md). For `db-lookup`
+    /// and `exchange-lookup`, which call no server, one per core.
+    #[arg(long)]
+    pub threads: Option<NonZeroUsize>,
     /// How long to measure.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
     /// How long to run before measuring.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,
+}
+
+impl BenchArgs {
+    /// The load generator's worker threads; `None` is one per core.
+    pub fn threads(&self) -> Option<NonZeroUsize> {
+        match self.rpc {
+            _ if self.threads.is_some() => self.threads,
+            BenchRpc::DbLookup | BenchRpc::ExchangeLookup => None,
+            _ => Some(NonZeroUsize::MIN),
+        }
+    }
 }
 
 /// What one run measured.
@@ -224,9 +242,14 @@ pub enum BenchError {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    let args = BenchArgs::parse();
     // The server's runtime: the client's tasks are as short as the server's.
-    match tokenmint::runtime::build() {
-        Ok(runtime) => runtime.block_on(bench()),
+    let mut runtime = tokenmint::runtime::builder();
+    if let Some(threads) = args.threads() {
+        runtime.worker_threads(threads.get());
+    }
+    match runtime.build() {
+        Ok(runtime) => runtime.block_on(bench(args)),
         Err(e) => {
             eprintln!("tokenmint-bench: cannot start the async runtime: {e}");
             ExitCode::FAILURE
@@ -234,8 +257,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn bench() -> ExitCode {
-    match run(BenchArgs::parse()).await {
+async fn bench(args: BenchArgs) -> ExitCode {
+    match run(args).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tokenmint-bench: {e}");
@@ -362,8 +385,10 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
         _ => String::new(),
     };
     println!(
-        "rpc={:?}{keys} client={client:?} target={} concurrency={} channels={} duration={:?}\ncalls={} errors={} rate={:.0}/s p50={:.2}ms p99={:.2}ms p99.9={:.2}ms",
+        "rpc={:?}{keys} client={client:?} threads={} target={} concurrency={} channels={} duration={:?}\ncalls={} errors={} rate={:.0}/s p50={:.2}ms p99={:.2}ms p99.9={:.2}ms",
         args.rpc,
+        args.threads()
+            .map_or_else(|| "per core".to_owned(), |n| n.to_string()),
         args.target,
         args.concurrency,
         args.channels,
@@ -738,4 +763,41 @@ async fn worker(
         }
     }
     Ok((histogram, errors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<BenchArgs, clap::Error> {
+        BenchArgs::try_parse_from(std::iter::once("tokenmint-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn a_load_generator_calling_a_server_runs_on_one_thread_by_default() {
+        for rpc in ["exchange", "health", "list-users"] {
+            let args = parse(&["--rpc", rpc]).expect("valid arguments");
+            assert_eq!(args.threads(), NonZeroUsize::new(1), "{rpc}");
+        }
+    }
+
+    #[test]
+    fn database_lookups_run_on_every_core_by_default() {
+        for rpc in ["db-lookup", "exchange-lookup"] {
+            let args = parse(&["--rpc", rpc]).expect("valid arguments");
+            assert_eq!(args.threads(), None, "{rpc}");
+        }
+    }
+
+    #[test]
+    fn threads_given_are_used_whatever_the_rpc() {
+        let args = parse(&["--rpc", "db-lookup", "--threads", "3"]).expect("valid arguments");
+        assert_eq!(args.threads(), NonZeroUsize::new(3));
+    }
+
+    #[test]
+    fn zero_threads_are_refused() {
+        let error = parse(&["--threads", "0"]).expect_err("zero threads");
+        assert!(error.to_string().contains("--threads"), "{error}");
+    }
 }
