@@ -650,3 +650,41 @@ async fn a_failed_shared_read_reaches_every_caller_without_a_read_each() {
     assert!(shared < 20, "{shared}");
     assert_eq!(f.store.statements_executed() - statements, shared);
 }
+
+#[tokio::test]
+async fn a_bulk_load_leaves_postgresql_planning_with_the_new_row_count() {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    for (f, database) in every_backend().await {
+        with_org(&f, "org_a").await;
+        let users: Vec<_> = (0..3_000)
+            .map(|n| user(&format!("su_{n:05}"), "org_a", &format!("bot-{n}")))
+            .collect();
+        let tx = f.store.begin().await.unwrap();
+        tx.insert_service_users(users).await.unwrap();
+        tx.commit().await.unwrap();
+
+        f.store.analyze_after_bulk_load().await.unwrap();
+
+        let Some(name) = &database else {
+            // SQLite: nothing to refresh, and nothing refused.
+            continue;
+        };
+        let base = std::env::var("TOKENMINT_TEST_DATABASE_URL").unwrap();
+        let prefix = base.rsplit_once('/').map_or(base.as_str(), |(p, _)| p);
+        let raw = Database::connect(format!("{prefix}/{name}")).await.unwrap();
+        let row = raw
+            .query_one_raw(Statement::from_string(
+                raw.get_database_backend(),
+                "SELECT reltuples::float8 AS rows FROM pg_class \
+                 WHERE oid = 'service_users'::regclass",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let rows: f64 = row.try_get("", "rows").unwrap();
+        assert!(rows >= 3_000.0, "the planner believes {rows} rows");
+        raw.close().await.unwrap();
+        drop(f);
+        drop_database(database).await;
+    }
+}
