@@ -113,7 +113,9 @@ impl Tokenmint {
         let key = self
             .check_secret(&request.key_id, &request.secret, request.peer, true)
             .await?;
-        let now = self.now().timestamp();
+        // One instant for the token's times, the signing key's choice and the key's activity.
+        let now_time = self.now();
+        let now = now_time.timestamp();
         check_network(&key.allowed_cidrs, request.peer)?;
         // Judged only for an authenticated client, so the allowlist cannot be probed without
         // a key.
@@ -191,13 +193,13 @@ impl Tokenmint {
             scope: scope.clone(),
             organization_id: key.organization_id.to_string(),
         };
-        let access_token = self.keyring.sign(&claims, self.now())?;
+        let access_token = self.keyring.sign(&claims, now_time)?;
         self.activity.record_use(
             &key.key_id,
             &key.organization_id,
             &key.service_user_id,
             request.peer,
-            self.now(),
+            now_time,
         );
         Ok(IssuedToken {
             access_token,

@@ -38,7 +38,7 @@ impl fmt::Debug for ApiSecret {
 impl ApiSecret {
     /// A fresh secret from the system RNG.
     pub fn generate(rng: &dyn SecureRandom) -> Result<Self, CryptoError> {
-        let mut body = String::with_capacity(BODY_LEN);
+        let mut body = String::with_capacity(BODY_LEN + CHECKSUM_LEN);
         let mut buf = [0u8; 64];
         while body.len() < BODY_LEN {
             rng.fill(&mut buf).map_err(|_| CryptoError::Random)?;
@@ -50,8 +50,8 @@ impl ApiSecret {
                 body.push(BASE62[usize::from(*byte % 62)] as char);
             }
         }
-        let checksum = checksum(&body);
-        Ok(Self(format!("{SECRET_PREFIX}{body}{checksum}")))
+        body.extend(checksum(&body).map(char::from));
+        Ok(Self(format!("{SECRET_PREFIX}{body}")))
     }
 
     /// Checks prefix, length, alphabet and checksum.
@@ -59,11 +59,12 @@ impl ApiSecret {
         let rest = text
             .strip_prefix(SECRET_PREFIX)
             .ok_or(SecretFormatError::Malformed)?;
-        if text.len() != SECRET_LEN || !rest.bytes().all(|b| BASE62.contains(&b)) {
+        // BASE62 is exactly the ASCII letters and digits.
+        if text.len() != SECRET_LEN || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(SecretFormatError::Malformed);
         }
         let (body, sum) = rest.split_at(BODY_LEN);
-        if checksum(body) != sum {
+        if checksum(body) != sum.as_bytes() {
             return Err(SecretFormatError::Checksum);
         }
         Ok(Self(text.to_owned()))
@@ -75,14 +76,15 @@ impl ApiSecret {
     }
 }
 
-fn checksum(body: &str) -> String {
+/// The body's CRC32 in base62 characters.
+fn checksum(body: &str) -> [u8; CHECKSUM_LEN] {
     let mut value = u64::from(crc32fast::hash(body.as_bytes()));
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(value % 62) as usize];
         value /= 62;
     }
-    out.iter().map(|b| *b as char).collect()
+    out
 }
 
 /// Hashes secrets with HMAC-SHA-256 under the server's pepper and checks them in constant time.
@@ -170,6 +172,15 @@ mod tests {
             Err(SecretFormatError::Malformed)
         );
         assert_eq!(ApiSecret::parse(""), Err(SecretFormatError::Malformed));
+    }
+
+    #[test]
+    fn the_alphabet_is_every_ascii_letter_and_digit_once() {
+        let mut alphabet = BASE62.to_vec();
+        alphabet.sort_unstable();
+        alphabet.dedup();
+        assert_eq!(alphabet.len(), 62);
+        assert!(alphabet.iter().all(u8::is_ascii_alphanumeric));
     }
 
     #[test]
