@@ -79,9 +79,9 @@ prepare large 100000 10
 
 serve small 0
 admin small
-bench "empty RPC (health), the floor" 0 --rpc health
-# At one thread the load generator itself saturates on empty calls; two show the server's floor.
-bench "empty RPC (health), load generator on 2 threads" 0 --rpc health --threads 2
+# On empty calls a load generator of one thread is itself the limit: the floor takes two.
+bench "empty RPC (health), the floor (load generator on 2 threads)" 0 --rpc health --threads 2
+bench "empty RPC (health), load generator on 1 thread (the client's limit)" 0 --rpc health
 bench "exchange, 1 key" 0
 bench "exchange, 10,000 keys, cache warm" 0 --keys-file "$work/small.keys" --prewarm
 bench "ListServiceUsers pages of 100, 1,000 users" 0 --rpc list-users --concurrency 16

@@ -551,7 +551,9 @@ impl Tokenmint {
             .ok();
         v.finish()?;
         let grace = grace.unwrap_or_default();
-        let cached = self.check_secret(key_id, secret, peer, false).await?;
+        let cached = self
+            .check_secret(key_id, secret, peer, false, self.now())
+            .await?;
         crate::domain::exchange::check_network(&cached.allowed_cidrs, peer)?;
         let tx = self.store.begin().await?;
         tx.lock_organization(&cached.organization_id).await?;

@@ -21,26 +21,46 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that stands still until told to move; for tests.
+/// A clock that stands still until told to move, or moves a step on every reading; for tests.
 #[derive(Debug)]
-pub struct FakeClock(Mutex<DateTime<Utc>>);
+pub struct FakeClock(Mutex<FakeTime>);
+
+#[derive(Debug)]
+struct FakeTime {
+    now: DateTime<Utc>,
+    step_per_reading: TimeDelta,
+}
 
 impl FakeClock {
     /// A clock showing `start`.
     pub fn new(start: DateTime<Utc>) -> Self {
-        Self(Mutex::new(start.trunc_subsecs(6)))
+        Self(Mutex::new(FakeTime {
+            now: start.trunc_subsecs(6),
+            step_per_reading: TimeDelta::zero(),
+        }))
     }
 
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: TimeDelta) {
-        let mut now = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        *now += by;
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).now += by;
+    }
+
+    /// From now on, moves forward by `by` after every reading, as time passes between the
+    /// steps of one request.
+    pub fn step_on_every_reading(&self, by: TimeDelta) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .step_per_reading = by;
     }
 }
 
 impl Clock for FakeClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        let mut time = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (now, step) = (time.now, time.step_per_reading);
+        time.now += step;
+        now
     }
 }
 

@@ -110,12 +110,19 @@ impl Tokenmint {
         }
         v.finish()?;
 
-        let key = self
-            .check_secret(&request.key_id, &request.secret, request.peer, true)
-            .await?;
-        // One instant for the token's times, the signing key's choice and the key's activity.
+        // One instant for the key's expiry, the token's times, the signing key and the key's
+        // activity: a key judged alive is never given a token that ends before it starts.
         let now_time = self.now();
         let now = now_time.timestamp();
+        let key = self
+            .check_secret(
+                &request.key_id,
+                &request.secret,
+                request.peer,
+                true,
+                now_time,
+            )
+            .await?;
         check_network(&key.allowed_cidrs, request.peer)?;
         // Judged only for an authenticated client, so the allowlist cannot be probed without
         // a key.
@@ -218,8 +225,8 @@ impl Tokenmint {
         secret: &str,
         peer: Option<IpAddr>,
         grace: bool,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Arc<CachedKey>> {
-        let now = self.now();
         self.throttle
             .check(peer, key_id, now)
             .map_err(Error::Throttled)?;

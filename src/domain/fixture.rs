@@ -105,7 +105,6 @@ impl Tokenmint {
                 .map_err(|e| Error::Internal(format!("keeping the fixture's secrets: {e}")))?;
             created += secrets.len() as u64;
         }
-        self.store.analyze_after_bulk_load().await?;
         let tx = self.store.begin().await?;
         self.audit(
             &tx,
@@ -122,6 +121,7 @@ impl Tokenmint {
         )
         .await?;
         tx.commit().await?;
+        self.store.analyze_after_bulk_load().await?;
         Ok(created)
     }
 }

@@ -192,3 +192,41 @@ async fn a_key_state_follows_the_clock() {
     f.clock.advance(TimeDelta::days(366));
     assert_eq!(key_state(&key, f.app.now()), KeyState::Expired);
 }
+
+#[tokio::test]
+async fn a_key_judged_alive_is_never_given_a_token_that_ends_before_it_starts() {
+    let f = fixture().await;
+    let key_id = f.admin.key_id.as_str();
+    let expires = f
+        .app
+        .store
+        .find_exchange_key(key_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .expire_time;
+    // Two seconds before the key expires, with a second passing at every reading of the clock
+    // (a cache miss reads it once more), as if each step of the exchange were slow.
+    f.clock
+        .advance(expires - f.clock.now() - TimeDelta::seconds(2));
+    f.clock.step_on_every_reading(TimeDelta::seconds(1));
+    let issued = f
+        .app
+        .exchange_api_key(exchange(key_id, f.admin.secret.expose(), ""))
+        .await
+        .unwrap();
+    assert!(issued.expires_in >= 1, "lifetime {}", issued.expires_in);
+    assert!(issued.expire_time <= expires.timestamp());
+    let claims = f
+        .app
+        .keyring
+        .verify(&issued.access_token, None, issued.expire_time - 1)
+        .await
+        .unwrap();
+    assert!(
+        claims.exp > claims.iat,
+        "exp {} iat {}",
+        claims.exp,
+        claims.iat
+    );
+}

@@ -153,11 +153,10 @@ pub struct BenchArgs {
 impl BenchArgs {
     /// The load generator's worker threads; `None` is one per core.
     pub fn threads(&self) -> Option<NonZeroUsize> {
-        match self.rpc {
-            _ if self.threads.is_some() => self.threads,
+        self.threads.or(match self.rpc {
             BenchRpc::DbLookup | BenchRpc::ExchangeLookup => None,
             _ => Some(NonZeroUsize::MIN),
-        }
+        })
     }
 }
 
@@ -387,8 +386,8 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     println!(
         "rpc={:?}{keys} client={client:?} threads={} target={} concurrency={} channels={} duration={:?}\ncalls={} errors={} rate={:.0}/s p50={:.2}ms p99={:.2}ms p99.9={:.2}ms",
         args.rpc,
-        args.threads()
-            .map_or_else(|| "per core".to_owned(), |n| n.to_string()),
+        // What the runtime really has (tokio also reads TOKIO_WORKER_THREADS).
+        tokio::runtime::Handle::current().metrics().num_workers(),
         args.target,
         args.concurrency,
         args.channels,
@@ -791,8 +790,10 @@ mod tests {
 
     #[test]
     fn threads_given_are_used_whatever_the_rpc() {
-        let args = parse(&["--rpc", "db-lookup", "--threads", "3"]).expect("valid arguments");
-        assert_eq!(args.threads(), NonZeroUsize::new(3));
+        for rpc in ["health", "db-lookup"] {
+            let args = parse(&["--rpc", rpc, "--threads", "2"]).expect("valid arguments");
+            assert_eq!(args.threads(), NonZeroUsize::new(2), "{rpc}");
+        }
     }
 
     #[test]
