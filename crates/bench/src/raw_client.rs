@@ -279,30 +279,23 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn an_error_status_in_the_trailers_fails_the_call_despite_its_message() {
+    /// How a call to the scripted server's `path` fails.
+    async fn scripted_failure(path: &'static str) -> String {
         let connection = RawConnection::connect(&scripted_server().await)
             .await
             .unwrap();
-        assert_eq!(
-            connection
-                .call("/error-after-message", check("up"))
-                .await
-                .unwrap_err(),
-            "Internal"
-        );
+        connection.call(path, check("up")).await.unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn an_error_status_in_the_trailers_fails_the_call_despite_its_message() {
+        assert_eq!(scripted_failure("/error-after-message").await, "Internal");
     }
 
     #[tokio::test]
     async fn an_answer_without_a_status_is_malformed_not_a_success() {
-        let connection = RawConnection::connect(&scripted_server().await)
-            .await
-            .unwrap();
         assert_eq!(
-            connection
-                .call("/no-trailers", check("up"))
-                .await
-                .unwrap_err(),
+            scripted_failure("/no-trailers").await,
             "Malformed(no grpc-status)"
         );
     }

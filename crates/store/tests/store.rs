@@ -305,8 +305,7 @@ async fn every_backend() -> Vec<(Fixture, Option<String>)> {
             .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
             .await
             .unwrap();
-        let prefix = base.rsplit_once('/').map_or(base.as_str(), |(p, _)| p);
-        let store = Store::connect(&StoreOptions::new(format!("{prefix}/{name}")))
+        let store = Store::connect(&StoreOptions::new(sibling_database(&base, &name)))
             .await
             .unwrap();
         store.migrate().await.unwrap();
@@ -314,6 +313,12 @@ async fn every_backend() -> Vec<(Fixture, Option<String>)> {
         stores.push((Fixture { store, _dir: dir }, Some(name)));
     }
     stores
+}
+
+/// The URL of database `name` on the server of the URL `base`.
+fn sibling_database(base: &str, name: &str) -> String {
+    let prefix = base.rsplit_once('/').map_or(base, |(p, _)| p);
+    format!("{prefix}/{name}")
 }
 
 fn ulid_like() -> String {
@@ -670,8 +675,9 @@ async fn a_bulk_load_leaves_postgresql_planning_with_the_new_row_count() {
             continue;
         };
         let base = std::env::var("TOKENMINT_TEST_DATABASE_URL").unwrap();
-        let prefix = base.rsplit_once('/').map_or(base.as_str(), |(p, _)| p);
-        let raw = Database::connect(format!("{prefix}/{name}")).await.unwrap();
+        let raw = Database::connect(sibling_database(&base, name))
+            .await
+            .unwrap();
         let row = raw
             .query_one_raw(Statement::from_string(
                 raw.get_database_backend(),

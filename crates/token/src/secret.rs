@@ -38,7 +38,7 @@ impl fmt::Debug for ApiSecret {
 impl ApiSecret {
     /// A fresh secret from the system RNG.
     pub fn generate(rng: &dyn SecureRandom) -> Result<Self, CryptoError> {
-        let mut body = String::with_capacity(BODY_LEN + CHECKSUM_LEN);
+        let mut body = String::with_capacity(BODY_LEN);
         let mut buf = [0u8; 64];
         while body.len() < BODY_LEN {
             rng.fill(&mut buf).map_err(|_| CryptoError::Random)?;
@@ -50,8 +50,11 @@ impl ApiSecret {
                 body.push(BASE62[usize::from(*byte % 62)] as char);
             }
         }
-        body.extend(checksum(&body).map(char::from));
-        Ok(Self(format!("{SECRET_PREFIX}{body}")))
+        let mut secret = String::with_capacity(SECRET_LEN);
+        secret.push_str(SECRET_PREFIX);
+        secret.push_str(&body);
+        secret.extend(checksum(&body).map(char::from));
+        Ok(Self(secret))
     }
 
     /// Checks prefix, length, alphabet and checksum.
